@@ -1,0 +1,59 @@
+"""Helpers shared by the HTTP triggers: JSON and problem+json responses, errors mapped in one place."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import azure.functions as func
+
+from shared.errors import PROBLEM_JSON, BookingBridgeError, problem
+from shared.settings import SettingsError
+
+logger = logging.getLogger(__name__)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> func.HttpResponse:
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        mimetype="application/json",
+        headers=headers,
+    )
+
+
+def problem_response(
+    err: BookingBridgeError, req: func.HttpRequest | None = None
+) -> func.HttpResponse:
+    status, body = problem(err)
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=PROBLEM_JSON)
+
+
+def handle_errors(
+    handler: Callable[[func.HttpRequest], func.HttpResponse],
+) -> Callable[[func.HttpRequest], func.HttpResponse]:
+    """Turn our errors into problem+json; anything unexpected into a generic 500 (logged, not shown)."""
+
+    @functools.wraps(handler)  # keeps the name and signature the Functions worker inspects
+    def wrapper(req: func.HttpRequest) -> func.HttpResponse:
+        try:
+            return handler(req)
+        except BookingBridgeError as err:
+            if err.status >= 500:
+                logger.error(
+                    "%s failed: %s %s", handler.__name__, type(err).__name__, err.log_detail
+                )
+            return problem_response(err, req)
+        except SettingsError as err:
+            logger.error("%s: %s", handler.__name__, err)
+            return problem_response(BookingBridgeError("Service misconfigured"), req)
+        except Exception:
+            logger.exception("%s failed unexpectedly", handler.__name__)
+            return problem_response(BookingBridgeError(), req)
+
+    return wrapper

@@ -1,0 +1,170 @@
+"""Application settings: one typed, frozen object, read lazily from app settings (environment).
+
+Nothing reads the environment at import time (an import-time failure would make every function
+silently disappear after deploy). `get_settings()` reads and validates everything on first use and,
+if anything is missing or malformed, raises one `SettingsError` naming every problem at once.
+
+Endpoints are settings so one code path serves Azure and the local stack:
+
+| setting | meaning | default |
+|---|---|---|
+| `AzureWebJobsStorage` | storage connection string (local stack / Azurite) | - |
+| `AzureWebJobsStorage__accountName` | or: account name for identity-based access (Azure) | - |
+| `AzureWebJobsStorage__clientId` | user-assigned identity for storage (Azure) | - |
+| `BB_KEY_VAULT_URL` | Key Vault holding refresh tokens, client secret, clientState keys | required |
+| `BB_AUTHORITY_HOST` | Microsoft identity platform host | `https://login.microsoftonline.com` |
+| `BB_GRAPH_BASE_URL` | Microsoft Graph base URL including version | `https://graph.microsoft.com/v1.0` |
+| `BB_CA_BUNDLE` | extra CA file trusted for the endpoints above (local TLS) | none |
+| `BB_CLIENT_ID` | BookingBridge's own (multi-tenant) app registration | required |
+| `BB_PUBLIC_BASE_URL` | where Microsoft reaches this app, e.g. `https://x.azurewebsites.net/api` | required |
+| `BB_API_AUDIENCE` | `aud` of bearer tokens the API accepts (e.g. `api://bookingbridge`) | required |
+| `BB_API_TENANT_ID` | tenant whose issuer signs portal/admin bearer tokens | required |
+| `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
+| `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+class SettingsError(RuntimeError):
+    """One or more settings are missing or malformed; the message names every one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid app settings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Either a connection string (Azurite, or a key-based account) or identity-based endpoints."""
+
+    connection_string: str | None
+    table_endpoint: str | None
+    queue_endpoint: str | None
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """How the app itself authenticates to Azure resources (Key Vault; storage when identity-based)."""
+
+    client_id: str | None
+    tenant_id: str | None
+    client_secret: str | None  # local stack only; in Azure the managed identity needs none
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    key_vault_url: str
+    authority_host: str
+    graph_base_url: str
+    ca_bundle: str | None
+    client_id: str
+    public_base_url: str
+    api_audience: str
+    api_tenant_id: str
+    identity: IdentitySettings
+
+    @property
+    def verify(self) -> str | bool:
+        """What TLS clients should trust: our CA file if configured, else the system store."""
+        return self.ca_bundle or True
+
+
+class _Reader:
+    """Collects problems instead of failing on the first, so one error names them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def required(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            self.problems.append(f"{name} is missing")
+            return ""
+        return value
+
+    def url(self, name: str, default: str | None = None, *, https: bool = True) -> str:
+        value = self.get(name, default) if default is not None else self.required(name)
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in (("https",) if https else ("https", "http")) or not parts.netloc:
+            wanted = "an https URL" if https else "an http(s) URL"
+            self.problems.append(f"{name} must be {wanted}, got {value!r}")
+            return ""
+        return value.rstrip("/")
+
+    def guid(self, name: str, *, required: bool = True) -> str | None:
+        value = self.required(name) if required else self.get(name)
+        if value and not _GUID.match(value):
+            self.problems.append(f"{name} must be a GUID")
+        return value
+
+    def file(self, name: str) -> str | None:
+        value = self.get(name)
+        if value and not Path(value).is_file():
+            self.problems.append(f"{name} names a file that does not exist: {value}")
+        return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build settings from a mapping (the environment, or a test's dict)."""
+    r = _Reader(env)
+    connection_string = r.get("AzureWebJobsStorage")
+    account = r.get("AzureWebJobsStorage__accountName")
+    if connection_string is None and account is None:
+        r.problems.append("AzureWebJobsStorage or AzureWebJobsStorage__accountName is missing")
+    storage = StorageSettings(
+        connection_string=connection_string,
+        table_endpoint=None if connection_string else f"https://{account}.table.core.windows.net",
+        queue_endpoint=None if connection_string else f"https://{account}.queue.core.windows.net",
+        client_id=r.get("AzureWebJobsStorage__clientId"),
+    )
+    settings = Settings(
+        storage=storage,
+        # Key Vault URLs end with "/" by convention; the client accepts either.
+        key_vault_url=r.url("BB_KEY_VAULT_URL"),
+        authority_host=r.url("BB_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+        graph_base_url=r.url("BB_GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"),
+        ca_bundle=r.file("BB_CA_BUNDLE"),
+        client_id=r.guid("BB_CLIENT_ID") or "",
+        # Plain http is allowed here only because the local Functions host has no TLS.
+        public_base_url=r.url("BB_PUBLIC_BASE_URL", https=False),
+        api_audience=r.required("BB_API_AUDIENCE"),
+        api_tenant_id=r.guid("BB_API_TENANT_ID") or "",
+        identity=IdentitySettings(
+            client_id=r.get("AZURE_CLIENT_ID"),
+            tenant_id=r.get("AZURE_TENANT_ID"),
+            client_secret=r.get("AZURE_CLIENT_SECRET"),
+        ),
+    )
+    if settings.identity.client_secret and not (
+        settings.identity.client_id and settings.identity.tenant_id
+    ):
+        r.problems.append("AZURE_CLIENT_SECRET needs AZURE_CLIENT_ID and AZURE_TENANT_ID")
+    if r.problems:
+        raise SettingsError(r.problems)
+    return settings
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use. Tests call `get_settings.cache_clear()`."""
+    return load_settings(os.environ)
