@@ -1,41 +1,23 @@
 """The OpenAPI 3.1 description of BookingBridge's HTTP API, served at GET /api/openapi.json.
 
-Kept true by tests/unit/test_openapi.py: every HTTP route of the app is described here and every path
-here is a route of the app. Each feature adds its operations to `OPERATIONS`.
+Kept true by tests/unit/test_function_app.py: every HTTP route of the app is described here and every path
+here is a route of the app.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 
 # (method, path relative to /api, summary, auth: "anonymous" | "bearer", extra operation fields)
-OPERATIONS: list[tuple[str, str, str, str, dict[str, Any]]] = [
-    (
-        "get",
-        "/health",
-        "Health of tables, queues, Key Vault and Graph",
-        "anonymous",
-        {
-            "responses": {
-                "200": {
-                    "description": "Health report",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
-                    },
-                }
-            }
-        },
-    ),
-    (
-        "get",
-        "/openapi.json",
-        "This OpenAPI description",
-        "anonymous",
-        {"responses": {"200": {"description": "OpenAPI 3.1 document"}}},
-    ),
-]
+Operation = tuple[str, str, str, str, dict[str, Any]]
+
+# Each API surface describes its own operations in shared/apispec/<surface>.py as
+#   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
+# so features add routes without editing a shared list.
+SURFACES = ("ops",)
 
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {
@@ -47,17 +29,6 @@ COMPONENTS: dict[str, Any] = {
         }
     },
     "schemas": {
-        "Health": {
-            "type": "object",
-            "required": ["status", "components"],
-            "properties": {
-                "status": {"enum": ["ok", "degraded"]},
-                "components": {
-                    "type": "object",
-                    "additionalProperties": {"enum": ["ok", "degraded"]},
-                },
-            },
-        },
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status", "detail"],
@@ -93,7 +64,13 @@ COMPONENTS: dict[str, Any] = {
 
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, auth, extra in OPERATIONS:
+    schemas = dict(COMPONENTS["schemas"])
+    operations: list[Operation] = []
+    for surface in SURFACES:
+        module = importlib.import_module(f"shared.apispec.{surface}")
+        operations.extend(module.OPERATIONS)
+        schemas.update(getattr(module, "SCHEMAS", {}))
+    for method, path, summary, auth, extra in operations:
         operation: dict[str, Any] = {"summary": summary, **extra}
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
         if auth != "anonymous":
@@ -108,5 +85,5 @@ def openapi_document() -> dict[str, Any]:
         },
         "servers": [{"url": "/api"}],
         "paths": paths,
-        "components": COMPONENTS,
+        "components": {**COMPONENTS, "schemas": schemas},
     }
