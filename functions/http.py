@@ -10,7 +10,8 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.errors import PROBLEM_JSON, BookingBridgeError, problem
+from shared.auth import Caller
+from shared.errors import PROBLEM_JSON, BookingBridgeError, FieldError, ValidationFailed, problem
 from shared.settings import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -57,3 +58,28 @@ def handle_errors(
             return problem_response(BookingBridgeError(), req)
 
     return wrapper
+
+
+def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:
+    """Authenticate the bearer token; with a building, also require that the caller may reach it.
+
+    Every non-anonymous route calls this first: 401 without a valid token, 403 for another building.
+    """
+    from shared.auth import default_validator
+
+    caller = default_validator().caller(req.headers.get("Authorization"))
+    if building_id is not None:
+        caller.require_building(building_id)
+    return caller
+
+
+def read_json(req: func.HttpRequest, *, expect: type = dict) -> Any:
+    """The request body as JSON of the expected top-level type, or a 400 naming the body."""
+    try:
+        body = json.loads(req.get_body() or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed([FieldError("body", "must be valid JSON")]) from exc
+    if not isinstance(body, expect):
+        kind = "an object" if expect is dict else "an array"
+        raise ValidationFailed([FieldError("body", f"must be a JSON {kind}")])
+    return body
