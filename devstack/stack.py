@@ -1,0 +1,163 @@
+"""The whole local stack in one call: Azurite, the Microsoft 365 emulator, the Functions host.
+
+`make run` (devstack/run.py) and the end-to-end test fixtures both use `start_stack()`, so what the
+tests exercise is exactly what a developer runs. Everything binds to loopback; the stack's files
+(TLS, settings, keys, logs, Azurite data when persistent) live under one state directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from devstack.azurite import Azurite, start_azurite
+from devstack.procs import REPO_ROOT, free_port
+from devstack.tls import ensure_tls
+
+DEMO_SCENARIO = REPO_ROOT / "devstack" / "scenarios" / "demo.json"
+DEMO_BUILDING = "demo-building"
+
+
+@dataclass
+class Stack:
+    state_dir: Path
+    azurite: Azurite
+    emulator: Any  # devstack.m365.RunningEmulator
+    host: Any  # devstack.host.HostProcess
+    settings: dict[str, str]
+    endpoints: dict[str, Any]
+    _stopped: bool = field(default=False, repr=False)
+
+    @property
+    def functions_url(self) -> str:
+        return str(self.endpoints["functionsBaseUrl"])
+
+    def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        for piece in (self.host, self.emulator, self.azurite):
+            if piece is not None:
+                piece.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> dict[str, str]:
+    """The app settings that point the unmodified app at the local stack."""
+    seed = emulator.seed
+    tenant = seed["tenants"][0]
+    app = seed["apps"]["bookingbridge"]
+    return {
+        "FUNCTIONS_WORKER_RUNTIME": "python",
+        "AzureWebJobsStorage": azurite.connection_string,
+        "BB_KEY_VAULT_URL": emulator.key_vault_url,
+        "BB_AUTHORITY_HOST": emulator.base_url,
+        "BB_GRAPH_BASE_URL": emulator.base_url + "/v1.0",
+        "BB_CA_BUNDLE": str(emulator.ca_bundle),
+        "BB_CLIENT_ID": app["clientId"],
+        "BB_PUBLIC_BASE_URL": functions_base_url,
+        "BB_API_AUDIENCE": app.get("identifierUri") or "api://bookingbridge",
+        "BB_API_TENANT_ID": tenant["id"],
+        # On the local stack a client-secret credential stands in for the managed identity.
+        "AZURE_TENANT_ID": tenant["id"],
+        "AZURE_CLIENT_ID": app["clientId"],
+        "AZURE_CLIENT_SECRET": app["clientSecret"],
+    }
+
+
+def endpoints_document(
+    stack_settings: dict[str, str], emulator: Any, azurite: Azurite
+) -> dict[str, Any]:
+    """`.devstack/endpoints.json`: the keys are fixed by DEVSTACK.md."""
+    seed = emulator.seed
+    tenant = seed["tenants"][0]
+    app = seed["apps"]["bookingbridge"]
+    portal = seed["apps"]["portal"]
+    base = stack_settings["BB_PUBLIC_BASE_URL"]
+    return {
+        "functionsBaseUrl": base,
+        "emulatorBaseUrl": emulator.base_url,
+        "authorityHost": emulator.base_url,
+        "graphBaseUrl": emulator.base_url + "/v1.0",
+        "keyVaultUrl": emulator.key_vault_url,
+        "caBundle": str(emulator.ca_bundle),
+        "tenantId": tenant["id"],
+        "tenantDomain": tenant["domain"],
+        "app": {"clientId": app["clientId"], "clientSecret": app["clientSecret"]},
+        "portal": {
+            "clientId": portal["clientId"],
+            "clientSecret": portal["clientSecret"],
+            "scope": stack_settings["BB_API_AUDIENCE"] + "/.default",
+        },
+        "admin": _admin(tenant),
+        "buildingId": DEMO_BUILDING,
+        "returnUrl": f"{base}/health?connected=demo",
+        "storage": azurite.connection_string,
+    }
+
+
+def _admin(tenant: dict[str, Any]) -> dict[str, Any]:
+    admin = tenant.get("admin") or {}
+    return {"username": admin.get("userPrincipalName"), "password": admin.get("password")}
+
+
+def start_stack(
+    state_dir: Path,
+    *,
+    functions_port: int = 0,
+    persistent: bool = False,
+    azurite_ports: tuple[int, int, int] | None = None,
+    scenario: Path = DEMO_SCENARIO,
+    extra_settings: dict[str, str] | None = None,
+) -> Stack:
+    """Start every piece (each waits until ready); on any failure, stop what already started."""
+    from devstack.host import start_host_process
+    from devstack.m365 import start_emulator
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    tls = ensure_tls(state_dir / "tls")
+    azurite = emulator = host = None
+    try:
+        azurite = start_azurite(
+            location=state_dir / "azurite" if persistent else None,
+            ports=azurite_ports,
+            log_path=logs / "azurite.log",
+        )
+        emulator = start_emulator(
+            tls.ca_cert.parent, scenario=scenario, auto_consent=True, log_path=logs / "m365.log"
+        )
+        port = functions_port or free_port()
+        settings = app_settings(azurite, emulator, f"http://127.0.0.1:{port}/api")
+        settings.update(extra_settings or {})
+        settings_file = state_dir / "local.settings.json"
+        _write_private(settings_file, {"IsEncrypted": False, "Values": settings})
+        host = start_host_process(
+            "function_app:app",
+            app_dir=REPO_ROOT,
+            settings=settings_file,
+            keys_file=state_dir / "host-keys.json",
+            workdir=state_dir / "host",
+            port=port,
+        )
+        endpoints = endpoints_document(settings, emulator, azurite)
+        _write_private(state_dir / "endpoints.json", endpoints)
+        return Stack(state_dir, azurite, emulator, host, settings, endpoints)
+    except BaseException:
+        for piece in (host, emulator, azurite):
+            if piece is not None:
+                piece.stop()
+        raise
+
+
+def _write_private(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2))
+    path.chmod(0o600)  # local credentials

@@ -1,0 +1,75 @@
+"""End-to-end fixtures: the whole local stack (devstack.stack.start_stack), as `make run` runs it.
+
+One stack per test session (starting it costs a few seconds); tests isolate themselves by using
+their own building ids, and tenants seeded fresh through the emulator's control API when they need
+a pristine tenant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import msal
+import pytest
+import requests
+
+from devstack.stack import Stack, start_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def endpoints(stack: Stack) -> dict[str, Any]:
+    return stack.endpoints
+
+
+def msal_session(ca_bundle: str) -> requests.Session:
+    """MSAL ignores `verify=` when REQUESTS_CA_BUNDLE is set (MACHINE.md): give it a session."""
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = ca_bundle
+    return session
+
+
+@pytest.fixture(scope="session")
+def portal_token(endpoints: dict[str, Any]) -> str:
+    """A Portal.Service token, as a portal backend gets it (client credentials)."""
+    app = msal.ConfidentialClientApplication(
+        endpoints["portal"]["clientId"],
+        client_credential=endpoints["portal"]["clientSecret"],
+        authority=f"{endpoints['authorityHost']}/{endpoints['tenantId']}",
+        instance_discovery=False,
+        http_client=msal_session(endpoints["caBundle"]),
+    )
+    result = app.acquire_token_for_client(scopes=[endpoints["portal"]["scope"]])
+    assert "access_token" in result, result.get("error_description")
+    return str(result["access_token"])
+
+
+@pytest.fixture(scope="session")
+def api(endpoints: dict[str, Any], portal_token: str) -> Iterator[httpx.Client]:
+    """An httpx client on the Functions host, authenticated as Portal.Service."""
+    with httpx.Client(
+        base_url=endpoints["functionsBaseUrl"] + "/",
+        headers={"Authorization": f"Bearer {portal_token}"},
+        trust_env=False,
+        timeout=30,
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def anonymous(endpoints: dict[str, Any]) -> Iterator[httpx.Client]:
+    with httpx.Client(
+        base_url=endpoints["functionsBaseUrl"] + "/", trust_env=False, timeout=30
+    ) as client:
+        yield client

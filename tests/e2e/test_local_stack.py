@@ -1,0 +1,44 @@
+"""The local stack as `make run` starts it: every piece answers and endpoints.json is complete."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+from devstack.stack import Stack
+
+FIXED_KEYS = {
+    "functionsBaseUrl", "emulatorBaseUrl", "authorityHost", "graphBaseUrl", "keyVaultUrl",
+    "caBundle", "tenantId", "tenantDomain", "app", "portal", "admin", "buildingId", "returnUrl",
+    "storage",
+}  # fmt: skip
+
+
+def test_endpoints_json_has_every_fixed_key(stack: Stack) -> None:
+    written = json.loads((stack.state_dir / "endpoints.json").read_text())
+    assert set(written) >= FIXED_KEYS
+    assert written["graphBaseUrl"] == written["emulatorBaseUrl"] + "/v1.0"
+    assert set(written["app"]) >= {"clientId", "clientSecret"}
+    assert written["portal"]["scope"].endswith("/.default")
+    assert (stack.state_dir / "endpoints.json").stat().st_mode & 0o077 == 0  # holds secrets
+
+
+def test_health_is_ok_for_every_component(anonymous: httpx.Client) -> None:
+    started = time.monotonic()
+    response = anonymous.get("health")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    assert body == {
+        "status": "ok",
+        "components": {"tables": "ok", "queues": "ok", "keyVault": "ok", "graph": "ok"},
+    }, body
+    assert time.monotonic() - started < 5
+
+
+def test_openapi_is_served(anonymous: httpx.Client) -> None:
+    document = anonymous.get("openapi.json").json()
+    assert document["openapi"].startswith("3.1")
+    assert "/health" in document["paths"]
