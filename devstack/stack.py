@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from devstack.azurite import Azurite, start_azurite
 from devstack.procs import REPO_ROOT, free_port
@@ -52,7 +53,7 @@ class Stack:
 def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> dict[str, str]:
     """The app settings that point the unmodified app at the local stack."""
     seed = emulator.seed
-    tenant = seed["tenants"][0]
+    tenant = seed["tenant"]
     app = seed["apps"]["bookingbridge"]
     return {
         "FUNCTIONS_WORKER_RUNTIME": "python",
@@ -69,7 +70,56 @@ def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> di
         "AZURE_TENANT_ID": tenant["id"],
         "AZURE_CLIENT_ID": app["clientId"],
         "AZURE_CLIENT_SECRET": app["clientSecret"],
+        # Connect flows may return to the stack itself (endpoints.json `returnUrl`).
+        "BB_RETURN_URL_ORIGINS": _origin(functions_base_url),
+        "BB_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
+        "BB_KEEPALIVE_SCHEDULE": "0 0 3 * * *",
     }
+
+
+CLIENT_SECRET_NAME = "bookingbridge-client-secret"
+
+
+def _first_tenant(seed: dict[str, Any]) -> dict[str, Any]:
+    """The seed's first tenant (`tenants` is keyed by scenario key; `tenant` is the first)."""
+    if "tenant" in seed:
+        return dict(seed["tenant"])
+    tenants = seed["tenants"]
+    return dict(tenants[0] if isinstance(tenants, list) else next(iter(tenants.values())))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def seed_app_secret(emulator: Any) -> None:
+    """Put the app registration's client secret where the app reads it: the Key Vault emulator.
+
+    Written with the real SecretClient and the app's own credential (as an operator would with
+    `az keyvault secret set`), so the local stack needs no special path in the app.
+    """
+    from azure.identity import ClientSecretCredential
+    from azure.keyvault.secrets import SecretClient
+
+    tenant = _first_tenant(emulator.seed)
+    app = emulator.seed["apps"]["bookingbridge"]
+    credential = ClientSecretCredential(
+        tenant["id"],
+        app["clientId"],
+        app["clientSecret"],
+        authority=emulator.base_url,
+        disable_instance_discovery=True,
+        connection_verify=str(emulator.ca_bundle),
+    )
+    client = SecretClient(
+        emulator.key_vault_url,
+        credential,
+        verify_challenge_resource=False,
+        connection_verify=str(emulator.ca_bundle),
+    )
+    with client:
+        client.set_secret(CLIENT_SECRET_NAME, app["clientSecret"], content_type="client-secret")
 
 
 def endpoints_document(
@@ -77,7 +127,7 @@ def endpoints_document(
 ) -> dict[str, Any]:
     """`.devstack/endpoints.json`: the keys are fixed by DEVSTACK.md."""
     seed = emulator.seed
-    tenant = seed["tenants"][0]
+    tenant = seed["tenant"]
     app = seed["apps"]["bookingbridge"]
     portal = seed["apps"]["portal"]
     base = stack_settings["BB_PUBLIC_BASE_URL"]
@@ -104,7 +154,7 @@ def endpoints_document(
 
 
 def _admin(tenant: dict[str, Any]) -> dict[str, Any]:
-    admin = tenant.get("admin") or {}
+    admin = tenant["users"]["admin"]  # the demo scenario's building admin
     return {"username": admin.get("userPrincipalName"), "password": admin.get("password")}
 
 
@@ -132,10 +182,18 @@ def start_stack(
             ports=azurite_ports,
             log_path=logs / "azurite.log",
         )
-        emulator = start_emulator(
-            tls.ca_cert.parent, scenario=scenario, auto_consent=True, log_path=logs / "m365.log"
-        )
+        emulator = start_emulator(tls.ca_cert.parent, auto_consent=True, log_path=logs / "m365.log")
         port = functions_port or free_port()
+        # Seeded after start so the app registration knows this stack's (random) callback URLs.
+        base = f"http://127.0.0.1:{port}/api"
+        emulator.seed = emulator.seed_scenario(
+            json.loads(Path(scenario).read_text()),
+            fresh=False,
+            redirect_uris={
+                "bookingbridge": [f"{base}/oauth/callback", f"{base}/oauth/adminconsent"]
+            },
+        )
+        seed_app_secret(emulator)
         settings = app_settings(azurite, emulator, f"http://127.0.0.1:{port}/api")
         settings.update(extra_settings or {})
         settings_file = state_dir / "local.settings.json"
@@ -147,6 +205,7 @@ def start_stack(
             keys_file=state_dir / "host-keys.json",
             workdir=state_dir / "host",
             port=port,
+            log_path=logs / "functions.log",
         )
         endpoints = endpoints_document(settings, emulator, azurite)
         _write_private(state_dir / "endpoints.json", endpoints)
