@@ -100,6 +100,10 @@ class User:
     room: dict[str, Any] = field(default_factory=dict)  # capacity, building, floorNumber, ...
     extra: dict[str, Any] = field(default_factory=dict)  # other Graph user properties, verbatim
     account_enabled: bool = True
+    # Directory extension attributes (Entra: schema extensions on the user). An app that lists one in
+    # its `optionalClaims` gets it as a claim in access tokens for its API, as Entra emits
+    # directory extensions configured as optional claims.
+    extension_attributes: dict[str, Any] = field(default_factory=dict)
     _password_salt: bytes = b""
     _password_hash: bytes = b""
 
@@ -183,6 +187,7 @@ class App:
     # resource (GRAPH_RESOURCE, KEY_VAULT_RESOURCE or an API's client id) -> permissions
     required_delegated: dict[str, set[str]]
     required_application: dict[str, set[str]]
+    optional_claims: list[str] = field(default_factory=list)  # user extension attributes to emit
     _secret_hashes: list[bytes] = field(default_factory=list)
 
     @property
@@ -564,6 +569,7 @@ class Directory:
             exposed_scopes=list(spec.get("scopes", [])),
             required_delegated=delegated,
             required_application=application,
+            optional_claims=[str(c) for c in spec.get("optionalClaims", [])],
         )
 
     def _seed_tenant(
@@ -600,6 +606,7 @@ class Directory:
                 room=dict(u.get("room", {})),
                 extra=dict(u.get("extra", {})),
                 account_enabled=kind != "room",
+                extension_attributes=dict(u.get("extensionAttributes", {})),
             )
             entry: dict[str, Any] = {
                 "id": user.id,

@@ -73,3 +73,33 @@ def anonymous(endpoints: dict[str, Any]) -> Iterator[httpx.Client]:
         base_url=endpoints["functionsBaseUrl"] + "/", trust_env=False, timeout=30
     ) as client:
         yield client
+
+
+def user_token(endpoints: dict[str, Any], username: str, password: str) -> str:
+    """A user's token for the BookingBridge API (ROPC through the portal client, via MSAL)."""
+    app = msal.ConfidentialClientApplication(
+        endpoints["portal"]["clientId"],
+        client_credential=endpoints["portal"]["clientSecret"],
+        authority=f"{endpoints['authorityHost']}/{endpoints['tenantId']}",
+        instance_discovery=False,
+        http_client=msal_session(endpoints["caBundle"]),
+    )
+    result = app.acquire_token_by_username_password(
+        username, password, scopes=[endpoints["portal"]["scope"]]
+    )
+    assert "access_token" in result, result.get("error_description")
+    return str(result["access_token"])
+
+
+@pytest.fixture(scope="session")
+def admin_token(stack: Stack, endpoints: dict[str, Any]) -> str:
+    """The demo building's admin (Building.Admin, buildings claim = [demo building])."""
+    admin = endpoints["admin"]
+    return user_token(endpoints, admin["username"], admin["password"])
+
+
+@pytest.fixture(scope="session")
+def other_admin_token(stack: Stack, endpoints: dict[str, Any]) -> str:
+    """Building.Admin of another building (`annex-building`), for cross-building refusals."""
+    bruno = stack.emulator.seed["tenant"]["users"]["bruno"]
+    return user_token(endpoints, bruno["userPrincipalName"], bruno["password"])

@@ -7,8 +7,10 @@ import time
 from typing import Any
 
 import httpx
+import jwt
 
 from devstack.stack import Stack
+from shared.auth import caller_from_claims
 
 FIXED_KEYS = {
     "functionsBaseUrl", "emulatorBaseUrl", "authorityHost", "graphBaseUrl", "keyVaultUrl",
@@ -42,3 +44,16 @@ def test_openapi_is_served(anonymous: httpx.Client) -> None:
     document = anonymous.get("openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert "/health" in document["paths"]
+
+
+def test_admin_tokens_carry_role_and_buildings(
+    stack: Stack, admin_token: str, other_admin_token: str
+) -> None:
+    claims = jwt.decode(admin_token, options={"verify_signature": False})
+    assert claims["roles"] == ["Building.Admin"]
+    assert claims["buildings"] == [stack.endpoints["buildingId"]]
+    assert claims["aud"] == stack.endpoints["app"]["clientId"]  # v2 tokens: client id
+    admin = caller_from_claims(claims)
+    assert admin.can_reach("demo-building") and not admin.can_reach("annex-building")
+    other = caller_from_claims(jwt.decode(other_admin_token, options={"verify_signature": False}))
+    assert other.buildings == frozenset({"annex-building"})
