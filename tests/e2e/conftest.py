@@ -76,19 +76,27 @@ def anonymous(endpoints: dict[str, Any]) -> Iterator[httpx.Client]:
 
 
 def user_token(endpoints: dict[str, Any], username: str, password: str) -> str:
-    """A user's token for the BookingBridge API (ROPC through the portal client, via MSAL)."""
-    app = msal.ConfidentialClientApplication(
-        endpoints["portal"]["clientId"],
-        client_credential=endpoints["portal"]["clientSecret"],
-        authority=f"{endpoints['authorityHost']}/{endpoints['tenantId']}",
-        instance_discovery=False,
-        http_client=msal_session(endpoints["caBundle"]),
+    """A user's token for the BookingBridge API (ROPC through the portal client).
+
+    Raw token request rather than MSAL: MSAL's ROPC first probes
+    `https://<host>/common/userrealm/...` without the authority's port, so it cannot reach an
+    emulator on a non-443 port. The interactive flows are proven with MSAL in their own tests.
+    """
+    response = httpx.post(
+        f"{endpoints['authorityHost']}/{endpoints['tenantId']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "password",
+            "client_id": endpoints["portal"]["clientId"],
+            "client_secret": endpoints["portal"]["clientSecret"],
+            "username": username,
+            "password": password,
+            "scope": endpoints["portal"]["scope"],
+        },
+        verify=endpoints["caBundle"],
+        trust_env=False,
     )
-    result = app.acquire_token_by_username_password(
-        username, password, scopes=[endpoints["portal"]["scope"]]
-    )
-    assert "access_token" in result, result.get("error_description")
-    return str(result["access_token"])
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
 
 
 @pytest.fixture(scope="session")
