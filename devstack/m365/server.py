@@ -57,6 +57,11 @@ def build_apps(emulator: Emulator, *, with_graph: bool = True) -> tuple[Starlett
         if hasattr(graph, "build_control_routes"):
             routes.append(Mount("/_emulator/graph", routes=graph.build_control_routes(emulator)))
         routes.append(Mount("/v1.0", routes=graph.build_routes(emulator)))
+        if hasattr(graph, "build_root_control_routes"):
+            # DEVSTACK.md fixes POST /_emulator/users/{upn}/events and GET /_emulator/stats. Mounted
+            # after the specific /_emulator routes (a Mount would hide those behind it) and before
+            # the identity routes, whose /{tenant}/... would otherwise swallow /_emulator/....
+            routes.append(Mount("/_emulator", routes=graph.build_root_control_routes(emulator)))
     # Identity last: its `/{tenant}/...` patterns would otherwise shadow the mounts above.
     routes += identity.build_routes(emulator)
 

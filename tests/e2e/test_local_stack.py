@@ -57,3 +57,22 @@ def test_admin_tokens_carry_role_and_buildings(
     assert admin.can_reach("demo-building") and not admin.can_reach("annex-building")
     other = caller_from_claims(jwt.decode(other_admin_token, options={"verify_signature": False}))
     assert other.buildings == frozenset({"annex-building"})
+
+
+def test_fixed_emulator_control_routes(stack: Stack) -> None:
+    """DEVSTACK.md fixes these two: act as an Outlook user, and read request stats."""
+    control = stack.emulator.control
+    upn = stack.endpoints["admin"]["username"]
+    created = control.post(
+        f"users/{upn}/events",
+        json={
+            "subject": "Planning",
+            "start": {"dateTime": "2026-12-01T09:00:00", "timeZone": "UTC"},
+            "end": {"dateTime": "2026-12-01T10:00:00", "timeZone": "UTC"},
+        },
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["subject"] == "Planning"
+    stats = control.get("stats")
+    assert stats.status_code == 200
+    assert stats.json()["requests"]["total"] >= 0

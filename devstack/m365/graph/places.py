@@ -1,0 +1,137 @@
+"""Places API: rooms and room lists of the tenant, keyed by email (ids are not stable on Graph).
+
+`/places/microsoft.graph.room`, `/places/microsoft.graph.roomlist`,
+`/places/{roomListEmail}/microsoft.graph.roomlist/rooms` (the list's email, not its id),
+`/places/{id|email}`; `$top` (default page 100), `$skip`, `$count=true`, `$select`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import GraphError, item_not_found
+from .store import GraphState
+
+DEFAULT_PAGE = 100
+
+
+def room_json(user: Any) -> dict[str, Any]:
+    room = dict(user.room or {})
+    address = room.get("address") or {}
+    return {
+        "@odata.type": "#microsoft.graph.room",
+        "id": str(room.get("placeId") or user.id),
+        "placeId": str(room.get("placeId") or user.id),
+        "emailAddress": user.mail,
+        "displayName": user.display_name,
+        "address": {
+            "street": address.get("street", ""),
+            "city": address.get("city", ""),
+            "state": address.get("state", ""),
+            "countryOrRegion": address.get("countryOrRegion", ""),
+            "postalCode": address.get("postalCode", ""),
+        },
+        "geoCoordinates": room.get("geoCoordinates"),
+        "phone": room.get("phone", ""),
+        "nickname": room.get("nickname", user.display_name),
+        "label": room.get("label", ""),
+        "capacity": room.get("capacity"),
+        "building": room.get("building"),
+        "floorLabel": room.get("floorLabel"),
+        "floorNumber": room.get("floorNumber"),
+        "isWheelChairAccessible": bool(room.get("isWheelChairAccessible", False)),
+        "bookingType": room.get("bookingType", "standard"),
+        "tags": list(room.get("tags", [])),
+        "audioDeviceName": room.get("audioDeviceName"),
+        "videoDeviceName": room.get("videoDeviceName"),
+        "displayDeviceName": room.get("displayDeviceName"),
+        "teamsEnabledState": room.get("teamsEnabledState", "unknown"),
+    }
+
+
+def room_list_json(rl: Any) -> dict[str, Any]:
+    return {
+        "@odata.type": "#microsoft.graph.roomList",
+        "id": rl.id,
+        "placeId": rl.id,
+        "displayName": rl.display_name,
+        "address": {"street": "", "city": "", "state": "", "countryOrRegion": "", "postalCode": ""},
+        "geoCoordinates": None,
+        "phone": "",
+        "emailAddress": rl.email_address,
+        "tags": [],
+    }
+
+
+def _page(
+    state: GraphState, items: list[dict[str, Any]], query: dict[str, str], base: str, context: str
+) -> dict[str, Any]:
+    low = {k.lower(): v for k, v in query.items()}
+    try:
+        top = int(low.get("$top", DEFAULT_PAGE))
+        skip = int(low.get("$skip", 0))
+    except ValueError:
+        raise GraphError(400, "BadRequest", "Invalid $top or $skip.") from None
+    if top < 1 or skip < 0:
+        raise GraphError(400, "BadRequest", "Invalid $top or $skip.")
+    select = [s.strip() for s in low.get("$select", "").split(",") if s.strip()]
+    chunk = items[skip : skip + top]
+    if select:
+        keep = set(select) | {"id", "@odata.type"}
+        chunk = [{k: v for k, v in it.items() if k in keep} for it in chunk]
+    out: dict[str, Any] = {"@odata.context": f"{state.emulator.base_url}/v1.0/$metadata#{context}"}
+    if low.get("$count", "").lower() == "true":
+        out["@odata.count"] = len(items)
+    out["value"] = chunk
+    if skip + top < len(items):
+        out["@odata.nextLink"] = f"{base}?$top={top}&$skip={skip + top}"
+    return out
+
+
+def handle(
+    state: GraphState, tenant_id: str, segs: list[str], query: dict[str, str], base: str
+) -> dict[str, Any]:
+    tenant = state.directory.tenant(tenant_id)
+    if tenant is None:
+        raise item_not_found()
+    rooms = sorted(tenant.rooms(), key=lambda u: u.mail)
+    lists = sorted(tenant.room_lists.values(), key=lambda r: r.email_address)
+    kind = [s.lower() for s in segs]
+    if kind == ["microsoft.graph.room"]:
+        return _page(
+            state, [room_json(u) for u in rooms], query, base, "places/microsoft.graph.room"
+        )
+    if kind == ["microsoft.graph.roomlist"]:
+        return _page(
+            state,
+            [room_list_json(r) for r in lists],
+            query,
+            base,
+            "places/microsoft.graph.roomList",
+        )
+    if len(segs) == 3 and kind[1] == "microsoft.graph.roomlist" and kind[2] == "rooms":
+        rl = next((r for r in lists if r.email_address.lower() == segs[0].lower()), None)
+        if rl is None:
+            raise item_not_found()  # ids don't work here: only the list's email address does
+        members = [u for u in rooms if u.id in rl.room_ids]
+        return _page(
+            state,
+            [room_json(u) for u in members],
+            query,
+            base,
+            f"places('{rl.email_address}')/microsoft.graph.roomList/rooms",
+        )
+    if len(segs) == 1:
+        ident = segs[0].lower()
+        for u in rooms:
+            if ident in (
+                u.mail.lower(),
+                u.id.lower(),
+                str((u.room or {}).get("placeId", "")).lower(),
+            ):
+                return room_json(u)
+        for rl in lists:
+            if ident in (rl.email_address.lower(), rl.id.lower()):
+                return room_list_json(rl)
+        raise item_not_found()
+    raise GraphError(400, "BadRequest", "Resource not found for the segment.")

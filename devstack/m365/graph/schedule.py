@@ -1,0 +1,139 @@
+"""getSchedule: free/busy for up to 20 schedules over a window shorter than 62 days.
+
+Reads each entity's default calendar; `availabilityView` has one digit per interval (0 free,
+1 tentative, 2 busy, 3 oof, 4 workingElsewhere — the strongest status in the slot wins). Unknown
+addresses get a per-schedule `error` with HTTP 200, as Graph does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from .errors import GraphError
+from .events import view_items
+from .model import Mailbox
+from .permissions import Caller
+from .store import GraphState
+from .timezones import format_dttz, parse_dttz
+
+DIGIT = {"free": 0, "tentative": 1, "busy": 2, "oof": 3, "workingElsewhere": 4, "unknown": 0}
+STRENGTH = {"free": 0, "unknown": 0, "workingElsewhere": 1, "tentative": 2, "busy": 3, "oof": 4}
+
+
+def _bad(message: str) -> GraphError:
+    return GraphError(400, "ErrorInvalidParameter", message)
+
+
+def get_schedule(
+    state: GraphState, caller: Caller, tenant_id: str, body: Any, tz: str | None
+) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise GraphError(400, "RequestBodyRead", "The request body must be a JSON object.")
+    schedules = body.get("schedules")
+    if (
+        not isinstance(schedules, list)
+        or not schedules
+        or not all(isinstance(s, str) for s in schedules)
+    ):
+        raise _bad("The 'schedules' parameter must be a non-empty collection of SMTP addresses.")
+    if len(schedules) > 20:
+        raise _bad("The number of schedules requested exceeds the limit of 20.")
+    if "startTime" not in body or "endTime" not in body:
+        raise _bad("Both 'startTime' and 'endTime' are required.")
+    start, _ = parse_dttz(body["startTime"], "startTime")
+    end, _ = parse_dttz(body["endTime"], "endTime")
+    if end <= start:
+        raise _bad("The 'endTime' must be later than 'startTime'.")
+    if end - start >= dt.timedelta(days=62):
+        raise _bad("The requested time window must be shorter than 62 days.")
+    interval = body.get("availabilityViewInterval", 30)
+    if not isinstance(interval, int) or isinstance(interval, bool) or not 5 <= interval <= 1440:
+        raise _bad("availabilityViewInterval must be between 5 and 1440 minutes.")
+    out_tz = tz or "UTC"
+    value = []
+    for address in schedules:
+        mb = state.mailbox(tenant_id, address)
+        if mb is None:
+            value.append(
+                {
+                    "scheduleId": address,
+                    "availabilityView": "",
+                    "scheduleItems": [],
+                    "error": {
+                        "message": f"Unable to resolve e-mail address {address} to an Active "
+                        "Directory object.",
+                        "responseCode": "5009",
+                    },
+                }
+            )
+            continue
+        value.append(_one(state, caller, mb, address, start, end, interval, out_tz))
+    return {
+        "@odata.context": f"{state.emulator.base_url}/v1.0/"
+        "$metadata#Collection(microsoft.graph.scheduleInformation)",
+        "value": value,
+    }
+
+
+def _one(
+    state: GraphState,
+    caller: Caller,
+    mb: Mailbox,
+    address: str,
+    start: dt.datetime,
+    end: dt.datetime,
+    interval: int,
+    tz: str,
+) -> dict[str, Any]:
+    default = mb.default_calendar.id
+    items = []
+    slots = math.ceil((end - start).total_seconds() / (interval * 60))
+    view = [0] * slots
+    strength = [0] * slots
+    # Details (subject/location) only where the caller could see them: rooms, self, shares.
+    details = (
+        mb.is_room
+        or caller.user_id == mb.user_id
+        or caller.is_app
+        or bool(state.share_role(mb, default, caller.user_id or ""))
+    )
+    for rec, occ, _s in view_items(mb, {default}, start, end):
+        data = dict(rec.data)
+        s, e = rec.start, rec.end
+        if occ is not None:
+            exc = rec.exceptions.get(occ)
+            s, e = (exc.start, exc.end) if exc else (occ, occ + (rec.end - rec.start))
+            if exc:
+                data.update(exc.overrides)
+        if rec.is_cancelled:
+            continue
+        status = data.get("showAs", "busy")
+        item: dict[str, Any] = {
+            "isPrivate": data.get("sensitivity") == "private",
+            "status": status,
+            "start": format_dttz(s, tz),
+            "end": format_dttz(e, tz),
+        }
+        if details and data.get("sensitivity") in ("normal", "personal"):
+            item["subject"] = data.get("subject", "")
+            item["location"] = data.get("location", {}).get("displayName", "")
+        items.append(item)
+        for i in range(slots):
+            slot_s = start + dt.timedelta(minutes=interval * i)
+            slot_e = slot_s + dt.timedelta(minutes=interval)
+            if s < slot_e and e > slot_s and STRENGTH.get(status, 0) > strength[i]:
+                strength[i] = STRENGTH[status]
+                view[i] = DIGIT.get(status, 0)
+    return {
+        "scheduleId": address,
+        "availabilityView": "".join(str(d) for d in view),
+        "scheduleItems": items,
+        "workingHours": {
+            "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
+            "startTime": "08:00:00.0000000",
+            "endTime": "17:00:00.0000000",
+            "timeZone": {"name": "UTC"},
+        },
+    }
