@@ -17,7 +17,9 @@ from shared.errors import (
 
 def test_validation_names_each_field() -> None:
     status, body = problem(
-        ValidationFailed([FieldError("start", "must have an offset"), FieldError("end", "before start")])
+        ValidationFailed(
+            [FieldError("start", "must have an offset"), FieldError("end", "before start")]
+        )
     )
     assert status == 400
     assert body["errors"] == [
@@ -48,5 +50,7 @@ def test_graph_errors_know_when_to_retry() -> None:
 
 
 def test_identity_reauth_is_not_transient() -> None:
-    err = IdentityError("refresh token expired", error="invalid_grant", codes=(700082,), reauth=True)
+    err = IdentityError(
+        "refresh token expired", error="invalid_grant", codes=(700082,), reauth=True
+    )
     assert not err.transient and err.reauth
