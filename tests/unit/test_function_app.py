@@ -33,7 +33,9 @@ def test_every_binding_is_a_parameter() -> None:
         for binding in f.get_bindings():
             if binding.name == "$return":
                 continue
-            assert binding.name in params, f"{f.get_function_name()}: {binding.name} not in {params}"
+            assert binding.name in params, (
+                f"{f.get_function_name()}: {binding.name} not in {params}"
+            )
         assert f.get_trigger() is not None, f.get_function_name()
 
 
@@ -46,9 +48,7 @@ def test_every_http_route_is_in_openapi_and_back() -> None:
         for method in trigger.methods or ["GET"]:
             routes.add((str(getattr(method, "value", method)).lower(), "/" + trigger.route))
     documented = {
-        (method, path)
-        for path, ops in openapi_document()["paths"].items()
-        for method in ops
+        (method, path) for path, ops in openapi_document()["paths"].items() for method in ops
     }
     assert routes == documented
 
@@ -63,7 +63,9 @@ def test_import_reads_no_settings_and_opens_no_sockets() -> None:
         "import function_app\n"
         "print(len(function_app.app.get_functions()))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BB_", "AzureWebJobs", "AZURE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("BB_", "AzureWebJobs", "AZURE_"))
+    }
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
