@@ -1,0 +1,215 @@
+"""Admin routes of a building: resources, companies, registered users, settings.
+
+Every route takes a bearer token of Portal.Service or of a Building.Admin of that building, checked
+first (401 / 403) before the request is read. Handlers parse, call one service in shared/, map the
+result; errors become problem+json in `handle_errors`. Services are imported inside the handlers so
+that indexing the app imports no storage SDK (cold start, STYLE.md rule 1).
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import azure.functions as func
+
+from functions.http import caller_for, handle_errors, json_response, read_json
+from shared.errors import PROBLEM_JSON, FieldError, Unprocessable, ValidationFailed, problem
+
+bp = func.Blueprint()
+# The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
+ANONYMOUS = func.AuthLevel.ANONYMOUS
+RESOURCE = "buildings/{building}/resources/{resource}"
+COMPANY = "buildings/{building}/companies/{company}"
+USER = "buildings/{building}/users/{email}"
+
+
+def _building(req: func.HttpRequest) -> str:
+    """The building of the route, once the caller is allowed to reach it (else 401/403)."""
+    building = str(req.route_params.get("building", ""))
+    caller_for(req, building)
+    return building
+
+
+def _created(body: object, created: bool) -> func.HttpResponse:
+    return json_response(body, 201 if created else 200)
+
+
+# --- resources --------------------------------------------------------------------------------
+
+
+@bp.route(route=RESOURCE, methods=["PUT"], auth_level=ANONYMOUS)
+@handle_errors
+def resource_put(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, registry
+
+    view, created = registry.put_resource(
+        clients.table, building, req.route_params["resource"], read_json(req)
+    )
+    return _created(view, created)
+
+
+@bp.route(route="buildings/{building}/resources", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def resources_list(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, registry
+
+    return json_response(registry.list_resources(clients.table, building))
+
+
+@bp.route(route=RESOURCE, methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def resource_get(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, registry
+
+    return json_response(
+        registry.get_resource(clients.table, building, req.route_params["resource"])
+    )
+
+
+@bp.route(route=RESOURCE, methods=["DELETE"], auth_level=ANONYMOUS)
+@handle_errors
+def resource_delete(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, registry
+
+    registry.delete_resource(clients.table, building, req.route_params["resource"])
+    return func.HttpResponse(status_code=204)
+
+
+# --- companies --------------------------------------------------------------------------------
+
+
+@bp.route(route=COMPANY, methods=["PUT"], auth_level=ANONYMOUS)
+@handle_errors
+def company_put(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    view, created = directory.put_company(
+        clients.table, building, req.route_params["company"], read_json(req)
+    )
+    return _created(view, created)
+
+
+@bp.route(route="buildings/{building}/companies", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def companies_list(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    return json_response(directory.list_companies(clients.table, building))
+
+
+@bp.route(route=COMPANY, methods=["DELETE"], auth_level=ANONYMOUS)
+@handle_errors
+def company_delete(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    directory.delete_company(clients.table, building, req.route_params["company"])
+    return func.HttpResponse(status_code=204)
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+@bp.route(route=USER, methods=["PUT"], auth_level=ANONYMOUS)
+@handle_errors
+def user_put(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    view, created = directory.put_user(
+        clients.table, building, req.route_params["email"], read_json(req)
+    )
+    return _created(view, created)
+
+
+@bp.route(route=USER, methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def user_get(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    return json_response(directory.get_user(clients.table, building, req.route_params["email"]))
+
+
+@bp.route(route=USER, methods=["DELETE"], auth_level=ANONYMOUS)
+@handle_errors
+def user_delete(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    directory.delete_user(clients.table, building, req.route_params["email"])
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="buildings/{building}/users", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def users_list(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    page = directory.list_users(
+        clients.table, building, req.params.get("top"), req.params.get("continuationToken")
+    )
+    return json_response({**page, "nextLink": _next_link(req.url, page["continuationToken"])})
+
+
+def _next_link(url: str, token: str | None) -> str | None:
+    """This request's URL with the next page's token (same `top`), or None on the last page."""
+    if token is None:
+        return None
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "continuationToken"]
+    return urlunsplit(parts._replace(query=urlencode([*query, ("continuationToken", token)])))
+
+
+@bp.route(route="buildings/{building}/users:import", methods=["POST"], auth_level=ANONYMOUS)
+@handle_errors
+def users_import(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type == "text/csv":
+        records = directory.parse_users_csv(req.get_body())
+    elif content_type in ("", "application/json"):
+        records = read_json(req, expect=list)
+    else:
+        raise ValidationFailed([FieldError("Content-Type", "must be text/csv or application/json")])
+    report = directory.import_users(clients.table, building, records)
+    body = {"imported": report.imported, "rejected": report.rejected}
+    if not report.rejected:
+        return json_response(body)
+    # All or nothing: a problem (422) that also carries the per-row report.
+    detail = f"{len(report.rejected)} rows rejected; nothing was imported"
+    status, problem_body = problem(Unprocessable(detail, reason="rows_rejected"))
+    return func.HttpResponse(
+        json.dumps({**problem_body, **body}), status_code=status, mimetype=PROBLEM_JSON
+    )
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+@bp.route(route="buildings/{building}/settings", methods=["PUT"], auth_level=ANONYMOUS)
+@handle_errors
+def settings_put(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    return json_response(directory.put_building_settings(clients.table, building, read_json(req)))
+
+
+@bp.route(route="buildings/{building}/settings", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def settings_get(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import clients, directory
+
+    return json_response(directory.get_building_settings(clients.table, building))

@@ -1,0 +1,431 @@
+"""Companies, registered users and building settings: what attribution (`shared.attribution`) reads.
+
+Storage (docs/DESIGN.md): `companies` (building, companyId) with `name` and `domains` (a JSON list);
+`users` (building, escaped normalised email) with `name` and `companyId`; `settings` (building,
+`settings`). One building = one partition per table, so a bulk import is a run of entity group
+transactions in a single partition.
+
+Decisions:
+- A user's `companyId` must name a company of the building: 422 `unknown_company` (the body is
+  well-formed, the reference is not); in an import it is a rejected row.
+- A company still referenced by a user cannot be deleted: 409 `company_in_use`. The default user
+  cannot be deleted: 409 `user_is_default`. (Checks, not storage invariants: a user written
+  concurrently with the company's deletion can still reference it; attribution then reports the
+  user with that company id.)
+- `defaultUserEmail` must be a registered user of the building (HqO's "preconfigured default
+  user"): 422 `unknown_user`. null means no default: ambiguous domains stay unattributed.
+- Bulk import validates every row first (address, name, company format and existence, duplicates
+  within the file after normalisation). Any bad row → 422 listing every bad row, nothing written.
+  Otherwise all rows are upserted (existing users updated, others untouched) in transactions of
+  100. A storage failure part-way can leave earlier transactions written; rows are idempotent
+  upserts, so sending the same file again converges.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from azure.data.tables import UpdateMode
+
+from shared import storage
+from shared.addresses import normalise_domain
+from shared.attribution import Company, User
+from shared.errors import Conflict, FieldError, NotFound, Unprocessable, ValidationFailed
+from shared.storage import TableSource
+from shared.validate import Checker, check_building, check_path
+
+SETTINGS_ROW_KEY = "settings"
+DOMAINS_MAX = 50
+TOP_DEFAULT = 100
+TOP_MAX = 1000
+IMPORT_MAX_ROWS = (
+    20_000  # twice the 10,000 the issue asks for; imports are upserts, so split bigger files
+)
+IMPORT_COLUMNS = ("email", "name", "companyId")
+_IMPORT_WORKERS = 8  # concurrent transactions; one partition, so no ordering between them matters
+
+
+class CompanyOut(TypedDict):
+    id: str
+    name: str
+    domains: list[str]
+
+
+class UserOut(TypedDict):
+    email: str
+    name: str
+    companyId: str
+
+
+class UsersPageOut(TypedDict):
+    value: list[UserOut]
+    continuationToken: str | None
+
+
+class SettingsOut(TypedDict):
+    defaultUserEmail: str | None
+    storeExternalSubjects: bool
+
+
+class RejectedRow(TypedDict):
+    row: int
+    error: str
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    imported: int
+    rejected: list[RejectedRow]
+
+
+@dataclass(frozen=True)
+class BuildingSettings:
+    default_user_email: str | None = None
+    store_external_subjects: bool = False  # subjects of Outlook bookings are not stored by default
+
+
+# --- companies --------------------------------------------------------------------------------
+
+
+def company_view(company: Company) -> CompanyOut:
+    return {"id": company.id, "name": company.name, "domains": list(company.domains)}
+
+
+def _company_from_entity(entity: Mapping[str, Any]) -> Company:
+    domains = storage.from_json_property(entity.get("domains"), [])
+    return Company(str(entity["RowKey"]), str(entity.get("name", "")), tuple(domains))
+
+
+def parse_company(company_id: str, body: Mapping[str, Any]) -> Company:
+    """A company from a PUT body, or 400 naming every bad field (each bad domain by index)."""
+    check = Checker(body)
+    check.path_id("companyId", company_id)
+    check.only(("name", "domains"), ("id",))
+    name = check.name()
+    raw = body.get("domains")
+    domains: list[str] = []
+    if not isinstance(raw, list) or not raw or len(raw) > DOMAINS_MAX:
+        check.add("domains", f"must be a list of 1–{DOMAINS_MAX} domain names")
+        raw = []
+    for i, value in enumerate(raw):
+        domain = normalise_domain(value) if isinstance(value, str) else None
+        if domain is None:
+            check.add(f"domains[{i}]", "must be a domain name such as contoso.com")
+        elif domain in domains:
+            check.add(f"domains[{i}]", f"duplicates {domain}")
+        else:
+            domains.append(domain)
+    check.done()
+    return Company(company_id, name, tuple(domains))
+
+
+def put_company(
+    tables: TableSource, building_id: str, company_id: str, body: Mapping[str, Any]
+) -> tuple[CompanyOut, bool]:
+    check_building(building_id)
+    company = parse_company(company_id, body)
+    created = storage.put_entity(
+        tables(storage.COMPANIES),
+        {
+            "PartitionKey": building_id,
+            "RowKey": company.id,
+            "name": company.name,
+            "domains": storage.json_property(list(company.domains)),
+            "updatedAt": storage.utc_now(),
+        },
+    )
+    return company_view(company), created
+
+
+def load_companies(tables: TableSource, building_id: str) -> list[Company]:
+    """Every company of the building (one partition query; attribution needs them all)."""
+    entities = storage.query_all(
+        tables(storage.COMPANIES), "PartitionKey eq @b", {"b": building_id}
+    )
+    return [_company_from_entity(e) for e in entities]
+
+
+def list_companies(tables: TableSource, building_id: str) -> list[CompanyOut]:
+    check_building(building_id)
+    return [company_view(c) for c in load_companies(tables, building_id)]
+
+
+def delete_company(tables: TableSource, building_id: str, company_id: str) -> None:
+    """204 whether or not it existed; 409 `company_in_use` while a user references it."""
+    check_path(building=building_id, companyId=company_id)
+    in_use = storage.query_first(
+        tables(storage.USERS),
+        "PartitionKey eq @b and companyId eq @c",
+        {"b": building_id, "c": company_id},
+    )
+    if in_use is not None:
+        raise Conflict(
+            "Registered users belong to this company; move or delete them first",
+            reason="company_in_use",
+        )
+    with storage.storage_errors("delete company"):
+        tables(storage.COMPANIES).delete_entity(building_id, company_id)
+
+
+# --- users ------------------------------------------------------------------------------------
+
+
+def user_view(user: User) -> UserOut:
+    return {"email": user.email, "name": user.name, "companyId": user.company_id}
+
+
+def _user_from_entity(entity: Mapping[str, Any]) -> User:
+    return User(
+        email=storage.unescape_key(str(entity["RowKey"])),
+        name=str(entity.get("name", "")),
+        company_id=str(entity.get("companyId", "")),
+    )
+
+
+def _user_entity(building_id: str, user: User) -> dict[str, Any]:
+    return {
+        "PartitionKey": building_id,
+        "RowKey": storage.escape_key(user.email),
+        "name": user.name,
+        "companyId": user.company_id,
+        "updatedAt": storage.utc_now(),
+    }
+
+
+def _read_user(check: Checker, email: Any) -> User:
+    """The user fields every writer validates the same way (PUT body + path, an import row)."""
+    address = check.email("email", email) or ""
+    name = check.name()
+    company_id = check.body.get("companyId")
+    if company_id is None or company_id == "":
+        check.add("companyId", "is required")
+    elif not isinstance(company_id, str):
+        check.add("companyId", "must be a string")
+    else:
+        check.path_id("companyId", company_id)
+    return User(address, name, company_id if isinstance(company_id, str) else "")
+
+
+def load_user(tables: TableSource, building_id: str, email: str) -> User | None:
+    """A registered user by normalised address (a point read)."""
+    entity = storage.get_entity(tables(storage.USERS), building_id, storage.escape_key(email))
+    return _user_from_entity(entity) if entity is not None else None
+
+
+def _path_email(raw: str) -> str:
+    check = Checker()
+    address = check.email("email", raw)
+    check.done()
+    assert address is not None
+    return address
+
+
+def put_user(
+    tables: TableSource, building_id: str, email: str, body: Mapping[str, Any]
+) -> tuple[UserOut, bool]:
+    check_building(building_id)
+    check = Checker(body)
+    check.only(("name", "companyId"), ("email",))
+    user = _read_user(check, email)
+    check.done()
+    company = storage.get_entity(tables(storage.COMPANIES), building_id, user.company_id)
+    if company is None:
+        raise Unprocessable("companyId names no company of this building", reason="unknown_company")
+    created = storage.put_entity(tables(storage.USERS), _user_entity(building_id, user))
+    return user_view(user), created
+
+
+def get_user(tables: TableSource, building_id: str, email: str) -> UserOut:
+    check_building(building_id)
+    user = load_user(tables, building_id, _path_email(email))
+    if user is None:
+        raise NotFound("No such registered user in this building", reason="user_not_found")
+    return user_view(user)
+
+
+def delete_user(tables: TableSource, building_id: str, email: str) -> None:
+    """204 whether or not it existed; 409 `user_is_default` for the building's default user."""
+    check_building(building_id)
+    address = _path_email(email)
+    if load_building_settings(tables, building_id).default_user_email == address:
+        raise Conflict(
+            "This user is the building's default user; change the settings first",
+            reason="user_is_default",
+        )
+    with storage.storage_errors("delete user"):
+        tables(storage.USERS).delete_entity(building_id, storage.escape_key(address))
+
+
+def parse_top(raw: str | None) -> int:
+    if raw is None or raw == "":
+        return TOP_DEFAULT
+    if not raw.isdigit() or not 1 <= int(raw) <= TOP_MAX:
+        raise ValidationFailed([FieldError("top", f"must be an integer from 1 to {TOP_MAX}")])
+    return int(raw)
+
+
+def list_users(
+    tables: TableSource, building_id: str, top: str | None, continuation_token: str | None
+) -> UsersPageOut:
+    """One page of users ordered by (escaped) address; follow `continuationToken` until null."""
+    check_building(building_id)
+    page = storage.query_page(
+        tables(storage.USERS),
+        "PartitionKey eq @b",
+        {"b": building_id},
+        top=parse_top(top),
+        continuation_token=continuation_token,
+        select=["RowKey", "name", "companyId"],
+    )
+    return {
+        "value": [user_view(_user_from_entity(e)) for e in page.items],
+        "continuationToken": page.continuation_token,
+    }
+
+
+# --- bulk import ------------------------------------------------------------------------------
+
+
+def parse_users_csv(data: bytes) -> list[dict[str, str]]:
+    """CSV (RFC 4180) with a header naming email, name, companyId (any order, any case; other
+    columns ignored) → one dict per non-blank record. A malformed file is a 400 on `body`."""
+    try:
+        text = data.decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
+    except UnicodeDecodeError as exc:
+        raise ValidationFailed([FieldError("body", "must be UTF-8 text")]) from exc
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[dict[str, str]] = []
+    columns: dict[str, int] | None = None
+    try:
+        for record in reader:
+            if not any(cell.strip() for cell in record):
+                continue
+            if columns is None:
+                columns = _header(record)
+                continue
+            records.append(
+                {name: record[i].strip() if i < len(record) else "" for name, i in columns.items()}
+            )
+    except csv.Error as exc:
+        raise ValidationFailed(
+            [FieldError("body", f"is not valid CSV (line {reader.line_num}): {exc}")]
+        ) from exc
+    if columns is None:
+        raise ValidationFailed([FieldError("header", "is missing: email,name,companyId")])
+    return records
+
+
+def _header(record: list[str]) -> dict[str, int]:
+    wanted = {c.lower(): c for c in IMPORT_COLUMNS}
+    columns: dict[str, int] = {}
+    for i, cell in enumerate(record):
+        name = wanted.get(cell.strip().lower())
+        if name is not None and name not in columns:
+            columns[name] = i
+    missing = [c for c in IMPORT_COLUMNS if c not in columns]
+    if missing:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "header",
+                    "must name the columns email, name, companyId; missing " + ", ".join(missing),
+                )
+            ]
+        )
+    return columns
+
+
+def import_users(tables: TableSource, building_id: str, records: Sequence[Any]) -> ImportReport:
+    """Validate every row, then write all or nothing (see the module docstring)."""
+    check_building(building_id)
+    if len(records) > IMPORT_MAX_ROWS:
+        raise ValidationFailed([FieldError("body", f"at most {IMPORT_MAX_ROWS} users per import")])
+    companies = {c.id for c in load_companies(tables, building_id)}
+    users: list[User] = []
+    rejected: list[RejectedRow] = []
+    first_row: dict[str, int] = {}
+    for row, record in enumerate(records, start=1):  # row 1 = the first user, in CSV and JSON
+        if not isinstance(record, Mapping):
+            rejected.append({"row": row, "error": "must be an object with email, name, companyId"})
+            continue
+        check = Checker(record)
+        user = _read_user(check, record.get("email"))
+        company_ok = not any(e.field == "companyId" for e in check.errors)
+        if company_ok and user.company_id not in companies:
+            check.add("companyId", f"names no company of this building: {user.company_id}")
+        if user.email and user.email in first_row:
+            check.add("email", f"duplicates row {first_row[user.email]}")
+        elif user.email:
+            first_row[user.email] = row
+        if check.errors:
+            error = "; ".join(f"{e.field}: {e.message}" for e in check.errors)
+            rejected.append({"row": row, "error": error})
+        else:
+            users.append(user)
+    if rejected:
+        return ImportReport(0, rejected)
+    operations: list[storage.Operation] = [
+        ("upsert", _user_entity(building_id, u), {"mode": UpdateMode.REPLACE}) for u in users
+    ]
+    written = storage.submit_in_chunks(tables(storage.USERS), operations, workers=_IMPORT_WORKERS)
+    return ImportReport(written, [])
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def settings_view(settings: BuildingSettings) -> SettingsOut:
+    return {
+        "defaultUserEmail": settings.default_user_email,
+        "storeExternalSubjects": settings.store_external_subjects,
+    }
+
+
+def load_building_settings(tables: TableSource, building_id: str) -> BuildingSettings:
+    """The building's settings, defaults where never set."""
+    entity = storage.get_entity(tables(storage.SETTINGS), building_id, SETTINGS_ROW_KEY)
+    if entity is None:
+        return BuildingSettings()
+    return BuildingSettings(
+        default_user_email=entity.get("defaultUserEmail") or None,
+        store_external_subjects=bool(entity.get("storeExternalSubjects", False)),
+    )
+
+
+def get_building_settings(tables: TableSource, building_id: str) -> SettingsOut:
+    check_building(building_id)
+    return settings_view(load_building_settings(tables, building_id))
+
+
+def put_building_settings(
+    tables: TableSource, building_id: str, body: Mapping[str, Any]
+) -> SettingsOut:
+    """Replace the settings: omitted fields take their defaults, unknown fields are refused."""
+    check_building(building_id)
+    check = Checker(body)
+    check.only(("defaultUserEmail", "storeExternalSubjects"))
+    default_user = check.email("defaultUserEmail", body.get("defaultUserEmail"), nullable=True)
+    settings = BuildingSettings(
+        default_user_email=default_user,
+        store_external_subjects=check.boolean("storeExternalSubjects", default=False),
+    )
+    check.done()
+    if default_user is not None and load_user(tables, building_id, default_user) is None:
+        raise Unprocessable(
+            "defaultUserEmail must be a registered user of this building", reason="unknown_user"
+        )
+    storage.put_entity(
+        tables(storage.SETTINGS),
+        {
+            "PartitionKey": building_id,
+            "RowKey": SETTINGS_ROW_KEY,
+            "defaultUserEmail": settings.default_user_email,
+            "storeExternalSubjects": settings.store_external_subjects,
+            "updatedAt": storage.utc_now(),
+        },
+    )
+    return settings_view(settings)
