@@ -19,8 +19,17 @@ Endpoints are settings so one code path serves Azure and the local stack:
 | `BB_PUBLIC_BASE_URL` | where Microsoft reaches this app, e.g. `https://x.azurewebsites.net/api` | required |
 | `BB_API_AUDIENCE` | `aud` of bearer tokens the API accepts (e.g. `api://bookingbridge`) | required |
 | `BB_API_TENANT_ID` | tenant whose issuer signs portal/admin bearer tokens | required |
+| `BB_RETURN_URL_ORIGINS` | comma-separated origins a connect flow may return to (`https://portal.contoso.com`) | the origin of `BB_PUBLIC_BASE_URL` |
+| `BB_CLIENT_SECRET_NAME` | Key Vault secret holding the app registration's client secret (used unless a certificate is named) | `bookingbridge-client-secret` |
+| `BB_CLIENT_CERTIFICATE_NAME` | Key Vault secret holding a PEM (private key + certificate); when set, the app authenticates with the certificate instead of the secret | none |
+| `BB_KEEPALIVE_SCHEDULE` | NCRONTAB of the timer that refreshes idle delegated grants (read by the host as `%BB_KEEPALIVE_SCHEDULE%`; must be set as an app setting) | `0 0 3 * * *` (daily) |
 | `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
 | `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
+
+The app's own credential towards the identity platform (code redemption, refresh, client
+credentials): `BB_CLIENT_CERTIFICATE_NAME` set → certificate; otherwise the client secret named by
+`BB_CLIENT_SECRET_NAME`. A federated credential (managed identity as the app's credential) is not
+supported yet.
 """
 
 from __future__ import annotations
@@ -29,10 +38,11 @@ import functools
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+_SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 
 
@@ -75,6 +85,10 @@ class Settings:
     api_audience: str
     api_tenant_id: str
     identity: IdentitySettings
+    return_url_origins: tuple[str, ...] = ()
+    client_secret_name: str = "bookingbridge-client-secret"  # noqa: S105 - a name, not a secret
+    client_certificate_name: str | None = None
+    keepalive_schedule: str = "0 0 3 * * *"
 
     @property
     def verify(self) -> str | bool:
@@ -117,6 +131,33 @@ class _Reader:
             self.problems.append(f"{name} must be a GUID")
         return value
 
+    def origins(self, name: str, default: str) -> tuple[str, ...]:
+        raw = self.get(name)
+        if raw is None:
+            return (default,) if default else ()
+        found: list[str] = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            origin = origin_of(item)
+            if origin is None or origin != item.rstrip("/").lower():
+                self.problems.append(f"{name}: {item!r} is not an origin like https://host[:port]")
+                continue
+            found.append(origin)
+        return tuple(found)
+
+    def secret_name(self, name: str, default: str | None = None) -> str | None:
+        value = self.get(name, default)
+        if value is not None and not _SECRET_NAME.match(value):
+            self.problems.append(f"{name} must be a Key Vault secret name (1-127 of 0-9a-zA-Z-)")
+        return value
+
+    def schedule(self, name: str, default: str) -> str:
+        value = self.get(name, default) or default
+        if len(value.split()) != 6:
+            self.problems.append(f"{name} must be a 6-field NCRONTAB expression")
+        return value
+
     def file(self, name: str) -> str | None:
         value = self.get(name)
         if value and not Path(value).is_file():
@@ -155,6 +196,16 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             client_secret=r.get("AZURE_CLIENT_SECRET"),
         ),
     )
+    settings = replace(
+        settings,
+        return_url_origins=r.origins(
+            "BB_RETURN_URL_ORIGINS", origin_of(settings.public_base_url) or ""
+        ),
+        client_secret_name=r.secret_name("BB_CLIENT_SECRET_NAME", "bookingbridge-client-secret")
+        or "",
+        client_certificate_name=r.secret_name("BB_CLIENT_CERTIFICATE_NAME"),
+        keepalive_schedule=r.schedule("BB_KEEPALIVE_SCHEDULE", "0 0 3 * * *"),
+    )
     if settings.identity.client_secret and not (
         settings.identity.client_id and settings.identity.tenant_id
     ):
@@ -162,6 +213,23 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if r.problems:
         raise SettingsError(r.problems)
     return settings
+
+
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of an absolute http(s) URL, lower-cased; None if it has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default_port = 443 if parts.scheme == "https" else 80
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = f":{port}" if port is not None and port != default_port else ""
+    return f"{parts.scheme}://{host}{suffix}"
 
 
 @functools.cache

@@ -40,9 +40,8 @@ def msal_session(ca_bundle: str) -> requests.Session:
     return session
 
 
-@pytest.fixture(scope="session")
-def portal_token(endpoints: dict[str, Any]) -> str:
-    """A Portal.Service token, as a portal backend gets it (client credentials)."""
+def client_token(endpoints: dict[str, Any]) -> str:
+    """A Portal.Service token, as a portal backend gets it (client credentials, MSAL)."""
     app = msal.ConfidentialClientApplication(
         endpoints["portal"]["clientId"],
         client_credential=endpoints["portal"]["clientSecret"],
@@ -55,23 +54,29 @@ def portal_token(endpoints: dict[str, Any]) -> str:
     return str(result["access_token"])
 
 
+def functions_client(endpoints: dict[str, Any], token: str | None = None) -> httpx.Client:
+    """An httpx client on the Functions host, with a bearer token or anonymous."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(
+        base_url=endpoints["functionsBaseUrl"] + "/", headers=headers, trust_env=False, timeout=30
+    )
+
+
+@pytest.fixture(scope="session")
+def portal_token(endpoints: dict[str, Any]) -> str:
+    return client_token(endpoints)
+
+
 @pytest.fixture(scope="session")
 def api(endpoints: dict[str, Any], portal_token: str) -> Iterator[httpx.Client]:
     """An httpx client on the Functions host, authenticated as Portal.Service."""
-    with httpx.Client(
-        base_url=endpoints["functionsBaseUrl"] + "/",
-        headers={"Authorization": f"Bearer {portal_token}"},
-        trust_env=False,
-        timeout=30,
-    ) as client:
+    with functions_client(endpoints, portal_token) as client:
         yield client
 
 
 @pytest.fixture(scope="session")
 def anonymous(endpoints: dict[str, Any]) -> Iterator[httpx.Client]:
-    with httpx.Client(
-        base_url=endpoints["functionsBaseUrl"] + "/", trust_env=False, timeout=30
-    ) as client:
+    with functions_client(endpoints) as client:
         yield client
 
 

@@ -64,7 +64,20 @@ def build_control_routes(emulator: Emulator) -> list[BaseRoute]:
         emulator.directory.admin_consent_required(tenant.id, app.client_id)
         return JSONResponse({"tenant": tenant.id, "clientId": app.client_id})
 
+    async def user_attributes(request: Request) -> Response:
+        """Set a user's directory extension attributes (what an admin edits in the directory);
+        tokens issued afterwards carry them as optional claims, e.g. `buildings`."""
+        body = await request.json()
+        tenant = emulator.directory.tenant(str(body.get("tenant", "")))
+        user = emulator.directory.user(tenant.id, request.path_params["upn"]) if tenant else None
+        attributes = body.get("attributes")
+        if user is None or not isinstance(attributes, dict):
+            return _bad("unknown tenant or user, or attributes is not an object")
+        user.extension_attributes.update(attributes)
+        return JSONResponse({"user": user.id, "attributes": user.extension_attributes})
+
     return [
+        Route("/_emulator/identity/users/{upn}/attributes", user_attributes, methods=["POST"]),
         Route("/_emulator/identity/revoke", revoke, methods=["POST"]),
         Route("/_emulator/identity/admin-consent", admin_consent, methods=["POST"]),
     ]

@@ -1,0 +1,842 @@
+"""Connecting a building to Microsoft 365: the connect flows, connection status, disconnect.
+
+Two modes (ARCHITECTURE.md §1.1):
+- delegated: authorization code + PKCE + nonce, refresh token in Key Vault (`conn-<building>`);
+- application: v2 admin consent, then client credentials for the tenant (no stored secret).
+
+One connection per building (`connections` table, PartitionKey building, RowKey `current`); a tenant
+may serve many buildings. Flow state lives in `oauthflows` (PartitionKey flowId) with only non-secret
+data; the PKCE verifier and the nonce are HMACs of the Key Vault flow key (shared/secrets.py).
+A flow is single-use (deleted with If-Match its ETag: only one callback wins), expires after
+`FLOW_TTL` on *our* clock, and is bound to the building and the admin who started it.
+
+Services take their collaborators in `ConnectDeps`; `default_deps()` builds the process's set.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets as pysecrets
+import threading
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from shared import storage
+from shared.errors import (
+    BookingBridgeError,
+    DependencyError,
+    FieldError,
+    IdentityError,
+    NotFound,
+    StorageError,
+    ValidationFailed,
+)
+from shared.permissions import (
+    GRAPH_DEFAULT_SCOPE,
+    GRAPH_DELEGATED_SCOPES,
+    OIDC_SCOPES,
+    REQUIRED_DELEGATED_SCOPES,
+)
+from shared.secrets import (
+    SecretStore,
+    connection_secret_name,
+    oidc_nonce,
+    pkce_challenge,
+    pkce_verifier,
+)
+from shared.settings import Settings, origin_of
+from shared.tokens import Identity, TokenProvider, TokenResult, codes_in, reason_for
+from shared.validate import check_building
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient
+
+    from shared.auth import Caller
+
+logger = logging.getLogger(__name__)
+
+CONNECTIONS_TABLE = storage.CONNECTIONS
+FLOWS_TABLE = storage.OAUTH_FLOWS
+FLOW_TTL = timedelta(minutes=10)
+KEEPALIVE_AFTER = timedelta(days=7)  # well inside Entra's 90-day refresh-token inactivity limit
+MODES = ("delegated", "application")
+STATUSES = ("connected", "reauth_required", "disconnected", "error")
+_TENANT = re.compile(
+    r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|organizations|"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)$"
+)
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+_MAX_URL = 2048
+
+
+# ---------------------------------------------------------------- domain
+
+
+@dataclass(frozen=True)
+class Account:
+    id: str
+    display_name: str | None
+    mail: str | None
+    user_principal_name: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "displayName": self.display_name,
+            "mail": self.mail,
+            "userPrincipalName": self.user_principal_name,
+        }
+
+
+@dataclass(frozen=True)
+class Connection:
+    building_id: str
+    connection_id: str  # new per connect: audit records and in-process caches key on it
+    mode: str
+    status: str
+    tenant_id: str
+    account: Account | None = None
+    scopes: frozenset[str] = frozenset()
+    reason: str | None = None
+    connected_at: datetime | None = None
+    last_refresh_at: datetime | None = None
+    connected_by: str | None = None
+    secret_name: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        """The `GET /buildings/{b}/connection` shape (API.md)."""
+        return {
+            "status": self.status,
+            "mode": self.mode,
+            "account": self.account.to_json() if self.account else None,
+            "tenantId": self.tenant_id or None,
+            "scopes": sorted(self.scopes),
+            "connectedAt": _iso(self.connected_at),
+            "lastRefreshAt": _iso(self.last_refresh_at),
+            "reason": self.reason,
+        }
+
+
+DISCONNECTED: dict[str, Any] = {
+    "status": "disconnected",
+    "mode": None,
+    "account": None,
+    "tenantId": None,
+    "scopes": [],
+    "connectedAt": None,
+    "lastRefreshAt": None,
+    "reason": None,
+}
+
+
+@dataclass(frozen=True)
+class Flow:
+    flow_id: str
+    building_id: str
+    caller: str
+    mode: str
+    return_url: str
+    expires_at: datetime
+    key_version: str
+    tenant: str | None = None
+
+
+class ConnectFailed(Exception):
+    """A connect attempt ended without a connection; `reason` goes to the return URL."""
+
+    def __init__(self, reason: str, *, record: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.record = record
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def validate_return_url(value: Any, origins: tuple[str, ...]) -> str:
+    """The return URL if its origin is allow-listed (exact origin match), else a 400 on returnUrl."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed([FieldError("returnUrl", "is required")])
+    url = value.strip()
+    if len(url) > _MAX_URL:
+        raise ValidationFailed([FieldError("returnUrl", "is too long")])
+    parts = urlsplit(url)
+    origin = origin_of(url)
+    # userinfo (`https://good@evil`) and backslashes are how allow-lists get fooled.
+    if (
+        origin is None
+        or origin not in origins
+        or parts.username is not None
+        or "\\" in url
+        or any(ord(c) < 0x21 for c in url)
+    ):
+        raise ValidationFailed([FieldError("returnUrl", "origin is not allow-listed")])
+    return url
+
+
+def with_status(return_url: str, status: str, reason: str | None = None) -> str:
+    """The return URL with `status` (and `reason`) added to its query, fragment kept."""
+    parts = urlsplit(return_url)
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("status", "reason")
+    ]  # fmt: skip
+    query.append(("status", status))
+    if reason:
+        query.append(("reason", reason))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def missing_scopes(granted: frozenset[str]) -> frozenset[str]:
+    return frozenset(REQUIRED_DELEGATED_SCOPES - granted)
+
+
+def check_id_claims(claims: Mapping[str, Any], *, client_id: str, authority_host: str) -> None:
+    """What MSAL no longer checks: audience, issuer of the token's own tenant, tid and oid."""
+    tid = str(claims.get("tid") or "")
+    if not _GUID.match(tid) or not claims.get("oid"):
+        raise ConnectFailed("invalid_id_token")
+    if claims.get("aud") != client_id:
+        raise ConnectFailed("invalid_id_token")
+    if claims.get("iss") != f"{authority_host.rstrip('/')}/{tid}/v2.0":
+        raise ConnectFailed("invalid_id_token")
+
+
+def authorize_url(
+    settings: Settings, *, state: str, challenge: str, nonce: str, login_hint: str | None
+) -> str:
+    params = {
+        "client_id": settings.client_id,
+        "response_type": "code",
+        "redirect_uri": callback_uri(settings),
+        "response_mode": "query",
+        "scope": " ".join((*OIDC_SCOPES, *GRAPH_DELEGATED_SCOPES)),
+        "state": state,
+        "nonce": nonce,
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    if login_hint:
+        params["login_hint"] = login_hint
+    # `organizations`: work and school accounts of any tenant (calendars need Exchange Online).
+    return f"{settings.authority_host}/organizations/oauth2/v2.0/authorize?{urlencode(params)}"
+
+
+def admin_consent_url(settings: Settings, *, tenant: str, state: str) -> str:
+    params = {
+        "client_id": settings.client_id,
+        "scope": GRAPH_DEFAULT_SCOPE,
+        "redirect_uri": admin_consent_uri(settings),
+        "state": state,
+    }
+    return f"{settings.authority_host}/{tenant}/v2.0/adminconsent?{urlencode(params)}"
+
+
+def callback_uri(settings: Settings) -> str:
+    return f"{settings.public_base_url}/oauth/callback"
+
+
+def admin_consent_uri(settings: Settings) -> str:
+    return f"{settings.public_base_url}/oauth/adminconsent"
+
+
+# ---------------------------------------------------------------- storage
+# Keys: the building id is the PartitionKey as-is (validated by shared.validate.check_building,
+# exactly as shared/registry.py does), the flow id is URL-safe base64.
+
+
+def _storage_error(action: str, exc: Exception) -> StorageError:
+    if isinstance(exc, StorageError):
+        return exc
+    return StorageError(
+        "Storage is unavailable", reason="storage",
+        log_detail=f"{action}: {type(exc).__name__} {getattr(exc, 'status_code', '')}",
+    )  # fmt: skip
+
+
+class ConnectionRepository:
+    """The `connections` table: one row per building. No secrets in here, ever."""
+
+    def __init__(self, table: Callable[[], TableClient]) -> None:
+        self._table = table
+
+    def get(self, building_id: str) -> Connection | None:
+        entity = self._get_entity(building_id)
+        return None if entity is None else _connection_from(entity)
+
+    def _get_entity(self, building_id: str) -> Any:
+        return storage.get_entity(self._table(), building_id, "current")
+
+    def save(self, connection: Connection) -> None:
+        try:
+            self._table().upsert_entity(_entity_of(connection), mode=_replace_mode())
+        except Exception as exc:
+            raise _storage_error("save connection", exc) from exc
+
+    def delete(self, building_id: str) -> None:
+        try:
+            self._table().delete_entity(building_id, "current")
+        except Exception as exc:
+            raise _storage_error("delete connection", exc) from exc
+
+    def mark_refreshed(self, building_id: str, connection_id: str, when: datetime) -> None:
+        self._update_if_same(building_id, connection_id, {"lastRefreshAt": when})
+
+    def mark_reauth(self, building_id: str, connection_id: str, reason: str) -> None:
+        self._update_if_same(
+            building_id, connection_id, {"status": "reauth_required", "reason": reason}
+        )
+
+    def _update_if_same(
+        self, building_id: str, connection_id: str, changes: dict[str, Any]
+    ) -> None:
+        """Merge `changes` only into the same connection (a reconnect may have replaced it)."""
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+        from azure.data.tables import UpdateMode
+
+        entity = self._get_entity(building_id)
+        if entity is None or entity.get("connectionId") != connection_id:
+            return
+        try:
+            self._table().update_entity(
+                {"PartitionKey": building_id, "RowKey": "current", **changes},
+                mode=UpdateMode.MERGE,
+                etag=entity.metadata["etag"],
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            logger.info("connection of %s changed while updating; left as is", building_id)
+        except Exception as exc:
+            raise _storage_error("update connection", exc) from exc
+
+    def all(self) -> Iterator[Connection]:
+        try:
+            for entity in self._table().query_entities("RowKey eq 'current'"):
+                yield _connection_from(entity)
+        except Exception as exc:
+            raise _storage_error("list connections", exc) from exc
+
+
+class FlowRepository:
+    """The `oauthflows` table: short-lived, single-use connect flows."""
+
+    def __init__(self, table: Callable[[], TableClient]) -> None:
+        self._table = table
+
+    def add(self, flow: Flow) -> None:
+        entity = {
+            "PartitionKey": flow.flow_id,
+            "RowKey": "flow",
+            "building": flow.building_id,
+            "caller": flow.caller,
+            "mode": flow.mode,
+            "returnUrl": flow.return_url,
+            "expiresAt": flow.expires_at,
+            "keyVersion": flow.key_version,
+            "tenant": flow.tenant or "",
+        }
+        try:
+            self._table().create_entity(entity)
+        except Exception as exc:
+            raise _storage_error("create flow", exc) from exc
+
+    def take(self, flow_id: str) -> Flow | None:
+        """Read and delete a flow; None if absent or if another callback deleted it first."""
+        table = self._table()
+        entity = storage.get_entity(table, flow_id, "flow")
+        if entity is None:
+            return None
+        try:
+            if not storage.delete_if_unchanged(table, entity):
+                return None  # a concurrent callback won: this one is a replay
+        except NotFound:
+            return None
+        return Flow(
+            flow_id=flow_id,
+            building_id=str(entity["building"]),
+            caller=str(entity["caller"]),
+            mode=str(entity["mode"]),
+            return_url=str(entity["returnUrl"]),
+            expires_at=_aware(entity["expiresAt"]),
+            key_version=str(entity["keyVersion"]),
+            tenant=str(entity.get("tenant") or "") or None,
+        )
+
+    def delete_expired(self, now: datetime) -> int:
+        """Flows nobody completed (Table Storage has no TTL). Run by the keep-alive timer."""
+        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        removed = 0
+        try:
+            table = self._table()
+            for entity in table.query_entities(
+                f"expiresAt lt datetime'{stamp}'", select=["PartitionKey", "RowKey"]
+            ):  # a cross-partition scan, but a daily one over a table of minutes-old rows
+                table.delete_entity(entity["PartitionKey"], entity["RowKey"])
+                removed += 1
+        except Exception as exc:
+            raise _storage_error("sweep flows", exc) from exc
+        return removed
+
+
+def _replace_mode() -> Any:
+    from azure.data.tables import UpdateMode
+
+    return UpdateMode.REPLACE
+
+
+def _entity_of(c: Connection) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": c.building_id,
+        "RowKey": "current",
+        "connectionId": c.connection_id,
+        "mode": c.mode,
+        "status": c.status,
+        "tenantId": c.tenant_id,
+        "account": json.dumps(c.account.to_json()) if c.account else "",
+        "scopes": " ".join(sorted(c.scopes)),
+        "reason": c.reason or "",
+        "connectedBy": c.connected_by or "",
+        "secretName": c.secret_name,
+    }
+    if c.connected_at:
+        entity["connectedAt"] = c.connected_at
+    if c.last_refresh_at:
+        entity["lastRefreshAt"] = c.last_refresh_at
+    return entity
+
+
+def _connection_from(e: Mapping[str, Any]) -> Connection:
+    account = None
+    if e.get("account"):
+        raw = json.loads(str(e["account"]))
+        account = Account(
+            id=str(raw.get("id") or ""),
+            display_name=raw.get("displayName"),
+            mail=raw.get("mail"),
+            user_principal_name=raw.get("userPrincipalName"),
+        )
+    return Connection(
+        building_id=str(e["PartitionKey"]),
+        connection_id=str(e.get("connectionId") or ""),
+        mode=str(e.get("mode") or ""),
+        status=str(e.get("status") or "error"),
+        tenant_id=str(e.get("tenantId") or ""),
+        account=account,
+        scopes=frozenset(str(e.get("scopes") or "").split()),
+        reason=str(e.get("reason") or "") or None,
+        connected_at=_aware(e["connectedAt"]) if e.get("connectedAt") else None,
+        last_refresh_at=_aware(e["lastRefreshAt"]) if e.get("lastRefreshAt") else None,
+        connected_by=str(e.get("connectedBy") or "") or None,
+        secret_name=str(e.get("secretName") or ""),
+    )
+
+
+def _aware(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------- service
+
+
+def delete_subscriptions_hook(connection: Connection) -> None:
+    """Disconnect hook: delete the connection's Graph subscriptions (best effort).
+
+    TODO(sync): the sync feature fills this in (subscriptions table → DELETE /subscriptions/{id}).
+    There are no subscriptions before it exists.
+    """
+
+
+def mark_mappings_not_synced_hook(connection: Connection) -> None:
+    """Disconnect hook: keep the building's mappings but show them `not_synced` (`disconnected`).
+
+    The registry (shared/registry.py) keeps mapping and sync fields on the resource entity; the
+    sync feature sets `syncStatus` back when the building is connected and synced again.
+    """
+    from shared import clients
+    from shared.registry import is_mapped
+
+    table = clients.table(storage.RESOURCES)
+
+    def build(current: storage.Entity | None) -> storage.Entity | None:
+        if current is None or not is_mapped(current):
+            return None
+        return {**current, "syncStatus": "not_synced", "syncReason": "disconnected"}
+
+    mapped = storage.query_all(table, "PartitionKey eq @b", {"b": connection.building_id})
+    for entity in mapped:
+        if is_mapped(entity):
+            storage.replace_optimistic(table, connection.building_id, entity["RowKey"], build)
+
+
+@dataclass(frozen=True)
+class ConnectDeps:
+    settings: Settings
+    connections: ConnectionRepository
+    flows: FlowRepository
+    secrets: SecretStore
+    identity: Identity
+    tokens: TokenProvider
+    read_me: Callable[[Connection, TokenResult], dict[str, Any]]
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    on_disconnect: tuple[Callable[[Connection], None], ...] = (
+        delete_subscriptions_hook,
+        mark_mappings_not_synced_hook,
+    )
+
+
+def start_connect(
+    deps: ConnectDeps, building_id: str, caller: Caller, body: Mapping[str, Any]
+) -> str:
+    """Validate the request, record a flow, return the URL the admin's browser goes to."""
+    check_building(building_id)
+    errors: list[FieldError] = []
+    mode = body.get("mode")
+    if mode not in MODES:
+        errors.append(FieldError("mode", "must be 'delegated' or 'application'"))
+    tenant = body.get("tenant")
+    if mode == "application" and (not isinstance(tenant, str) or not _TENANT.match(tenant.strip())):
+        errors.append(FieldError("tenant", "must be a tenant id or verified domain"))
+    login_hint = body.get("loginHint")
+    if login_hint is not None and (not isinstance(login_hint, str) or len(login_hint) > 256):
+        errors.append(FieldError("loginHint", "must be a user name"))
+    try:
+        return_url = validate_return_url(body.get("returnUrl"), deps.settings.return_url_origins)
+    except ValidationFailed as failed:
+        errors.extend(failed.errors)
+    if errors:
+        raise ValidationFailed(errors)
+    flow_key = deps.secrets.flow_key()
+    flow = Flow(
+        flow_id=pysecrets.token_urlsafe(16),  # 128 bits: unguessable, the whole CSRF defence
+        building_id=building_id,
+        caller=caller.actor,
+        mode=str(mode),
+        return_url=return_url,
+        expires_at=deps.now() + FLOW_TTL,
+        key_version=flow_key.version,
+        tenant=tenant.strip() if mode == "application" and isinstance(tenant, str) else None,
+    )
+    deps.flows.add(flow)
+    logger.info("connect flow started for building %s (%s) by %s", building_id, mode, caller.actor)
+    if flow.mode == "application":
+        return admin_consent_url(deps.settings, tenant=flow.tenant or "", state=flow.flow_id)
+    verifier = pkce_verifier(flow_key.key, flow.flow_id)
+    return authorize_url(
+        deps.settings,
+        state=flow.flow_id,
+        challenge=pkce_challenge(verifier),
+        nonce=oidc_nonce(flow_key.key, flow.flow_id),
+        login_hint=login_hint,
+    )
+
+
+def _take_flow(deps: ConnectDeps, state: str | None, mode: str) -> Flow:
+    invalid = ValidationFailed(
+        [FieldError("state", "is unknown, already used or expired")],
+        detail="This sign-in link is no longer valid; start connecting again",
+    )
+    if not state or len(state) > 64 or not re.fullmatch(r"[A-Za-z0-9_-]+", state):
+        raise invalid
+    flow = deps.flows.take(state)
+    if flow is None:
+        logger.warning("connect callback with an unknown or used state")
+        raise invalid
+    if deps.now() > flow.expires_at:
+        logger.warning("connect callback for building %s after the flow expired", flow.building_id)
+        raise invalid
+    if flow.mode != mode:
+        logger.warning("connect callback for building %s on the wrong endpoint", flow.building_id)
+        raise invalid
+    return flow
+
+
+def complete_delegated(deps: ConnectDeps, params: Mapping[str, str]) -> str:
+    """`GET /oauth/callback`: finish a delegated flow; the URL to send the browser to."""
+    flow = _take_flow(deps, params.get("state"), "delegated")
+    try:
+        connection = _finish_delegated(deps, flow, params)
+    except ConnectFailed as failed:
+        _record_failure(deps, flow, failed)
+        return with_status(flow.return_url, "error", failed.reason)
+    logger.info(
+        "building %s connected (delegated, tenant %s, connection %s)",
+        flow.building_id, connection.tenant_id, connection.connection_id,
+    )  # fmt: skip
+    return with_status(flow.return_url, "connected")
+
+
+def _finish_delegated(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) -> Connection:
+    if params.get("error"):
+        raise ConnectFailed(
+            reason_for(params.get("error"), codes_in(params.get("error_description")))
+        )
+    code = params.get("code")
+    if not code:
+        raise ConnectFailed("missing_code")
+    try:
+        key = deps.secrets.flow_key(flow.key_version)
+        tokens = deps.identity.redeem_code(
+            code,
+            scopes=list(GRAPH_DELEGATED_SCOPES),
+            redirect_uri=callback_uri(deps.settings),
+            verifier=pkce_verifier(key.key, flow.flow_id),
+            nonce=oidc_nonce(key.key, flow.flow_id),
+        )
+    except IdentityError as err:
+        raise ConnectFailed(
+            "nonce_mismatch" if err.error == "nonce_mismatch" else reason_for(err.error, err.codes)
+        ) from err
+    except DependencyError as err:
+        logger.error("connect of %s: %s", flow.building_id, err.log_detail)
+        raise ConnectFailed("service_unavailable", record=False) from err
+    check_id_claims(
+        tokens.id_claims, client_id=deps.settings.client_id,
+        authority_host=deps.settings.authority_host,
+    )  # fmt: skip
+    if missing_scopes(tokens.scopes):
+        logger.warning(
+            "building %s: granted scopes lack %s",
+            flow.building_id,
+            sorted(missing_scopes(tokens.scopes)),
+        )
+        raise ConnectFailed("insufficient_scope")
+    tenant_id = str(tokens.id_claims["tid"])
+    now = deps.now()
+    connection = Connection(
+        building_id=flow.building_id,
+        connection_id=str(uuid.uuid4()),
+        mode="delegated",
+        status="connected",
+        tenant_id=tenant_id,
+        scopes=tokens.scopes,
+        connected_at=now,
+        last_refresh_at=now,
+        connected_by=flow.caller,
+        secret_name=connection_secret_name(flow.building_id),
+    )
+    try:
+        me = deps.read_me(connection, tokens)
+    except DependencyError as err:
+        logger.error("connect of %s: reading /me failed: %s", flow.building_id, err.detail)
+        raise ConnectFailed("account_unreadable") from err
+    if str(me.get("id") or "").lower() != str(tokens.id_claims["oid"]).lower():
+        raise ConnectFailed("invalid_id_token")
+    connection = replace(
+        connection,
+        account=Account(
+            id=str(me["id"]),
+            display_name=me.get("displayName"),
+            mail=me.get("mail"),
+            user_principal_name=me.get("userPrincipalName"),
+        ),
+    )
+    if not tokens.refresh_token:
+        raise ConnectFailed("no_refresh_token")
+    try:
+        previous = deps.connections.get(flow.building_id)
+        deps.secrets.set(connection.secret_name, tokens.refresh_token)
+        deps.connections.save(connection)
+    except DependencyError as err:
+        logger.error("connect of %s: %s", flow.building_id, err.log_detail)
+        raise ConnectFailed("service_unavailable", record=False) from err
+    if previous is not None:
+        deps.tokens.invalidate(previous)
+    deps.tokens.prime(connection, tokens)
+    return connection
+
+
+def complete_admin_consent(deps: ConnectDeps, params: Mapping[str, str]) -> str:
+    """`GET /oauth/adminconsent`: trust the tenant only once a client-credentials token for it works."""
+    flow = _take_flow(deps, params.get("state"), "application")
+    try:
+        connection = _finish_application(deps, flow, params)
+    except ConnectFailed as failed:
+        _record_failure(deps, flow, failed)
+        return with_status(flow.return_url, "error", failed.reason)
+    logger.info(
+        "building %s connected (application, tenant %s)", flow.building_id, connection.tenant_id
+    )
+    return with_status(flow.return_url, "connected")
+
+
+def _finish_application(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) -> Connection:
+    if params.get("error"):
+        raise ConnectFailed(
+            reason_for(params.get("error"), codes_in(params.get("error_description")))
+        )
+    tenant = str(params.get("tenant") or "").lower()
+    if params.get("admin_consent", "").lower() != "true" or not _GUID.match(tenant):
+        raise ConnectFailed("consent_not_granted")
+    if flow.tenant and _GUID.match(flow.tenant) and flow.tenant.lower() != tenant:
+        raise ConnectFailed("tenant_mismatch")  # consented in another tenant than was asked for
+    try:
+        token = deps.identity.app_token(tenant)  # GRAPH.md pitfall 17: prove it before trusting
+    except IdentityError as err:
+        raise ConnectFailed(reason_for(err.error, err.codes)) from err
+    except DependencyError as err:
+        logger.error("admin consent of %s: %s", flow.building_id, err.log_detail)
+        raise ConnectFailed("service_unavailable", record=False) from err
+    now = deps.now()
+    connection = Connection(
+        building_id=flow.building_id,
+        connection_id=str(uuid.uuid4()),
+        mode="application",
+        status="connected",
+        tenant_id=tenant,
+        scopes=token.scopes,
+        connected_at=now,
+        last_refresh_at=now,
+        connected_by=flow.caller,
+    )
+    try:
+        previous = deps.connections.get(flow.building_id)
+        deps.connections.save(connection)
+        if previous is not None and previous.mode == "delegated":
+            deps.secrets.delete(previous.secret_name)  # no refresh token outlives its connection
+    except DependencyError as err:
+        logger.error("admin consent of %s: %s", flow.building_id, err.log_detail)
+        raise ConnectFailed("service_unavailable", record=False) from err
+    if previous is not None:
+        deps.tokens.invalidate(previous)
+    deps.tokens.prime(connection, token)
+    return connection
+
+
+def _record_failure(deps: ConnectDeps, flow: Flow, failed: ConnectFailed) -> None:
+    """Show a failed attempt in GET connection, unless the building already has a live connection."""
+    logger.warning("connect of building %s failed: %s", flow.building_id, failed.reason)
+    if not failed.record:
+        return
+    try:
+        current = deps.connections.get(flow.building_id)
+        if current is not None and current.status in ("connected", "reauth_required"):
+            return  # a failed reconnect must not break (or hide) what exists
+        deps.connections.save(
+            Connection(
+                building_id=flow.building_id,
+                connection_id=str(uuid.uuid4()),
+                mode=flow.mode,
+                status="error",
+                tenant_id=flow.tenant or "",
+                reason=failed.reason,
+                connected_by=flow.caller,
+            )
+        )
+    except BookingBridgeError as err:
+        logger.error(
+            "could not record the failed connect of %s: %s", flow.building_id, err.log_detail
+        )
+
+
+def connection_status(deps: ConnectDeps, building_id: str) -> dict[str, Any]:
+    check_building(building_id)
+    connection = deps.connections.get(building_id)
+    return connection.to_api() if connection else dict(DISCONNECTED)
+
+
+def disconnect(deps: ConnectDeps, building_id: str) -> None:
+    """Subscriptions deleted (best effort), secret deleted, mappings kept; idempotent."""
+    check_building(building_id)
+    connection = deps.connections.get(building_id)
+    if connection is None:
+        return
+    for hook in deps.on_disconnect:
+        try:
+            hook(connection)
+        except Exception:  # best effort: a Graph outage must not keep a building connected
+            logger.exception("disconnect hook %s failed for %s", hook.__name__, building_id)
+    if connection.secret_name:
+        deps.secrets.delete(connection.secret_name)
+    deps.connections.delete(building_id)
+    deps.tokens.invalidate(connection)
+    logger.info("building %s disconnected (connection %s)", building_id, connection.connection_id)
+
+
+def keep_alive(deps: ConnectDeps, *, older_than: timedelta = KEEPALIVE_AFTER) -> dict[str, int]:
+    """Refresh delegated grants idle for `older_than`, so they never reach 90 days of inactivity."""
+    counts = {"refreshed": 0, "failed": 0, "skipped": 0}
+    cutoff = deps.now() - older_than
+    for connection in deps.connections.all():
+        if connection.mode != "delegated" or connection.status != "connected":
+            counts["skipped"] += 1
+            continue
+        if connection.last_refresh_at and connection.last_refresh_at > cutoff:
+            counts["skipped"] += 1
+            continue
+        try:
+            deps.tokens.refresh_now(connection)
+            counts["refreshed"] += 1
+        except BookingBridgeError as err:  # reauth already recorded by the provider
+            logger.warning("keep-alive of %s failed: %s", connection.building_id, err.reason)
+            counts["failed"] += 1
+    try:
+        counts["expiredFlows"] = deps.flows.delete_expired(deps.now() - FLOW_TTL)
+    except StorageError as err:
+        logger.warning("sweeping expired flows failed: %s", err.log_detail)
+    return counts
+
+
+# ---------------------------------------------------------------- wiring
+
+_deps: ConnectDeps | None = None
+_deps_lock = threading.Lock()
+
+
+def default_deps() -> ConnectDeps:
+    """The process's collaborators (cached: the token provider's caches must live across calls)."""
+    global _deps
+    from shared import clients
+    from shared.graph import default_graph
+    from shared.secrets import default_store
+    from shared.settings import get_settings
+
+    with _deps_lock:
+        settings = get_settings()
+        if _deps is not None and _deps.settings is settings:
+            return _deps
+        store = default_store()
+        connections = ConnectionRepository(lambda: clients.table(CONNECTIONS_TABLE))
+        identity = Identity(
+            settings.client_id,
+            settings.authority_host,
+            lambda: store.app_credential(
+                settings.client_secret_name, settings.client_certificate_name
+            ),
+            clients.msal_http_session(),
+        )
+        tokens = TokenProvider(identity, store, connections, lambda: datetime.now(UTC))
+
+        def read_me(connection: Connection, result: TokenResult) -> dict[str, Any]:
+            return default_graph().read_me_with(connection, result.access_token)
+
+        _deps = ConnectDeps(
+            settings=settings,
+            connections=connections,
+            flows=FlowRepository(lambda: clients.table(FLOWS_TABLE)),
+            secrets=store,
+            identity=identity,
+            tokens=tokens,
+            read_me=read_me,
+        )
+        return _deps
+
+
+def reset_default_deps() -> None:
+    global _deps
+    with _deps_lock:
+        _deps = None

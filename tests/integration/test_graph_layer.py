@@ -1,0 +1,154 @@
+"""The Graph access layer against the Graph emulator with real tokens (client credentials via
+MSAL): per-mailbox concurrency, Retry-After, and bounded retries."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+import requests
+
+from devstack.m365 import RunningEmulator, start_emulator
+from devstack.stack import DEMO_SCENARIO
+from devstack.tls import ensure_tls
+from shared.connections import Connection
+from shared.errors import GraphError
+from shared.graph import GraphClient, RetryPolicy
+from shared.secrets import AppCredential
+from shared.tokens import Identity
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    tls = ensure_tls(tmp_path_factory.mktemp("tls"))
+    running = start_emulator(tls.ca_cert.parent, scenario=DEMO_SCENARIO)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+class AppTokens:
+    """Client-credentials tokens from the identity emulator, through our `Identity` (real MSAL)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.token_value: str | None = None
+        self.lock = threading.Lock()
+
+    def token(self, connection: Connection) -> str:
+        with self.lock:
+            if self.token_value is None:
+                self.token_value = self.identity.app_token(connection.tenant_id).access_token
+            return self.token_value
+
+    def invalidate(self, connection: Connection) -> None:
+        self.token_value = None
+
+
+@pytest.fixture(scope="module")
+def setup(emu: RunningEmulator) -> Iterator[tuple[httpx.Client, AppTokens, Connection, str]]:
+    seed = emu.seed
+    app = seed["apps"]["bookingbridge"]
+    tenant = seed["tenant"]
+    session = requests.Session()
+    session.trust_env = False
+    session.verify = emu.ca_bundle
+    identity = Identity(
+        app["clientId"], emu.base_url, lambda: AppCredential("secret", app["clientSecret"]), session
+    )
+    http = httpx.Client(verify=emu.ca_bundle, trust_env=False, timeout=20)
+    connection = Connection("b-graph", "conn-graph", "application", "connected", tenant["id"])
+    room = tenant["users"]["boardroom4a"]["userPrincipalName"]
+    yield http, AppTokens(identity), connection, room
+    http.close()
+
+
+@pytest.fixture(autouse=True)
+def clean_faults(emu: RunningEmulator) -> Iterator[None]:
+    emu.control.delete("graph/faults")
+    yield
+    emu.control.delete("graph/faults")
+
+
+def add_fault(emu: RunningEmulator, **rule: Any) -> None:
+    response = emu.control.post("graph/faults", json={"rules": [rule]})
+    assert response.status_code == 200, response.text
+
+
+def throttled(emu: RunningEmulator) -> int:
+    return int(emu.control.get("stats").json()["throttled"])
+
+
+def graph(emu: RunningEmulator, setup: Any, **policy: Any) -> tuple[GraphClient, list[float]]:
+    http, tokens, _, _ = setup
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        time.sleep(seconds)
+
+    return GraphClient(http, emu.graph_url, tokens, None, RetryPolicy(**policy), sleep=sleep), waits
+
+
+def test_twenty_concurrent_calls_to_one_mailbox_are_never_throttled(
+    emu: RunningEmulator, setup: Any
+) -> None:
+    http, tokens, connection, room = setup
+    add_fault(emu, path="/users/*/calendars", latencyMs=150)  # slow enough to overlap
+    client, waits = graph(emu, setup)
+    before = throttled(emu)
+    with ThreadPoolExecutor(20) as pool:
+        results = list(
+            pool.map(
+                lambda _: client.request(connection, "GET", f"/users/{room}/calendars"), range(20)
+            )
+        )
+    assert all(r.status_code == 200 for r in results)
+    assert throttled(emu) == before and waits == []
+    # The control: the same burst without the layer's per-mailbox limit is throttled.
+    token = tokens.token(connection)
+    with ThreadPoolExecutor(20) as pool:
+        raw = list(
+            pool.map(
+                lambda _: http.get(
+                    f"{emu.graph_url}/users/{room}/calendars",
+                    headers={"Authorization": f"Bearer {token}"},
+                ),
+                range(20),
+            )
+        )
+    assert any(r.status_code == 429 for r in raw)
+    assert throttled(emu) > before
+
+
+def test_429_is_retried_after_retry_after(emu: RunningEmulator, setup: Any) -> None:
+    _, _, connection, room = setup
+    add_fault(emu, path="/users/*/calendars", status=429, retryAfter=1, count=2)
+    client, waits = graph(emu, setup, jitter=0.1)
+    started = time.monotonic()
+    response = client.request(connection, "GET", f"/users/{room}/calendars")
+    assert response.status_code == 200
+    assert len(waits) == 2 and all(1.0 <= w <= 1.1 for w in waits)
+    assert time.monotonic() - started >= 2.0
+
+
+def test_a_permanent_503_ends_with_graph_error_in_bounded_time(
+    emu: RunningEmulator, setup: Any
+) -> None:
+    _, _, connection, room = setup
+    add_fault(emu, path="/users/*/calendars", status=503)
+    client, waits = graph(emu, setup, max_attempts=4, base_delay=0.1, max_total_wait=5)
+    started = time.monotonic()
+    with pytest.raises(GraphError) as raised:
+        client.request(connection, "GET", f"/users/{room}/calendars")
+    assert raised.value.failure.status == 503 and raised.value.transient
+    assert raised.value.failure.request_id
+    assert len(waits) == 3 and time.monotonic() - started < 5
