@@ -1,0 +1,123 @@
+// BookingBridge's Function App: Flex Consumption plan + site, and every app setting it gets.
+//
+// The app settings below are the complete list (one place to review). tests/unit/test_infra.py checks
+// them against shared/settings.py: every setting the code reads is set here, nothing is set that
+// nobody reads (except the commented platform settings), and no value carries a key or a secret.
+
+param name string
+param planName string
+param location string = resourceGroup().location
+param tags object = {}
+
+@description('azd deploys the code of service "api" (azure.yaml) to the resource carrying this tag.')
+param serviceName string = 'api'
+
+// Identity, storage, vault, monitoring (created by main.bicep)
+param identityId string
+param identityClientId string
+param storageAccountName string
+param deploymentBlobEndpoint string
+param deploymentContainerName string
+param applicationInsightsName string
+param keyVaultUri string
+
+// BookingBridge settings (shared/settings.py)
+param clientId string
+param apiAudience string
+param apiTenantId string
+param authorityHost string
+param graphBaseUrl string
+param returnUrlOrigins string
+param clientSecretName string
+param clientCertificateName string
+param keepaliveSchedule string
+
+// Scale
+param instanceMemoryMB int
+param maximumInstanceCount int
+param alwaysReadyHttpInstances int
+
+module plan '../core/host/flex-consumption-plan.bicep' = {
+  name: 'plan'
+  params: {
+    name: planName
+    location: location
+    tags: tags
+  }
+}
+
+module functionApp '../core/host/functions-flexconsumption.bicep' = {
+  name: 'functionapp'
+  params: {
+    name: name
+    location: location
+    tags: union(tags, { 'azd-service-name': serviceName })
+    planId: plan.outputs.id
+    identityId: identityId
+    deploymentBlobEndpoint: deploymentBlobEndpoint
+    deploymentContainerName: deploymentContainerName
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    alwaysReadyHttpInstances: alwaysReadyHttpInstances
+  }
+}
+
+resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: applicationInsightsName
+}
+
+resource site 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: name
+}
+
+var appSettings = {
+  // Functions host storage, identity-based (no connection string: shared keys are off). The host
+  // reads all three; shared/settings.py reads __accountName and __clientId for its own table and
+  // queue clients.
+  AzureWebJobsStorage__accountName: storageAccountName
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+
+  // The app's own identity for Key Vault (azure-identity ManagedIdentityCredential, shared/clients.py).
+  AZURE_CLIENT_ID: identityClientId
+
+  // Telemetry: the connection string only locates the resource (local auth is disabled); the
+  // authentication string makes the host and the OpenTelemetry exporter send with this identity's
+  // Entra token. PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY makes the Python worker itself call
+  // azure.monitor.opentelemetry.configure_azure_monitor() (needs azure-monitor-opentelemetry in
+  // requirements.txt); see infra/README.md "Observability" for the sources.
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsights.properties.ConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
+
+  // BookingBridge (shared/settings.py)
+  BB_KEY_VAULT_URL: keyVaultUri
+  BB_AUTHORITY_HOST: authorityHost
+  BB_GRAPH_BASE_URL: graphBaseUrl
+  BB_CLIENT_ID: clientId
+  // Where Microsoft reaches the app: webhook notification URL and OAuth redirect URIs derive from it.
+  BB_PUBLIC_BASE_URL: 'https://${functionApp.outputs.defaultHostName}/api'
+  // Tokens for this API carry the app registration's identifier URI (infra/scripts/register-app.sh
+  // sets api://<client id>) unless another audience is given.
+  BB_API_AUDIENCE: !empty(apiAudience) ? apiAudience : (empty(clientId) ? '' : 'api://${clientId}')
+  // Portal/admin tokens are issued by the deployment's tenant unless another is given.
+  BB_API_TENANT_ID: !empty(apiTenantId) ? apiTenantId : tenant().tenantId
+  // Empty = the app's own origin (shared/settings.py).
+  BB_RETURN_URL_ORIGINS: returnUrlOrigins
+  // Names of Key Vault secrets, not secrets: the app reads the values itself with its identity.
+  BB_CLIENT_SECRET_NAME: clientSecretName
+  BB_CLIENT_CERTIFICATE_NAME: clientCertificateName
+  // Timer triggers resolve %BB_KEEPALIVE_SCHEDULE% from app settings: without it the function
+  // would not index.
+  BB_KEEPALIVE_SCHEDULE: keepaliveSchedule
+}
+
+resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'appsettings'
+  properties: appSettings
+}
+
+output name string = functionApp.outputs.name
+output defaultHostName string = functionApp.outputs.defaultHostName
+output publicBaseUrl string = 'https://${functionApp.outputs.defaultHostName}/api'
