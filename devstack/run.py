@@ -33,6 +33,9 @@ def _all_free(ports: tuple[int, ...]) -> bool:
 
 
 def main() -> int:
+    # Ctrl-C must stop the stack even when we were started with SIGINT ignored (a background job of
+    # a non-interactive shell inherits that, and Python then installs no KeyboardInterrupt handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if not _all_free((FUNCTIONS_PORT,)):
         print(f"port {FUNCTIONS_PORT} is in use: is another `make run` running?", file=sys.stderr)
         return 1
@@ -55,7 +58,7 @@ def main() -> int:
         print("a local stack process exited; stopping the rest (logs in .devstack/logs/)")
         return 1
     except KeyboardInterrupt:
-        print("\nstopping…")
+        print("\nstopping…", flush=True)
         return 0
     finally:
         stack.stop()
