@@ -2,7 +2,26 @@
 
 Two modes (ARCHITECTURE.md §1.1):
 - delegated: authorization code + PKCE + nonce, refresh token in Key Vault (`conn-<building>`);
-- application: v2 admin consent, then client credentials for the tenant (no stored secret).
+- application: an administrator of the tenant consents for the organization, then client
+  credentials for the tenant (no stored secret).
+
+Application mode must prove that an administrator *of the tenant asked for* consented *in this flow*.
+The v2 admin consent endpoint cannot: its answer (`admin_consent=True&tenant=T`) is a query string
+anyone can type, and a client-credentials token for T only shows that some admin of T consented at
+some time — for example for another customer's building — so a building admin could connect their
+building to any tenant that ever consented (GRAPH.md pitfall 17). So application mode is an OpenID
+Connect authorization-code flow with `prompt=admin_consent` on `/{tenant id}/oauth2/v2.0/authorize`
+(scopes `openid profile https://graph.microsoft.com/.default`; Entra completes it only for a tenant
+administrator and records tenant-wide consent for everything the registration requires):
+1. `start_connect` resolves a verified domain to its tenant id (the tenant's OpenID configuration
+   `issuer`), records the flow with that id, and binds state + PKCE + nonce exactly as delegated;
+2. the callback (`GET /oauth/adminconsent`, the registered redirect URI) redeems the code with the
+   flow's PKCE verifier (a code from any other flow fails) and checks the id token: `aud` our
+   client, `iss` of its own `tid`, `nonce` of this flow, `tid` == the tenant asked for;
+3. only then a client-credentials token for that tenant (its `roles` are shown as the scopes);
+4. the connection is recorded. The code's tokens are the admin's delegated tokens: never used,
+   never stored (MSAL's cache is disabled; a refresh token Entra may return is dropped).
+A callback in the v2 admin consent shape (no `code`) is refused with reason `consent_unverifiable`.
 
 One connection per building (`connections` table, PartitionKey building, RowKey `current`); a tenant
 may serve many buildings. Flow state lives in `oauthflows` (PartitionKey flowId) with only non-secret
@@ -15,6 +34,8 @@ Services take their collaborators in `ConnectDeps`; `default_deps()` builds the 
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import logging
 import re
@@ -55,6 +76,7 @@ from shared.tokens import Identity, TokenProvider, TokenResult, codes_in, reason
 from shared.validate import check_building
 
 if TYPE_CHECKING:
+    import httpx
     from azure.data.tables import TableClient
 
     from shared.auth import Caller
@@ -67,11 +89,17 @@ FLOW_TTL = timedelta(minutes=10)
 KEEPALIVE_AFTER = timedelta(days=7)  # well inside Entra's 90-day refresh-token inactivity limit
 MODES = ("delegated", "application")
 STATUSES = ("connected", "reauth_required", "disconnected", "error")
+# Application mode names one tenant (its id or a verified domain), never `organizations`/`common`:
+# the id token's `tid` must equal the tenant the building admin asked for.
 _TENANT = re.compile(
-    r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|organizations|"
+    r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|"
     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)$"
 )
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# The application connect's sign-in: OIDC (id token, no `offline_access`: no refresh token wanted)
+# plus `/.default` (static consent to everything the registration requires, delegated and
+# application). OIDC scopes may accompany `/.default`; named Graph scopes may not (scopes-oidc.md).
+ADMIN_CONSENT_SCOPES: tuple[str, ...] = ("openid", "profile", GRAPH_DEFAULT_SCOPE)
 _MAX_URL = 2048
 
 
@@ -144,7 +172,7 @@ class Flow:
     return_url: str
     expires_at: datetime
     key_version: str
-    tenant: str | None = None
+    tenant: str | None = None  # application mode: the tenant id (GUID) an admin must consent in
 
 
 class ConnectFailed(Exception):
@@ -197,8 +225,11 @@ def missing_scopes(granted: frozenset[str]) -> frozenset[str]:
     return frozenset(REQUIRED_DELEGATED_SCOPES - granted)
 
 
-def check_id_claims(claims: Mapping[str, Any], *, client_id: str, authority_host: str) -> None:
-    """What MSAL no longer checks: audience, issuer of the token's own tenant, tid and oid."""
+def check_id_claims(
+    claims: Mapping[str, Any], *, client_id: str, authority_host: str, nonce: str
+) -> None:
+    """What MSAL does not check for us: audience, issuer of the token's own tenant, tid, oid, and
+    the flow's nonce (MSAL skips its nonce check when no id token came back)."""
     tid = str(claims.get("tid") or "")
     if not _GUID.match(tid) or not claims.get("oid"):
         raise ConnectFailed("invalid_id_token")
@@ -206,36 +237,126 @@ def check_id_claims(claims: Mapping[str, Any], *, client_id: str, authority_host
         raise ConnectFailed("invalid_id_token")
     if claims.get("iss") != f"{authority_host.rstrip('/')}/{tid}/v2.0":
         raise ConnectFailed("invalid_id_token")
+    if not hmac.compare_digest(str(claims.get("nonce") or "").encode(), nonce.encode()):
+        raise ConnectFailed("nonce_mismatch")
 
 
-def authorize_url(
-    settings: Settings, *, state: str, challenge: str, nonce: str, login_hint: str | None
+def check_admin_consent_claims(
+    claims: Mapping[str, Any], *, client_id: str, authority_host: str, tenant_id: str, nonce: str
+) -> None:
+    """The id token of an application connect: issued to us, for this flow, in the tenant asked for.
+
+    Entra completes `prompt=admin_consent` only for an administrator of the tenant signed in to,
+    so a valid id token of this flow (`nonce`) whose `tid` is the requested tenant proves that an
+    administrator of that tenant consented in this flow.
+    """
+    check_id_claims(claims, client_id=client_id, authority_host=authority_host, nonce=nonce)
+    if str(claims["tid"]).lower() != tenant_id.lower():
+        raise ConnectFailed("tenant_mismatch")
+
+
+def tenant_id_from_issuer(issuer: str, authority_host: str) -> str | None:
+    """The tenant id in an OpenID configuration's `issuer` (`{authority}/{tid}/v2.0`), else None."""
+    prefix, suffix = authority_host.rstrip("/") + "/", "/v2.0"
+    if not issuer.startswith(prefix) or not issuer.endswith(suffix):
+        return None
+    tid = issuer[len(prefix) : -len(suffix)]
+    return tid.lower() if _GUID.match(tid) else None
+
+
+def _authorize_url(
+    settings: Settings,
+    *,
+    tenant: str,
+    redirect_uri: str,
+    scopes: tuple[str, ...],
+    state: str,
+    challenge: str,
+    nonce: str,
+    login_hint: str | None,
+    prompt: str | None = None,
 ) -> str:
     params = {
         "client_id": settings.client_id,
         "response_type": "code",
-        "redirect_uri": callback_uri(settings),
+        "redirect_uri": redirect_uri,
         "response_mode": "query",
-        "scope": " ".join((*OIDC_SCOPES, *GRAPH_DELEGATED_SCOPES)),
+        "scope": " ".join(scopes),
         "state": state,
         "nonce": nonce,
         "code_challenge": challenge,
         "code_challenge_method": "S256",
     }
+    if prompt:
+        params["prompt"] = prompt
     if login_hint:
         params["login_hint"] = login_hint
+    return f"{settings.authority_host}/{tenant}/oauth2/v2.0/authorize?{urlencode(params)}"
+
+
+def authorize_url(
+    settings: Settings, *, state: str, challenge: str, nonce: str, login_hint: str | None
+) -> str:
     # `organizations`: work and school accounts of any tenant (calendars need Exchange Online).
-    return f"{settings.authority_host}/organizations/oauth2/v2.0/authorize?{urlencode(params)}"
+    return _authorize_url(
+        settings, tenant="organizations", redirect_uri=callback_uri(settings),
+        scopes=(*OIDC_SCOPES, *GRAPH_DELEGATED_SCOPES), state=state, challenge=challenge,
+        nonce=nonce, login_hint=login_hint,
+    )  # fmt: skip
 
 
-def admin_consent_url(settings: Settings, *, tenant: str, state: str) -> str:
-    params = {
-        "client_id": settings.client_id,
-        "scope": GRAPH_DEFAULT_SCOPE,
-        "redirect_uri": admin_consent_uri(settings),
-        "state": state,
-    }
-    return f"{settings.authority_host}/{tenant}/v2.0/adminconsent?{urlencode(params)}"
+def admin_authorize_url(
+    settings: Settings,
+    *,
+    tenant_id: str,
+    state: str,
+    challenge: str,
+    nonce: str,
+    login_hint: str | None,
+) -> str:
+    """The application connect's sign-in: an administrator of `tenant_id` consents for it.
+
+    The tenant id in the path makes Entra sign the admin in to that tenant (`tid` of the id
+    token); the redirect URI stays `/oauth/adminconsent` (registered, and API.md's path).
+    """
+    return _authorize_url(
+        settings, tenant=tenant_id, redirect_uri=admin_consent_uri(settings),
+        scopes=ADMIN_CONSENT_SCOPES, state=state, challenge=challenge, nonce=nonce,
+        login_hint=login_hint, prompt="admin_consent",
+    )  # fmt: skip
+
+
+def discover_tenant_id(http: httpx.Client, authority_host: str, domain: str) -> str | None:
+    """The id of the tenant owning a verified domain, from its OpenID configuration; None if
+    Entra knows no such tenant (400 AADSTS90002)."""
+    import httpx
+
+    url = f"{authority_host.rstrip('/')}/{domain}/v2.0/.well-known/openid-configuration"
+    try:
+        response = http.get(url)
+    except httpx.HTTPError as exc:
+        raise _discovery_failed(type(exc).__name__) from exc
+    if response.status_code in (400, 404):
+        return None
+    issuer = None
+    if response.status_code == 200:
+        with contextlib.suppress(ValueError, AttributeError):
+            issuer = response.json().get("issuer")
+    tid = tenant_id_from_issuer(str(issuer or ""), authority_host)
+    if tid is None:
+        raise _discovery_failed(f"{response.status_code}, issuer {issuer!r}")
+    return tid
+
+
+def _discovery_failed(detail: str) -> DependencyError:
+    return DependencyError(
+        "The Microsoft identity platform is unavailable; try again",
+        reason="identity_unavailable", log_detail=f"tenant discovery: {detail}",
+    )  # fmt: skip
+
+
+def _no_tenant_discovery(domain: str) -> str | None:
+    raise _discovery_failed("no resolver configured (ConnectDeps.resolve_tenant)")
 
 
 def callback_uri(settings: Settings) -> str:
@@ -497,6 +618,8 @@ class ConnectDeps:
         delete_subscriptions_hook,
         mark_mappings_not_synced_hook,
     )
+    # verified domain -> tenant id, None if unknown (`discover_tenant_id` in `default_deps`)
+    resolve_tenant: Callable[[str], str | None] = _no_tenant_discovery
 
 
 def start_connect(
@@ -510,7 +633,7 @@ def start_connect(
         errors.append(FieldError("mode", "must be 'delegated' or 'application'"))
     tenant = body.get("tenant")
     if mode == "application" and (not isinstance(tenant, str) or not _TENANT.match(tenant.strip())):
-        errors.append(FieldError("tenant", "must be a tenant id or verified domain"))
+        errors.append(FieldError("tenant", "must be the tenant id or a verified domain"))
     login_hint = body.get("loginHint")
     if login_hint is not None and (not isinstance(login_hint, str) or len(login_hint) > 256):
         errors.append(FieldError("loginHint", "must be a user name"))
@@ -520,6 +643,7 @@ def start_connect(
         errors.extend(failed.errors)
     if errors:
         raise ValidationFailed(errors)
+    tenant_id = _tenant_id(deps, str(tenant).strip()) if mode == "application" else None
     flow_key = deps.secrets.flow_key()
     flow = Flow(
         flow_id=pysecrets.token_urlsafe(16),  # 128 bits: unguessable, the whole CSRF defence
@@ -529,20 +653,31 @@ def start_connect(
         return_url=return_url,
         expires_at=deps.now() + FLOW_TTL,
         key_version=flow_key.version,
-        tenant=tenant.strip() if mode == "application" and isinstance(tenant, str) else None,
+        tenant=tenant_id,
     )
     deps.flows.add(flow)
     logger.info("connect flow started for building %s (%s) by %s", building_id, mode, caller.actor)
+    # Both modes bind state + PKCE + nonce to the flow; only the sign-in request differs.
+    challenge = pkce_challenge(pkce_verifier(flow_key.key, flow.flow_id))
+    nonce = oidc_nonce(flow_key.key, flow.flow_id)
     if flow.mode == "application":
-        return admin_consent_url(deps.settings, tenant=flow.tenant or "", state=flow.flow_id)
-    verifier = pkce_verifier(flow_key.key, flow.flow_id)
+        return admin_authorize_url(
+            deps.settings, tenant_id=flow.tenant or "", state=flow.flow_id, challenge=challenge,
+            nonce=nonce, login_hint=login_hint,
+        )  # fmt: skip
     return authorize_url(
-        deps.settings,
-        state=flow.flow_id,
-        challenge=pkce_challenge(verifier),
-        nonce=oidc_nonce(flow_key.key, flow.flow_id),
-        login_hint=login_hint,
+        deps.settings, state=flow.flow_id, challenge=challenge, nonce=nonce, login_hint=login_hint
     )
+
+
+def _tenant_id(deps: ConnectDeps, tenant: str) -> str:
+    """The tenant id an application connect is for: as given, or the one owning the domain."""
+    if _GUID.match(tenant):
+        return tenant.lower()
+    found = deps.resolve_tenant(tenant.lower())
+    if found is None:
+        raise ValidationFailed([FieldError("tenant", "no Microsoft Entra tenant has this domain")])
+    return found
 
 
 def _take_flow(deps: ConnectDeps, state: str | None, mode: str) -> Flow:
@@ -588,25 +723,16 @@ def _finish_delegated(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) 
     code = params.get("code")
     if not code:
         raise ConnectFailed("missing_code")
-    try:
-        key = deps.secrets.flow_key(flow.key_version)
-        tokens = deps.identity.redeem_code(
-            code,
-            scopes=list(GRAPH_DELEGATED_SCOPES),
-            redirect_uri=callback_uri(deps.settings),
-            verifier=pkce_verifier(key.key, flow.flow_id),
-            nonce=oidc_nonce(key.key, flow.flow_id),
-        )
-    except IdentityError as err:
-        raise ConnectFailed(
-            "nonce_mismatch" if err.error == "nonce_mismatch" else reason_for(err.error, err.codes)
-        ) from err
-    except DependencyError as err:
-        logger.error("connect of %s: %s", flow.building_id, err.log_detail)
-        raise ConnectFailed("service_unavailable", record=False) from err
+    tokens, nonce = _redeem(
+        deps,
+        flow,
+        code,
+        scopes=list(GRAPH_DELEGATED_SCOPES),
+        redirect_uri=callback_uri(deps.settings),
+    )
     check_id_claims(
         tokens.id_claims, client_id=deps.settings.client_id,
-        authority_host=deps.settings.authority_host,
+        authority_host=deps.settings.authority_host, nonce=nonce,
     )  # fmt: skip
     if missing_scopes(tokens.scopes):
         logger.warning(
@@ -660,8 +786,37 @@ def _finish_delegated(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) 
     return connection
 
 
+def _redeem(
+    deps: ConnectDeps, flow: Flow, code: str, *, scopes: list[str], redirect_uri: str
+) -> tuple[TokenResult, str]:
+    """Redeem the flow's code with its PKCE verifier (a code of another flow fails); the tokens
+    and the flow's nonce (MSAL compares it with the id token's, when there is one)."""
+    try:
+        key = deps.secrets.flow_key(flow.key_version)
+        nonce = oidc_nonce(key.key, flow.flow_id)
+        tokens = deps.identity.redeem_code(
+            code,
+            scopes=scopes,
+            redirect_uri=redirect_uri,
+            verifier=pkce_verifier(key.key, flow.flow_id),
+            nonce=nonce,
+        )
+    except IdentityError as err:
+        raise ConnectFailed(
+            "nonce_mismatch" if err.error == "nonce_mismatch" else reason_for(err.error, err.codes)
+        ) from err
+    except DependencyError as err:
+        logger.error("connect of %s: %s", flow.building_id, err.log_detail)
+        raise ConnectFailed("service_unavailable", record=False) from err
+    return tokens, nonce
+
+
 def complete_admin_consent(deps: ConnectDeps, params: Mapping[str, str]) -> str:
-    """`GET /oauth/adminconsent`: trust the tenant only once a client-credentials token for it works."""
+    """`GET /oauth/adminconsent`: finish an application flow (`prompt=admin_consent` sign-in).
+
+    The tenant is trusted only from this flow's id token (see the module docstring), never from
+    a `tenant` query parameter.
+    """
     flow = _take_flow(deps, params.get("state"), "application")
     try:
         connection = _finish_application(deps, flow, params)
@@ -679,13 +834,48 @@ def _finish_application(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
         raise ConnectFailed(
             reason_for(params.get("error"), codes_in(params.get("error_description")))
         )
-    tenant = str(params.get("tenant") or "").lower()
-    if params.get("admin_consent", "").lower() != "true" or not _GUID.match(tenant):
-        raise ConnectFailed("consent_not_granted")
-    if flow.tenant and _GUID.match(flow.tenant) and flow.tenant.lower() != tenant:
-        raise ConnectFailed("tenant_mismatch")  # consented in another tenant than was asked for
+    code = params.get("code")
+    if not code:
+        if "admin_consent" in params or "tenant" in params:
+            # The v2 admin consent endpoint's answer: it proves nothing (module docstring), so
+            # it is refused even from a flow started before this check existed. Not recorded:
+            # Microsoft never sent it, and a forged request must change nothing but its flow.
+            logger.warning(
+                "building %s: admin consent callback without a code refused", flow.building_id
+            )
+            raise ConnectFailed("consent_unverifiable", record=False)
+        raise ConnectFailed("missing_code")
+    tenant = (flow.tenant or "").lower()
+    if not _GUID.match(tenant):  # flows always hold the id (a domain is resolved at start)
+        raise ConnectFailed("consent_unverifiable")
+    tokens, nonce = _redeem(
+        deps,
+        flow,
+        code,
+        scopes=[GRAPH_DEFAULT_SCOPE],
+        redirect_uri=admin_consent_uri(deps.settings),
+    )
     try:
-        token = deps.identity.app_token(tenant)  # GRAPH.md pitfall 17: prove it before trusting
+        check_admin_consent_claims(
+            tokens.id_claims, client_id=deps.settings.client_id,
+            authority_host=deps.settings.authority_host, tenant_id=tenant, nonce=nonce,
+        )  # fmt: skip
+    except ConnectFailed as failed:
+        logger.warning(
+            "building %s: consent id token refused (%s): tenant %s, asked for %s",
+            flow.building_id, failed.reason, tokens.id_claims.get("tid"), tenant,
+        )  # fmt: skip
+        raise
+    # Ids only (no names, no tokens): who consented, for the audit trail in the logs.
+    logger.info(
+        "building %s: admin %s of tenant %s consented",
+        flow.building_id, tokens.id_claims.get("oid"), tenant,
+    )  # fmt: skip
+    # The code's tokens are the admin's own delegated tokens: the application connection never
+    # uses them, and whatever refresh token came back is dropped here, never stored.
+    del tokens
+    try:
+        token = deps.identity.app_token(tenant)  # the app itself can now act in the tenant
     except IdentityError as err:
         raise ConnectFailed(reason_for(err.error, err.codes)) from err
     except DependencyError as err:
@@ -832,6 +1022,9 @@ def default_deps() -> ConnectDeps:
             identity=identity,
             tokens=tokens,
             read_me=read_me,
+            resolve_tenant=lambda domain: discover_tenant_id(
+                clients.http_client(), settings.authority_host, domain
+            ),
         )
         return _deps
 

@@ -159,14 +159,19 @@ OPERATIONS: list[Operation] = [
     (
         "get",
         "/oauth/adminconsent",
-        "Microsoft's redirect after admin consent (verified with a client-credentials token)",
+        "Microsoft's redirect after an application connect: an OpenID Connect sign-in with "
+        "prompt=admin_consent; the tenant comes only from the verified id token (tid must equal "
+        "the requested tenant), then a client-credentials token confirms the consent. The v2 "
+        "admin-consent shape (admin_consent, tenant without a code) is refused "
+        "(consent_unverifiable): anyone can type it.",
         "anonymous",
         {
             "parameters": [
-                _query("admin_consent", "True when consent was granted", {"type": "string"}),
-                _query("tenant", "Tenant id (not trusted until verified)", {"type": "string"}),
+                _query("code", "Authorization code of this flow", {"type": "string"}),
                 _query("state", "The flow's single-use state", {"type": "string"}),
+                _query("session_state", "Ignored", {"type": "string"}),
                 _query("error", "Error code from the identity platform", {"type": "string"}),
+                _query("error_description", "Error text (not shown)", {"type": "string"}),
             ],
             "responses": _REDIRECT,
         },

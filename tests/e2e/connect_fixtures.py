@@ -143,6 +143,40 @@ def drive_authorize(
     raise AssertionError("the emulator never redirected back")
 
 
+def connect_application(
+    api: httpx.Client,
+    anonymous: httpx.Client,
+    browser: httpx.Client,
+    endpoints: dict[str, Any],
+    building: str,
+    tenant: str,
+    *,
+    login_hint: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> tuple[str, str]:
+    """Run an application connect (admin consent by a tenant administrator): start it with `api`
+    (an admin of `building`), drive the emulator's pages (or auto-consent with `login_hint`), let
+    our `/oauth/adminconsent` finish it. Return (the callback URL Microsoft sent the browser to,
+    where our callback then sent it)."""
+    body: dict[str, Any] = {
+        "mode": "application",
+        "tenant": tenant,
+        "returnUrl": endpoints["returnUrl"],
+    }
+    if login_hint:
+        body["loginHint"] = login_hint
+    started = api.post(f"buildings/{building}/connection", json=body)
+    assert started.status_code == 200, started.text
+    callback = drive_authorize(
+        browser, started.json()["authorizeUrl"], username=username, password=password,
+        functions_base=endpoints["functionsBaseUrl"],
+    )  # fmt: skip
+    response = anonymous.get(callback.removeprefix(endpoints["functionsBaseUrl"] + "/"))
+    assert response.status_code == 302, response.text
+    return callback, str(response.headers["location"])
+
+
 def _form(page: str, base: str) -> tuple[str, dict[str, str]]:
     action = re.search(r'<form method="post" action="([^"]+)"', page)
     assert action, page[:300]

@@ -14,11 +14,13 @@ import logging
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
 
 from devstack.stack import Stack
+from tests.e2e.conftest import functions_client
 from tests.e2e.connect_fixtures import (  # noqa: F401 - fixtures
     admin_token_for,
     browser,
@@ -26,6 +28,7 @@ from tests.e2e.connect_fixtures import (  # noqa: F401 - fixtures
     canon,
     capi,
     cendpoints,
+    connect_application,
     cportal_token,
     cstack,
     drive_authorize,
@@ -37,6 +40,7 @@ from tests.e2e.connect_fixtures import (  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.timeout(120)
 
+GRAPH_DEFAULT = "https://graph.microsoft.com/.default"
 WRITE_SCOPES = {"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadWrite.Shared", "User.Read"}
 
 
@@ -115,7 +119,7 @@ def test_delegated_connect_with_auto_consent(
     assert "Place.Read.All" in shown["scopes"]
 
 
-def test_application_connect_via_admin_consent(
+def test_application_connect_is_an_oidc_sign_in_with_prompt_admin_consent(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str
 ) -> None:
     tenant = fresh_tenant(cstack, admin_consent=False)
@@ -123,22 +127,90 @@ def test_application_connect_via_admin_consent(
         capi, building,
         {"mode": "application", "tenant": tenant["domain"], "returnUrl": cstack.endpoints["returnUrl"]},
     )  # fmt: skip
-    assert (
-        "/v2.0/adminconsent?" in url and "scope=https%3A%2F%2Fgraph.microsoft.com%2F.default" in url
-    )
+    # The domain was resolved to the tenant id: the admin signs in to exactly that tenant.
+    assert urlsplit(url).path == f"/{tenant['id']}/oauth2/v2.0/authorize"
+    q = query_of(url)
+    assert q["prompt"] == "admin_consent" and q["response_type"] == "code"
+    assert q["scope"] == "openid profile https://graph.microsoft.com/.default"
+    assert q["redirect_uri"] == cstack.settings["BB_PUBLIC_BASE_URL"] + "/oauth/adminconsent"
+    assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
+    assert q["nonce"] and q["state"]
     admin = tenant["users"]["admin"]
     callback = drive_authorize(
         browser, url, username=admin["userPrincipalName"], password=admin["password"],
         functions_base=cstack.endpoints["functionsBaseUrl"],
     )  # fmt: skip
-    response = canon.get(callback.removeprefix(cstack.endpoints["functionsBaseUrl"] + "/"))
+    remember(callback)
+    assert {"code", "state"} <= set(query_of(callback)) and "tenant" not in query_of(callback)
+    response = canon.get(callback_path(callback, cstack.endpoints))
     assert response.status_code == 302
     assert query_of(response.headers["location"])["status"] == "connected"
     shown = status(capi, building)
     assert shown["status"] == "connected" and shown["mode"] == "application"
     assert shown["tenantId"] == tenant["id"]
     assert shown["account"] is None
+    # The emulator recorded the admin's tenant-wide consent: the app's own token carries roles.
     assert {"Calendars.ReadWrite", "Calendars.Read"} <= set(shown["scopes"])
+    # The admin's delegated tokens from the code were not kept: no secret for this building.
+    from azure.core.exceptions import ResourceNotFoundError
+
+    from shared.secrets import connection_secret_name
+
+    with pytest.raises(ResourceNotFoundError):
+        secret_client(cstack).get_secret(connection_secret_name(building))
+    # A replayed callback (same state and code) is refused and changes nothing.
+    assert canon.get(callback_path(callback, cstack.endpoints)).status_code == 400
+    assert status(capi, building)["status"] == "connected"
+
+
+# ---------------------------------------------------------------- the application connect's checks
+TID, OTHER, HOST = (
+    "6F1B2C3D-0000-4000-8000-00000000000A",
+    "0b2c3d4e-0000-4000-8000-00000000000b",
+    "https://login.example",
+)
+
+
+def test_admin_consent_id_token_must_name_this_flow_and_the_requested_tenant() -> None:
+    from shared.connections import ConnectFailed, check_admin_consent_claims
+
+    good = {"aud": "client", "iss": f"{HOST}/{TID}/v2.0", "tid": TID, "oid": "o1", "nonce": "n1"}
+
+    def check(claims: dict[str, Any]) -> None:
+        check_admin_consent_claims(
+            claims, client_id="client", authority_host=HOST, tenant_id=TID.lower(), nonce="n1"
+        )
+
+    check(good)  # a tenant id compares case-insensitively
+    for changes, reason in (
+        ({"nonce": "n2"}, "nonce_mismatch"),
+        ({"nonce": None}, "nonce_mismatch"),
+        ({"tid": OTHER, "iss": f"{HOST}/{OTHER}/v2.0"}, "tenant_mismatch"),
+        ({"aud": "another-client"}, "invalid_id_token"),
+        ({"iss": f"{HOST}/{OTHER}/v2.0"}, "invalid_id_token"),
+        ({"tid": "contoso.example"}, "invalid_id_token"),
+        ({"oid": None}, "invalid_id_token"),
+    ):
+        with pytest.raises(ConnectFailed) as raised:
+            check({**good, **changes})
+        assert raised.value.reason == reason, changes
+    with pytest.raises(ConnectFailed):
+        check({})  # no id token came back at all
+
+
+def test_tenant_id_from_the_openid_configuration_issuer() -> None:
+    from shared.connections import tenant_id_from_issuer
+
+    assert tenant_id_from_issuer(f"{HOST}/{TID}/v2.0", HOST + "/") == TID.lower()
+    for issuer in (
+        f"{HOST}/{{tenantid}}/v2.0",  # the multi-tenant placeholder
+        f"https://evil.example/{TID}/v2.0",
+        f"{HOST}/{TID}",
+        f"{HOST}/{TID}/x/v2.0",
+        f"{HOST}.evil.example/{TID}/v2.0",
+        "",
+    ):
+        assert tenant_id_from_issuer(issuer, HOST) is None, issuer
 
 
 # ---------------------------------------------------------------- what the token scan looks for
@@ -303,6 +375,102 @@ def test_a_state_completes_only_its_own_building_and_mode(
     assert wrong.status_code == 400
     assert_nothing_stored(capi, building)
     assert_nothing_stored(capi, other)
+
+
+def test_forged_admin_consent_callback_naming_a_consented_tenant_is_refused(
+    cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client,
+    admin_token_for: Any, building: str,
+) -> None:  # fmt: skip
+    """The hole: a Building.Admin of A names tenant T, which consented for another customer's
+    building B, and forges Microsoft's v2 admin-consent answer for their own flow."""
+    victim = fresh_tenant(cstack, admin_consent=False)
+    other_building = building + "-b"
+    _, done = connect_application(
+        capi, canon, browser, cstack.endpoints, other_building, victim["domain"],
+        login_hint=victim["users"]["admin"]["userPrincipalName"],
+    )  # fmt: skip
+    assert query_of(done)["status"] == "connected"  # T has consented (for building B)
+    attacker = functions_client(cstack.endpoints, admin_token_for([building]))
+    for asked in (victim["id"], cstack.endpoints["tenantId"]):  # T itself, or any tenant
+        started = attacker.post(
+            f"buildings/{building}/connection",
+            json={"mode": "application", "tenant": asked, "returnUrl": cstack.endpoints["returnUrl"]},
+        )  # fmt: skip
+        assert started.status_code == 200, started.text
+        state = query_of(started.json()["authorizeUrl"])["state"]
+        SEEN["state"].add(state)
+        forged = {"state": state, "admin_consent": "True", "tenant": victim["id"]}
+        response = canon.get("oauth/adminconsent", params={**forged, "scope": GRAPH_DEFAULT})
+        assert response.status_code == 302, response.text
+        back = query_of(response.headers["location"])
+        assert back["status"] == "error" and back["reason"] == "consent_unverifiable"
+        assert canon.get("oauth/adminconsent", params=forged).status_code == 400  # consumed
+    assert_nothing_stored(capi, building)
+    # Building B keeps its connection.
+    shown = status(capi, other_building)
+    assert shown["status"] == "connected" and shown["tenantId"] == victim["id"]
+
+
+@pytest.mark.parametrize("signed_in_to", ["own tenant", "organizations"])
+def test_the_id_token_tenant_must_be_the_requested_tenant(
+    cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
+    signed_in_to: str,
+) -> None:  # fmt: skip
+    """An admin of their own tenant X edits the sign-in URL (state, nonce and PKCE intact) to
+    consent in X instead of the requested T: a real code of this flow, but `tid` is X."""
+    requested = fresh_tenant(cstack)
+    own = fresh_tenant(cstack)
+    url = start(
+        capi, building,
+        {"mode": "application", "tenant": requested["id"], "returnUrl": cstack.endpoints["returnUrl"]},
+    )  # fmt: skip
+    segment = own["id"] if signed_in_to == "own tenant" else "organizations"
+    edited = url.replace(f"/{requested['id']}/oauth2/", f"/{segment}/oauth2/", 1)
+    edited += "&" + urlencode({"login_hint": own["users"]["admin"]["userPrincipalName"]})
+    callback = drive_authorize(browser, edited, functions_base=cstack.endpoints["functionsBaseUrl"])
+    remember(callback)
+    assert "code" in query_of(callback)  # Microsoft did issue a code, for tenant X
+    response = canon.get(callback_path(callback, cstack.endpoints))
+    back = query_of(response.headers["location"])
+    assert back["status"] == "error" and back["reason"] == "tenant_mismatch"
+    shown = status(capi, building)
+    assert shown["status"] == "error" and shown["reason"] == "tenant_mismatch"
+    assert shown["tenantId"] == requested["id"] and shown["scopes"] == []
+
+
+def test_a_non_admin_cannot_complete_an_application_connect(
+    cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str
+) -> None:
+    # The tenant has consented already (seeded): prompt=admin_consent still needs an admin.
+    tenant = fresh_tenant(cstack)
+    for user in ("emma", "bruno"):
+        callback, done = connect_application(
+            capi, canon, browser, cstack.endpoints, building, tenant["id"],
+            login_hint=tenant["users"][user]["userPrincipalName"],
+        )  # fmt: skip
+        assert "code" not in query_of(callback) and query_of(callback)["error"]
+        assert query_of(done)["status"] == "error"
+        assert query_of(done)["reason"] == "admin_consent_required"
+    shown = status(capi, building)
+    assert shown["status"] == "error" and shown["reason"] == "admin_consent_required"
+    assert shown["scopes"] == []
+
+
+def test_application_connect_needs_one_existing_tenant(
+    cstack: Stack, capi: httpx.Client, building: str
+) -> None:
+    for tenant, message in (
+        ("organizations", "must be the tenant id or a verified domain"),
+        ("common", "must be the tenant id or a verified domain"),
+        ("no-such-tenant.example", "no Microsoft Entra tenant has this domain"),  # discovery: 400
+    ):
+        response = capi.post(
+            f"buildings/{building}/connection",
+            json={"mode": "application", "tenant": tenant, "returnUrl": cstack.endpoints["returnUrl"]},
+        )  # fmt: skip
+        assert response.status_code == 400, tenant
+        assert response.json()["errors"] == [{"field": "tenant", "message": message}]
+    assert_nothing_stored(capi, building)
 
 
 def test_open_redirect_return_url_is_refused(capi: httpx.Client, building: str) -> None:

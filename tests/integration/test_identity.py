@@ -475,6 +475,107 @@ def test_admin_consent_v2_and_v1(m365: RunningEmulator) -> None:
     assert "code" in auto_code(m365, flow)
 
 
+def admin_consent_flow(
+    m365: RunningEmulator, seed: dict[str, Any], login_hint: str | None = None
+) -> tuple[Any, dict[str, Any]]:
+    """An OpenID Connect sign-in with prompt=admin_consent, as BookingBridge's application connect
+    sends it (tenant id in the path, `/.default`, redirect to the admin-consent URI)."""
+    app = app_for(m365, seed)
+    flow = app.initiate_auth_code_flow(
+        [f"{GRAPH}/.default"], redirect_uri=ADMIN_CONSENT_URI, prompt="admin_consent",
+        login_hint=login_hint,
+    )  # fmt: skip
+    assert "prompt=admin_consent" in flow["auth_uri"]
+    return app, flow
+
+
+def test_prompt_admin_consent_by_an_admin_records_tenant_wide_consent(
+    m365: RunningEmulator,
+) -> None:
+    seed = m365.seed_scenario(_no_admin_consent_scenario(), fresh=True)
+    tenant, client_id = seed["tenant"], seed["apps"]["bookingbridge"]["clientId"]
+    admin, emma = tenant["users"]["admin"], tenant["users"]["emma"]
+    app, flow = admin_consent_flow(m365, seed)
+    with https_client(m365) as client:
+        page = client.get(flow["auth_uri"])
+        review = submit_form(client, page, {"loginfmt": admin["mail"], "passwd": admin["password"]})
+        # The admin reviews for the organization: application and delegated permissions.
+        assert "review for your organization" in review.text
+        assert "Calendars.ReadWrite (Application, Microsoft Graph)" in review.text
+        assert "Place.Read.All (Delegated, Microsoft Graph)" in review.text
+        # (another MSAL app: MSAL would serve the next client-credentials call from its cache)
+        nothing_yet = app_for(m365, seed).acquire_token_for_client([f"{GRAPH}/.default"])
+        assert "roles" not in verify(m365, nothing_yet["access_token"], tenant["id"], GRAPH)
+        done = redirect_params(
+            submit_form(client, review, {"decision": "accept"}), ADMIN_CONSENT_URI
+        )
+    # An ordinary OIDC response: a code and the state, no forgeable `tenant` parameter.
+    assert set(done) == {"code", "state", "session_state"} and done["state"] == flow["state"]
+    result = app.acquire_token_by_auth_code_flow(flow, done)
+    assert "error" not in result, result
+    ident = verify(m365, result["id_token"], tenant["id"], client_id)
+    assert ident["tid"] == tenant["id"] and ident["oid"] == admin["id"]
+    assert ident["nonce"] == hashlib.sha256(flow["nonce"].encode()).hexdigest()
+
+    # Recorded tenant-wide: the app's application permissions ...
+    token = app.acquire_token_for_client([f"{GRAPH}/.default"])
+    claims = verify(m365, token["access_token"], tenant["id"], GRAPH)
+    assert claims["roles"] == ["Calendars.Read", "Calendars.ReadWrite", "Place.Read.All"]
+    # ... and its delegated ones for everyone: a non-admin gets the admin-only Place.Read.All.
+    flow = app.initiate_auth_code_flow(
+        ["Place.Read.All"], redirect_uri=REDIRECT_URI, login_hint=emma["mail"]
+    )
+    assert "code" in auto_code(m365, flow)
+
+    # Auto-consent with the admin's login_hint completes at once, like the other flows.
+    app, flow = admin_consent_flow(m365, seed, login_hint=admin["mail"])
+    result = app.acquire_token_by_auth_code_flow(flow, auto_code(m365, flow))
+    assert verify(m365, result["id_token"], tenant["id"], client_id)["tid"] == tenant["id"]
+
+    # Cancelling the review: access_denied (AADSTS65004), nothing issued.
+    app, flow = admin_consent_flow(m365, seed)
+    with https_client(m365) as client:
+        page = client.get(flow["auth_uri"])
+        review = submit_form(client, page, {"loginfmt": admin["mail"], "passwd": admin["password"]})
+        cancelled = redirect_params(
+            submit_form(client, review, {"decision": "cancel"}), ADMIN_CONSENT_URI
+        )
+    assert cancelled["error"] == "access_denied" and "code" not in cancelled
+    assert cancelled["error_description"].startswith("AADSTS65004")
+
+
+def test_prompt_admin_consent_refuses_non_admins(m365: RunningEmulator) -> None:
+    # Even where an admin already consented (the demo seeds it), prompt=admin_consent needs an
+    # admin: a non-admin's sign-in must never come back with a code.
+    seed = m365.seed_scenario("demo", fresh=True)
+    emma = seed["tenant"]["users"]["emma"]
+    app, flow = admin_consent_flow(m365, seed, login_hint=emma["mail"])
+    auto = auto_code(m365, flow)
+    assert auto["error"] == "consent_required" and "code" not in auto
+    assert auto["error_description"].startswith("AADSTS90094")
+    assert auto["state"] == flow["state"]
+
+    app, flow = admin_consent_flow(m365, seed)
+    with https_client(m365) as client:
+        page = client.get(flow["auth_uri"])
+        approval = submit_form(client, page, {"loginfmt": emma["mail"], "passwd": emma["password"]})
+        assert "Need admin approval" in approval.text and "AADSTS90094" in approval.text
+        assert 'id="idBtn_Accept"' not in approval.text
+        # Even a forged "accept" from the approval page is refused.
+        left = redirect_params(
+            submit_form(client, approval, {"decision": "accept"}), ADMIN_CONSENT_URI
+        )
+    assert left["error"] == "consent_required" and "code" not in left
+
+    # Without any admin consent, a refused non-admin leaves nothing granted.
+    bare = m365.seed_scenario(_no_admin_consent_scenario(), fresh=True)
+    liam = bare["tenant"]["users"]["liam"]
+    app, flow = admin_consent_flow(m365, bare, login_hint=liam["mail"])
+    assert auto_code(m365, flow)["error"] == "consent_required"
+    token = app.acquire_token_for_client([f"{GRAPH}/.default"])
+    assert "roles" not in verify(m365, token["access_token"], bare["tenant"]["id"], GRAPH)
+
+
 @pytest.mark.browser
 def test_sign_in_and_consent_in_headless_chromium(
     m365: RunningEmulator, redirect_receiver: RedirectReceiver

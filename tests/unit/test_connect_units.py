@@ -153,8 +153,19 @@ def test_granted_scopes_and_what_is_missing() -> None:
 
 def test_id_token_claims_are_checked() -> None:
     tid = "3f2c8e1a-6b7d-4c59-9e0a-1d4b5c6e7f80"
-    good = {"tid": tid, "oid": "o", "aud": "client", "iss": f"https://login.x/{tid}/v2.0"}
-    check_id_claims(good, client_id="client", authority_host="https://login.x")
-    for bad in ({"aud": "other"}, {"iss": "https://login.x/other/v2.0"}, {"oid": ""}, {"tid": "x"}):
+    good = {
+        "tid": tid, "oid": "o", "aud": "client", "iss": f"https://login.x/{tid}/v2.0", "nonce": "n1",
+    }  # fmt: skip
+    check_id_claims(good, client_id="client", authority_host="https://login.x", nonce="n1")
+    for bad in (
+        {"aud": "other"},
+        {"iss": "https://login.x/other/v2.0"},
+        {"oid": ""},
+        {"tid": "x"},
+        {"nonce": "n2"},  # a token of another flow
+        {"nonce": None},  # MSAL skips its check when the id token lacks one: we must not
+    ):
         with pytest.raises(ConnectFailed):
-            check_id_claims({**good, **bad}, client_id="client", authority_host="https://login.x")
+            check_id_claims(
+                {**good, **bad}, client_id="client", authority_host="https://login.x", nonce="n1"
+            )

@@ -3,6 +3,11 @@
 Strict like Entra: unknown clients and unregistered redirect URIs are shown on an error page (never
 redirected to), other authorize errors are redirected with `error`/`error_description`, token errors
 come back as Entra's JSON with the AADSTS code in `error_codes`.
+
+Admin consent three ways: the v2 and v1 admin consent endpoints (redirect with `tenant` and
+`admin_consent=True`), and `prompt=admin_consent` on `/authorize` — the same admin-only review and
+tenant-wide grant, but an ordinary OpenID Connect response (`code` + `state`), so the app learns who
+consented, in which tenant, from a token instead of a query parameter anyone can write.
 """
 
 from __future__ import annotations
@@ -306,7 +311,7 @@ class Endpoints:
                 pending.redirect_uri, pending.response_mode, "unauthorized_client", 700016,
                 pending.state, client_id=app.client_id, tenant=user.tenant_id,
             )  # fmt: skip
-        if pending.kind != "authorize":
+        if pending.kind != "authorize" or pending.prompt == "admin_consent":
             return self._admin_consent_step(ctx, pending, app, user, auto=auto)
         missing = self._missing_consent(pending, app, user)
         if not missing and pending.prompt != "consent":
@@ -395,7 +400,7 @@ class Endpoints:
         user = self.dir.user(pending.user_tenant_id, pending.user_id)
         assert app is not None and user is not None
         accepted = form.get("decision") == "accept"
-        if pending.kind != "authorize":
+        if pending.kind != "authorize" or pending.prompt == "admin_consent":
             return self._finish_admin_consent(ctx, pending, app, user, accepted)
         if not accepted:
             self.store.drop_pending(ctx)
@@ -557,6 +562,12 @@ class Endpoints:
 
     def _admin_consent_error(self, ctx: str, pending: Pending, code: int) -> Response:
         self.store.drop_pending(ctx)
+        if pending.kind == "authorize":  # prompt=admin_consent: an authorize error redirect
+            if code == 65004:
+                query = redirect_error_params("access_denied", 65004, pending.state)
+                return self._redirect(pending, query + "&error_subcode=cancel")
+            query = redirect_error_params("consent_required", code, pending.state)
+            return self._redirect(pending, query)
         if pending.kind == "adminconsent_v1":
             params = {"error": "permission_denied", "error_description": describe(code)}
             if code == 65004:
@@ -574,17 +585,22 @@ class Endpoints:
     def _finish_admin_consent(
         self, ctx: str, pending: Pending, app: App, user: User, accepted: bool
     ) -> Response:
-        if not accepted:
-            return self._admin_consent_error(ctx, pending, 65004)
+        # A non-admin never reaches a decision: the page they leave is "Need admin approval".
         if not user.is_admin:
             return self._admin_consent_error(ctx, pending, 90094)
+        if not accepted:
+            return self._admin_consent_error(ctx, pending, 65004)
         delegated, application = self._admin_grants(pending, app)
         for key, names in delegated.items():
             self.dir.grant_delegated(user.tenant_id, app.client_id, ALL_PRINCIPALS, key, names)
         for key, roles in application.items():
             self.dir.grant_application(user.tenant_id, app.client_id, key, roles)
-        self.store.drop_pending(ctx)
         log.info("admin consent recorded: tenant %s client %s", user.tenant_id, app.client_id)
+        if pending.kind == "authorize":
+            # prompt=admin_consent is an OpenID Connect sign-in: the app gets a code (and from it
+            # an id token naming the admin and the tenant), not the forgeable `tenant` parameter.
+            return self._issue_code(ctx, pending, user)
+        self.store.drop_pending(ctx)
         if pending.kind == "adminconsent_v1":
             params = {"tenant": user.tenant_id}
             if pending.state is not None:

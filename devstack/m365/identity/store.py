@@ -22,7 +22,8 @@ PENDING_LIFETIME = dt.timedelta(hours=1)
 class Pending:
     """An authorize or admin-consent request waiting for the person to sign in and consent."""
 
-    kind: str  # "authorize" | "adminconsent" | "adminconsent_v1"
+    # "authorize" (with prompt=admin_consent also an admin consent) | "adminconsent" | "adminconsent_v1"
+    kind: str
     tenant_segment: str
     tenant_id: str | None  # None for organizations/common until someone signs in
     client_id: str
