@@ -102,8 +102,15 @@ def queue_service() -> QueueServiceClient:
 @functools.cache
 def queue(name: str) -> QueueClient:
     from azure.core.exceptions import ResourceExistsError
+    from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    client = queue_service().get_queue_client(name)
+    # get_queue_client does not pass the service's message policies on: without these, messages
+    # would go out as plain text and queue triggers (base64, host.json) would reject them.
+    client = queue_service().get_queue_client(
+        name,
+        message_encode_policy=TextBase64EncodePolicy(),
+        message_decode_policy=TextBase64DecodePolicy(),
+    )
     with contextlib.suppress(ResourceExistsError):
         client.create_queue()
     return client
