@@ -6,9 +6,9 @@ silently disappear after deploy (STYLE.md rule 1).
 
 import azure.functions as func
 
-from functions import admin, connect, ops
+from functions import admin, connect, mapping, ops
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (ops.bp, admin.bp, connect.bp):
+for blueprint in (ops.bp, admin.bp, connect.bp, mapping.bp):
     app.register_functions(blueprint)

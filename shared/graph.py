@@ -6,6 +6,21 @@ credentials), `Prefer: IdType="ImmutableId"` (ids survive moves, GRAPH.md pitfal
 in this process (Outlook's limit is 4 per app and mailbox), bounded retries (`RetryPolicy`), one
 token refresh on 401 InvalidAuthenticationToken, and an audit record (shared/audit.py).
 
+The mapped-calendar guard (shared/calendarguard.py): a client built with a `CalendarGuard` (the
+process's client, `default_graph()`, always is) classifies every request — single requests, each
+`$batch` item, nextLinks and deltaLinks — and refuses anything that reads or writes a calendar that
+is not mapped in the connection's building, before any token or network I/O; the refusal is audited
+with result `refused`. Discovery (calendar listings and metadata, places, managing subscriptions)
+goes through the plain methods (`request`, `get_json`, `batch`). Everything that touches events,
+calendarView, delta, getSchedule or creates a subscription goes through a calendar scope:
+
+    scope = graph.for_calendar(connection, MappedCalendar.from_entity(resource_entity))
+    scope.request("POST", scope.calendar.calendar_path("/events"), json_body=event)
+    scope.get_json(scope.calendar.calendar_path("/calendarView/delta"), params=window)
+    scope.request("GET", delta_link)               # links are checked like any path
+    graph.for_calendars(connection, rooms).request(
+        "POST", rooms[0].mailbox_path("/calendar/getSchedule"), json_body=body)
+
 Retries (GRAPH.md §9): 429 always (the request was not executed) after `Retry-After`; 503/504 and
 read timeouts only when the request is idempotent (GET/PUT/PATCH/DELETE, or a POST carrying a
 `transactionId`); connect errors always (nothing was sent). Every wait is jittered and bounded by
@@ -29,7 +44,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from shared.audit import AuditEntry, AuditLog
-from shared.errors import GraphError, GraphFailure, IdentityError
+from shared.calendarguard import CalendarGuard, MappedCalendar
+from shared.errors import Forbidden, GraphError, GraphFailure, IdentityError
 
 if TYPE_CHECKING:
     from shared.connections import Connection
@@ -209,6 +225,12 @@ class _StaticToken:
 
 
 class GraphClient:
+    """Graph requests for connections (module docstring).
+
+    `guard`: the mapped-calendar guard. `default_graph()` always installs one; only tests of the
+    transport itself (retries, headers, batching over a mock transport) build a client without it.
+    """
+
     def __init__(
         self,
         http: httpx.Client,
@@ -218,7 +240,9 @@ class GraphClient:
         policy: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        guard: CalendarGuard | None = None,
     ) -> None:
+        self.guard = guard
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.tokens = tokens
@@ -237,6 +261,22 @@ class GraphClient:
                 slot = self._slots[key] = threading.BoundedSemaphore(MAILBOX_CONCURRENCY)
             return slot
 
+    # --- calendar scopes (the only way to reach events, views, delta, getSchedule)
+    def for_calendar(self, connection: Connection, calendar: MappedCalendar) -> CalendarScope:
+        """Requests on behalf of one mapped calendar (see `CalendarScope`)."""
+        return CalendarScope(self, connection, (calendar,))
+
+    def for_calendars(
+        self, connection: Connection, calendars: Sequence[MappedCalendar]
+    ) -> CalendarScope:
+        """Requests on behalf of several mapped calendars (getSchedule over rooms, one $batch)."""
+        return CalendarScope(self, connection, tuple(calendars))
+
+    def mappings_changed(self, building_id: str) -> None:
+        """A calendar of the building was mapped or unmapped: forget the guard's cached set."""
+        if self.guard is not None:
+            self.guard.invalidate(building_id)
+
     # --- single requests
     def request(
         self,
@@ -252,15 +292,25 @@ class GraphClient:
         actor: str = "system",
         idempotent: bool | None = None,
         tokens: TokenSource | None = None,
+        calendars: Sequence[MappedCalendar] = (),
     ) -> httpx.Response:
         """One Graph request with everything in the module docstring; a 2xx response or GraphError.
 
         `path` is relative to the Graph version (`/users/{id}/events`) or an absolute nextLink /
-        deltaLink (followed verbatim, GRAPH.md pitfall 13).
+        deltaLink (followed verbatim, GRAPH.md pitfall 13). `calendars`: the mapped calendars the
+        request serves (use `for_calendar`); the guard refuses a calendar request without them
+        (`CalendarNotMapped`, 403) before anything is sent.
         """
         method = method.upper()
         source = tokens or self.tokens
-        box = (mailbox or mailbox_of(_relative(path, self.base_url))).lower()
+        relative = _relative(path, self.base_url)
+        box = (mailbox or mailbox_of(relative)).lower()
+        if self.guard is not None:
+            try:
+                self.guard.check(connection, method, relative, json_body, calendars)
+            except Forbidden as refused:
+                self._refused(connection, actor, operation, method, path, box, refused)
+                raise
         safe = is_idempotent(method, json_body) if idempotent is None else idempotent
         url = path if path.startswith("https://") else f"{self.base_url}/{path.lstrip('/')}"
         client_request_id = str(uuid.uuid4())
@@ -363,6 +413,39 @@ class GraphClient:
         headers["Prefer"] = ", ".join(dict.fromkeys(prefer))
         return headers
 
+    def _refused(
+        self,
+        connection: Connection,
+        actor: str,
+        operation: str | None,
+        method: str,
+        path: str,
+        mailbox: str,
+        refused: Forbidden,
+    ) -> None:
+        logger.warning(
+            "graph %s refused for building %s (%s): %s",
+            _operation(method, path, self.base_url), connection.building_id, mailbox,
+            refused.reason,
+        )  # fmt: skip
+        if self.audit is None:
+            return
+        cal = _CALENDAR_PATH.search(path.split("?", 1)[0])
+        self.audit.record(
+            AuditEntry(
+                time=self.now(),
+                actor=actor,
+                building=connection.building_id,
+                connection=connection.connection_id,
+                operation=operation or _operation(method, path, self.base_url),
+                mailbox=mailbox,
+                calendar=cal.group(1) if cal else None,
+                result="refused",
+                status=403,
+                request_id=None,
+            )
+        )
+
     def _audit(
         self,
         connection: Connection,
@@ -406,11 +489,13 @@ class GraphClient:
         *,
         mailbox: str | None = None,
         actor: str = "system",
+        calendars: Sequence[MappedCalendar] = (),
     ) -> dict[str, BatchResult]:
         """Run items in `$batch` requests of ≤ 20; per-item results by id (any order from Graph).
 
         Items answered 429 are retried (in a later batch) after their own Retry-After, within the
-        policy's bounds; a dependant whose dependency failed comes back 424 from Graph.
+        policy's bounds; a dependant whose dependency failed comes back 424 from Graph. Every item
+        passes the guard (a refused item refuses its whole `$batch` request, before it is sent).
         """
         results: dict[str, BatchResult] = {}
         for group in chunks(items):
@@ -419,7 +504,7 @@ class GraphClient:
             waited = 0.0
             while pending:
                 attempt += 1
-                answered = self._one_batch(connection, pending, mailbox, actor)
+                answered = self._one_batch(connection, pending, mailbox, actor, calendars)
                 retry: list[BatchItem] = []
                 longest: float | None = None
                 for item in pending:
@@ -454,13 +539,14 @@ class GraphClient:
         items: Iterable[BatchItem],
         mailbox: str | None,
         actor: str,
+        calendars: Sequence[MappedCalendar] = (),
     ) -> dict[str, BatchResult]:
         body = {"requests": [_batch_request(i) for i in items]}
         response = self.request(
             connection, "POST", "/$batch", json_body=body, mailbox=mailbox or "-",
             operation="batch", actor=actor, idempotent=all(
                 is_idempotent(i.method, i.body) for i in items
-            ),
+            ), calendars=calendars,
         )  # fmt: skip
         out: dict[str, BatchResult] = {}
         for r in response.json().get("responses", []):
@@ -470,6 +556,47 @@ class GraphClient:
             if item.id not in out:  # Graph must answer every id; treat a gap as a server error
                 out[item.id] = BatchResult(item.id, 500, {}, {"error": {"code": "missingResponse"}})
         return out
+
+
+@dataclass(frozen=True)
+class CalendarScope:
+    """A `GraphClient` bound to one connection and the mapped calendar(s) a caller serves.
+
+    The only way to read or write events, calendarView, delta and getSchedule, or to create a
+    subscription: every request (and every `$batch` item, nextLink and deltaLink) must address
+    one of `calendars` (table in shared/calendarguard.py), and each of them must still be mapped
+    in the connection's building, else `CalendarNotMapped` (403) is raised before any I/O.
+    Otherwise exactly `GraphClient.request` / `batch` (retries, throttling, audit).
+
+    Build paths from the calendar so they match what the guard expects:
+    `calendar.calendar_path("/events")`, `calendar.calendar_path("/calendarView/delta")`,
+    `calendar.mailbox_path("/events/{event id}")`, `calendar.mailbox_path("/events")` (for a
+    subscription's `resource`, without the leading slash if you prefer; both are accepted).
+    """
+
+    graph: GraphClient
+    connection: Connection
+    calendars: tuple[MappedCalendar, ...]
+
+    @property
+    def calendar(self) -> MappedCalendar:
+        """The (first) calendar of the scope."""
+        return self.calendars[0]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """`GraphClient.request` for this scope's calendars (same keyword arguments)."""
+        return self.graph.request(self.connection, method, path, calendars=self.calendars, **kwargs)
+
+    def get_json(self, path: str, **kwargs: Any) -> Any:
+        return self.request("GET", path, **kwargs).json()
+
+    def batch(
+        self, items: Sequence[BatchItem], *, mailbox: str | None = None, actor: str = "system"
+    ) -> dict[str, BatchResult]:
+        """`GraphClient.batch` for this scope's calendars."""
+        return self.graph.batch(
+            self.connection, items, mailbox=mailbox, actor=actor, calendars=self.calendars
+        )
 
 
 def replace_deps(item: BatchItem, depends_on: tuple[str, ...]) -> BatchItem:
@@ -531,16 +658,24 @@ _graph_lock = threading.Lock()
 
 
 def default_graph() -> GraphClient:
-    """The process's Graph client on the shared httpx client and the connect service's tokens."""
+    """The process's Graph client on the shared httpx client and the connect service's tokens,
+    guarded by the building's mapped calendars (the resources table)."""
     global _graph
     from shared import clients
     from shared.audit import default_audit
     from shared.connections import default_deps
+    from shared.mapping import load_mapped
     from shared.settings import get_settings
 
     deps = default_deps()
     with _graph_lock:
         http = clients.http_client()
         if _graph is None or _graph.http is not http or _graph.tokens is not deps.tokens:
-            _graph = GraphClient(http, get_settings().graph_base_url, deps.tokens, default_audit())
+            _graph = GraphClient(
+                http,
+                get_settings().graph_base_url,
+                deps.tokens,
+                default_audit(),
+                guard=CalendarGuard(lambda building: load_mapped(clients.table, building)),
+            )
         return _graph

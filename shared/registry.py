@@ -19,6 +19,8 @@ The calendar index (`calendarindex`, one entity per mapped calendar, PartitionKe
 resource. `unmap_resource` clears the resource first and then releases the index entry, only if it
 still points back: a crash in between leaves an index entry whose resource no longer points to it
 (stale, recognisable, safe to take over), never two resources on one calendar.
+How a mapping claims and commits its index entry (`committed`, `claimedAt`) is in
+shared/mapping.py.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ MAPPING_PROPERTIES = (
     "calendarName",
     "calendarKind",
     "mailbox",
+    "graphMailbox",  # the mailbox of the calendar's Graph paths (shared/calendarguard.py)
+    "calendarIsDefault",
     "tenantId",
     "calendarIndexKey",
     "mappedAt",
@@ -276,6 +280,11 @@ def unmap_resource(tables: TableSource, building_id: str, resource_id: str) -> b
     Today: clear the mapping properties, then release the calendar index entry if it still points
     at this resource (order explained in the module docstring).
     """
+    return bool(release_mapping(tables, building_id, resource_id).get("calendarId"))
+
+
+def release_mapping(tables: TableSource, building_id: str, resource_id: str) -> dict[str, Any]:
+    """`unmap_resource`, returning the mapping properties it removed ({} if there were none)."""
     released: dict[str, Any] = {}
 
     def build(current: Entity | None) -> Entity | None:
@@ -296,7 +305,7 @@ def unmap_resource(tables: TableSource, building_id: str, resource_id: str) -> b
             and entry.get("resourceId") == resource_id
         ):
             storage.delete_if_unchanged(index, entry)
-    return bool(released.get("calendarId"))
+    return dict(released)
 
 
 def delete_resource(tables: TableSource, building_id: str, resource_id: str) -> None:

@@ -1,0 +1,63 @@
+"""Calendar discovery and resource ↔ calendar mapping of a building (shared/mapping.py).
+
+Every route takes a bearer token of Portal.Service or of a Building.Admin of that building, checked
+first (401 / 403) before anything is read. Services are imported inside the handlers so that
+indexing the app imports no storage SDK (cold start, STYLE.md rule 1).
+"""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from functions.http import caller_for, handle_errors, json_response, read_json
+
+bp = func.Blueprint()
+# The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
+ANONYMOUS = func.AuthLevel.ANONYMOUS
+MAPPING = "buildings/{building}/resources/{resource}/mapping"
+
+
+@bp.route(route="buildings/{building}/calendars", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller = caller_for(req, building)
+    from shared.mapping import default_mapping_deps, list_calendars
+
+    found = list_calendars(default_mapping_deps(), building, dict(req.params), actor=caller.actor)
+    return json_response(found)
+
+
+@bp.route(route="buildings/{building}/roomlists", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller = caller_for(req, building)
+    from shared.mapping import default_mapping_deps, list_room_lists
+
+    return json_response(list_room_lists(default_mapping_deps(), building, actor=caller.actor))
+
+
+@bp.route(route=MAPPING, methods=["PUT"], auth_level=ANONYMOUS)
+@handle_errors
+def mapping_put(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller = caller_for(req, building)
+    from shared.mapping import default_mapping_deps, map_resource
+
+    view = map_resource(
+        default_mapping_deps(), building, req.route_params["resource"], read_json(req),
+        actor=caller.actor,
+    )  # fmt: skip
+    return json_response(view)
+
+
+@bp.route(route=MAPPING, methods=["DELETE"], auth_level=ANONYMOUS)
+@handle_errors
+def mapping_delete(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller_for(req, building)
+    from shared.mapping import default_mapping_deps, unmap
+
+    unmap(default_mapping_deps(), building, req.route_params["resource"])
+    return func.HttpResponse(status_code=204)
