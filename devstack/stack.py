@@ -74,6 +74,9 @@ def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> di
         "BB_RETURN_URL_ORIGINS": _origin(functions_base_url),
         "BB_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
         "BB_KEEPALIVE_SCHEDULE": "0 0 3 * * *",
+        "BB_POLL_SCHEDULE": "*/30 * * * * *",  # sync timers must index (shared/settings.py)
+        "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",
+        "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # the timer must index; tests run it by hand
     }
 
 

@@ -575,11 +575,11 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def delete_subscriptions_hook(connection: Connection) -> None:
-    """Disconnect hook: delete the connection's Graph subscriptions (best effort).
+    """Disconnect hook: delete the building's Graph subscriptions (best effort), while the
+    connection's credentials still work (hooks run before the secret is deleted)."""
+    from shared.subscriptions import disconnect_hook  # subscriptions imports this module
 
-    TODO(sync): the sync feature fills this in (subscriptions table → DELETE /subscriptions/{id}).
-    There are no subscriptions before it exists.
-    """
+    disconnect_hook(connection)
 
 
 def mark_mappings_not_synced_hook(connection: Connection) -> None:

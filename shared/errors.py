@@ -4,8 +4,12 @@
     ├── ValidationFailed               400 bad input; `errors` names each bad field
     ├── Unauthorized                   401 no or bad bearer token
     ├── Forbidden                      403 wrong role or building
+    │   ├── CalendarNotMapped          (shared/calendarguard.py) a Graph call on an unmapped calendar
+    │   └── GraphPathNotAllowed        (shared/calendarguard.py) a Graph path outside the allow-list
     ├── NotFound                       404
-    ├── Conflict                       409 (slot taken, calendar mapped elsewhere, ...)
+    ├── Conflict                       409 (calendar mapped elsewhere, ...)
+    │   └── SlotTaken                  (shared/busy.py) the resource is booked at that time
+    ├── UnsupportedMediaType           415 (shared/subscriptions.py) the webhook only takes JSON
     ├── Unprocessable                  422 understood but not doable (`reason` code: not_supported, ...)
     ├── DependencyError                503 a dependency failed; `transient` says whether to retry
     │   ├── GraphError                 carries Graph's status, code and request id
@@ -14,7 +18,8 @@
     │   └── StorageError               Table / Queue storage
     └── SettingsUnusable               500 configuration problem (logged with detail, generic to callers)
 
-Services raise these; triggers call `problem(err)` to turn any of them into (status, body). Callers never
+Subclasses live beside the code that raises them; the tree above lists them all. Services raise
+these; triggers call `problem(err)` to turn any of them into (status, body). Callers never
 see stack traces or secrets: `detail` is written for the caller, `log_detail` for the logs.
 """
 

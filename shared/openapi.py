@@ -17,7 +17,7 @@ Operation = tuple[str, str, str, str, dict[str, Any]]
 # Each API surface describes its own operations in shared/apispec/<surface>.py as
 #   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
 # so features add routes without editing a shared list.
-SURFACES = ("ops", "admin", "connect", "mapping")
+SURFACES = ("ops", "admin", "connect", "graph", "mapping", "sync", "bookings")
 
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {

@@ -23,6 +23,20 @@ Endpoints are settings so one code path serves Azure and the local stack:
 | `BB_CLIENT_SECRET_NAME` | Key Vault secret holding the app registration's client secret (used unless a certificate is named) | `bookingbridge-client-secret` |
 | `BB_CLIENT_CERTIFICATE_NAME` | Key Vault secret holding a PEM (private key + certificate); when set, the app authenticates with the certificate instead of the secret | none |
 | `BB_KEEPALIVE_SCHEDULE` | NCRONTAB of the timer that refreshes idle delegated grants (read by the host as `%BB_KEEPALIVE_SCHEDULE%`; must be set as an app setting) | `0 0 3 * * *` (daily) |
+| `BB_SYNC_WINDOW_DAYS` | days ahead each mapped calendar is mirrored (delta window: today − 1 day … today + N days, UTC; 1–365) | `60` |
+| `BB_POLL_SCHEDULE` | NCRONTAB of the timer that polls calendars Graph cannot notify us about (`%BB_POLL_SCHEDULE%`; must be set as an app setting) | `*/30 * * * * *` (every 30 s) |
+| `BB_POLL_MIN_SECONDS` | a polled calendar's interval after a round that found changes (2–3600) | `30` |
+| `BB_POLL_MAX_SECONDS` | the interval it doubles to while idle (≥ the minimum, ≤ 86400) | `300` |
+| `BB_RECONCILE_SCHEDULE` | NCRONTAB of the reconciliation sweep: a delta round for every mapped calendar (`%BB_RECONCILE_SCHEDULE%`; must be set as an app setting) | `0 */30 * * * *` (every 30 min) |
+| `BB_RENEW_SCHEDULE` | NCRONTAB of the timer that renews Graph subscriptions before they expire (`%BB_RENEW_SCHEDULE%`; must be set as an app setting) | `0 */30 * * * *` (every 30 min) |
+| `BB_SUBSCRIPTION_MINUTES` | lifetime asked for a Graph subscription, in minutes (≥ 60); capped at Graph's 4230 for Outlook events | `4230` |
+| `BB_RENEW_MARGIN_MINUTES` | renew a subscription once it expires within this many minutes (≥ 30) | `1440` (24 h) |
+| `BB_LIVE_CHECK` | before writing a booking, read the mapped calendar's slot on Graph (closes the gap with Outlook bookings not yet synced) | `true` |
+| `BB_BOOKING_SUBJECT` | subject of the Outlook event of a booking; placeholders `{resourceName}`, `{bookerName}`, `{bookerEmail}`, `{title}` | `{resourceName} – {bookerName}` |
+| `BB_INVITE_BOOKER` | add the booker as an attendee of the event (Exchange then mails them an invitation) | `false` |
+| `BB_OUTBOX_MAX_ATTEMPTS` | write-through attempts of a booking change before it is marked failed (1–50) | `8` |
+| `BB_OUTBOX_BACKOFF_SECONDS` | delay before the first outbox retry, doubled per attempt (1–3600) | `30` |
+| `BB_OUTBOX_BACKOFF_MAX_SECONDS` | the longest delay between outbox retries (≥ the first, ≤ 86400; 8 attempts ≈ 45 min with the defaults) | `900` |
 | `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
 | `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
 
@@ -37,6 +51,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import string
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -44,6 +59,8 @@ from urllib.parse import urlsplit
 
 _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# What a booking's Outlook subject may name (BB_BOOKING_SUBJECT).
+SUBJECT_PLACEHOLDERS = frozenset({"resourceName", "bookerName", "bookerEmail", "title"})
 
 
 class SettingsError(RuntimeError):
@@ -89,6 +106,20 @@ class Settings:
     client_secret_name: str = "bookingbridge-client-secret"  # noqa: S105 - a name, not a secret
     client_certificate_name: str | None = None
     keepalive_schedule: str = "0 0 3 * * *"
+    sync_window_days: int = 60
+    poll_schedule: str = "*/30 * * * * *"
+    poll_min_seconds: int = 30
+    poll_max_seconds: int = 300
+    reconcile_schedule: str = "0 */30 * * * *"
+    renew_schedule: str = "0 */30 * * * *"
+    subscription_minutes: int = 4230
+    renew_margin_minutes: int = 1440
+    live_check: bool = True
+    booking_subject: str = "{resourceName} – {bookerName}"
+    invite_booker: bool = False
+    outbox_max_attempts: int = 8
+    outbox_backoff_seconds: int = 30
+    outbox_backoff_max_seconds: int = 900
 
     @property
     def verify(self) -> str | bool:
@@ -158,6 +189,42 @@ class _Reader:
             self.problems.append(f"{name} must be a 6-field NCRONTAB expression")
         return value
 
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= maximum:
+            self.problems.append(f"{name} must be an integer from {minimum} to {maximum}")
+            return default
+        return value
+
+    def flag(self, name: str, default: str) -> bool:
+        """A boolean; the default is spelled as the app setting would be ("true" / "false")."""
+        raw = (self.get(name, default) or default).lower()
+        if raw in ("true", "1", "yes"):
+            return True
+        if raw in ("false", "0", "no"):
+            return False
+        self.problems.append(f"{name} must be true or false")
+        return default == "true"
+
+    def template(self, name: str, default: str, placeholders: frozenset[str]) -> str:
+        """A `str.format` template using only the named placeholders (checked once, here)."""
+        value = self.get(name, default) or default
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError:
+            used = {"?"}
+        if not used <= placeholders or len(value) > 255:
+            names = ", ".join("{" + p + "}" for p in sorted(placeholders))
+            self.problems.append(f"{name} may use only {names} (≤ 255 characters)")
+            return default
+        return value
+
     def file(self, name: str) -> str | None:
         value = self.get(name)
         if value and not Path(value).is_file():
@@ -205,7 +272,36 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         or "",
         client_certificate_name=r.secret_name("BB_CLIENT_CERTIFICATE_NAME"),
         keepalive_schedule=r.schedule("BB_KEEPALIVE_SCHEDULE", "0 0 3 * * *"),
+        sync_window_days=r.integer("BB_SYNC_WINDOW_DAYS", 60, minimum=1, maximum=365),
+        poll_schedule=r.schedule("BB_POLL_SCHEDULE", "*/30 * * * * *"),
+        poll_min_seconds=r.integer("BB_POLL_MIN_SECONDS", 30, minimum=2, maximum=3600),
+        poll_max_seconds=r.integer("BB_POLL_MAX_SECONDS", 300, minimum=2, maximum=86400),
+        reconcile_schedule=r.schedule("BB_RECONCILE_SCHEDULE", "0 */30 * * * *"),
+        renew_schedule=r.schedule("BB_RENEW_SCHEDULE", "0 */30 * * * *"),
+        # More than 4230 is accepted and capped where it is used (shared/subscriptions.py).
+        subscription_minutes=r.integer(
+            "BB_SUBSCRIPTION_MINUTES", 4230, minimum=60, maximum=525_600
+        ),
+        renew_margin_minutes=r.integer(
+            "BB_RENEW_MARGIN_MINUTES", 1440, minimum=30, maximum=525_600
+        ),
+        live_check=r.flag("BB_LIVE_CHECK", "true"),
+        booking_subject=r.template(
+            "BB_BOOKING_SUBJECT", "{resourceName} – {bookerName}", SUBJECT_PLACEHOLDERS
+        ),
+        invite_booker=r.flag("BB_INVITE_BOOKER", "false"),
+        outbox_max_attempts=r.integer("BB_OUTBOX_MAX_ATTEMPTS", 8, minimum=1, maximum=50),
+        outbox_backoff_seconds=r.integer("BB_OUTBOX_BACKOFF_SECONDS", 30, minimum=1, maximum=3600),
+        outbox_backoff_max_seconds=r.integer(
+            "BB_OUTBOX_BACKOFF_MAX_SECONDS", 900, minimum=1, maximum=86400
+        ),
     )
+    if settings.outbox_backoff_max_seconds < settings.outbox_backoff_seconds:
+        r.problems.append(
+            "BB_OUTBOX_BACKOFF_MAX_SECONDS must not be below BB_OUTBOX_BACKOFF_SECONDS"
+        )
+    if settings.poll_max_seconds < settings.poll_min_seconds:
+        r.problems.append("BB_POLL_MAX_SECONDS must not be below BB_POLL_MIN_SECONDS")
     if settings.identity.client_secret and not (
         settings.identity.client_id and settings.identity.tenant_id
     ):

@@ -110,6 +110,27 @@ var appSettings = {
   // Timer triggers resolve %BB_KEEPALIVE_SCHEDULE% from app settings: without it the function
   // would not index.
   BB_KEEPALIVE_SCHEDULE: keepaliveSchedule
+  // Calendar sync (shared/sync.py): the mirrored window, the poll timer for calendars Graph cannot
+  // notify about (adaptive interval between the two bounds) and the reconciliation sweep. The
+  // schedules are %SETTING% expressions of timer triggers: without them the functions would not index.
+  BB_SYNC_WINDOW_DAYS: '60'
+  BB_POLL_SCHEDULE: '*/30 * * * * *'
+  BB_POLL_MIN_SECONDS: '30'
+  BB_POLL_MAX_SECONDS: '300'
+  BB_RECONCILE_SCHEDULE: '0 */30 * * * *'
+  // Graph subscriptions (shared/subscriptions.py): the renewal timer's schedule (a %SETTING% of a
+  // timer trigger), the lifetime asked for (capped at Graph's 4230 minutes) and the renewal margin.
+  BB_RENEW_SCHEDULE: '0 */30 * * * *'
+  BB_SUBSCRIPTION_MINUTES: '4230'
+  BB_RENEW_MARGIN_MINUTES: '1440'
+  // Bookings write-through (shared/bookings.py): live Graph check of a slot before writing, the
+  // event's subject template, whether the booker is invited, and the outbox retry bound/backoff.
+  BB_LIVE_CHECK: 'true'
+  BB_BOOKING_SUBJECT: '{resourceName} – {bookerName}'
+  BB_INVITE_BOOKER: 'false'
+  BB_OUTBOX_MAX_ATTEMPTS: '8'
+  BB_OUTBOX_BACKOFF_SECONDS: '30'
+  BB_OUTBOX_BACKOFF_MAX_SECONDS: '900'
 }
 
 resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {

@@ -1,0 +1,204 @@
+"""Bookings and availability through the HTTP API of the local stack.
+
+Starts its own stack (devstack.stack.start_stack: Azurite, the Microsoft 365 emulator, the
+Functions host), connects a building to the demo tenant (application mode) and maps one room, then
+seeds 500 resources with 10 busy blocks each on one day directly through BusyStore (as sync would
+write them; not through Graph) and measures, through the HTTP API:
+
+- availability of the whole building for that day (p50 / p95 over REQUESTS requests; also with
+  30-minute free slots);
+- availability of one resource for that day;
+- for scale, the local host's floor: a GET of one resource (auth + one point read);
+- booking create latency (p50 / p95) on the mapped room, and the Graph requests per booking read
+  from the emulator's `GET /_emulator/stats` (booking endpoints: the live check's calendarView,
+  the POST, the post-write calendarView; sync's own delta rounds are reported apart).
+
+    .venv/bin/python bench/bench_bookings.py      (or: make bench / python -m bench bench_bookings)
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx
+
+from devstack.stack import start_stack
+from shared import storage
+from shared.busy import BusyBlock, BusyStore
+from tests.e2e.booking_fixtures import connect_application, graph_stats
+from tests.e2e.conftest import client_token, functions_client
+
+RESOURCES = 500
+BLOCKS_PER_DAY = 10
+REQUESTS = 200
+BOOKINGS = 50
+SEED_WORKERS = 16
+BOOKING_ENDPOINTS = (
+    "GET /users/{id}/calendars/{id}/calendarView",
+    "POST /users/{id}/calendars/{id}/events",
+)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def timed(call: Any, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        response = call()
+        out.append((time.perf_counter() - t0) * 1000)
+        assert response.status_code == 200, response.text
+    return out
+
+
+def report(label: str, ms: list[float], extra: str = "") -> None:
+    print(
+        f"{label:<46} p50 {statistics.median(ms):7.1f} ms   p95 {pct(ms, 0.95):7.1f} ms"
+        f"   (n={len(ms)}){extra}",
+        flush=True,
+    )
+
+
+def seed(connection_string: str, building: str, day: datetime) -> float:
+    """500 resources (one transaction per 100) and 10 blocks each on `day`, through BusyStore."""
+    from azure.data.tables import TableServiceClient
+
+    service = TableServiceClient.from_connection_string(connection_string)
+    resources = service.create_table_if_not_exists(storage.RESOURCES)
+    busy = BusyStore(service.create_table_if_not_exists(storage.BUSY))
+    t0 = time.perf_counter()
+    storage.submit_in_chunks(
+        resources,
+        [
+            ("upsert", {"PartitionKey": building, "RowKey": f"res-{i:03d}", "name": f"Desk {i}",
+                        "kind": "desk", "paid": False, "timeZone": "Europe/Amsterdam"})
+            for i in range(RESOURCES)
+        ],
+    )  # fmt: skip
+    blocks = [
+        BusyBlock(
+            building,
+            f"res-{i:03d}",
+            f"o-{i:03d}-{k}",
+            day + timedelta(hours=7 + k),
+            day + timedelta(hours=7 + k, minutes=45),
+            "outlook" if k % 2 else "platform",
+            company_id=f"company-{i % 7}",
+            booking_id=None if k % 2 else f"bk-{i:03d}-{k}",
+        )
+        for i in range(RESOURCES)
+        for k in range(BLOCKS_PER_DAY)
+    ]
+    with ThreadPoolExecutor(SEED_WORKERS) as pool:
+        list(pool.map(busy.put, blocks))
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as state, start_stack(Path(state)) as stack:
+        endpoints = stack.endpoints
+        api = functions_client(endpoints, client_token(endpoints))
+        anon = functions_client(endpoints)
+        browser = httpx.Client(
+            verify=ssl.create_default_context(cafile=endpoints["caBundle"]), trust_env=False,
+            timeout=30,
+        )  # fmt: skip
+        building = f"bench-{uuid.uuid4().hex[:8]}"
+        tenant = stack.emulator.seed["tenant"]
+        connect_application(stack, api, anon, browser, building, tenant)
+        room = tenant["users"]["boardroom4a"]["mail"].lower()
+        calendars = api.get(f"buildings/{building}/calendars").json()
+        calendar = next(c for c in calendars if c["mailbox"].lower() == room)
+        api.put(f"buildings/{building}/resources/room",
+                json={"name": "Board Room 4A", "kind": "room", "timeZone": "Europe/Amsterdam"})  # fmt: skip
+        mapped = api.put(f"buildings/{building}/resources/room/mapping",
+                         json={"calendarId": calendar["id"], "mailbox": room})  # fmt: skip
+        assert mapped.status_code == 200, mapped.text
+
+        day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
+            days=14
+        )
+        seconds = seed(stack.settings["AzureWebJobsStorage"], building, day)
+        print(
+            f"seeded {RESOURCES} resources × {BLOCKS_PER_DAY} blocks/day "
+            f"({RESOURCES * BLOCKS_PER_DAY} blocks) through BusyStore in {seconds:.1f} s",
+            flush=True,
+        )
+        window = {
+            "from": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        path = f"buildings/{building}/availability"
+        first = api.get(path, params=window).json()
+        busy_count = sum(len(r["busy"]) for r in first["resources"])
+        assert len(first["resources"]) == RESOURCES + 1 and busy_count == RESOURCES * 10
+        report(
+            "availability, whole building, 1 day",
+            timed(lambda: api.get(path, params=window), REQUESTS),
+            f"  {busy_count} busy blocks",
+        )
+        report(
+            "availability, whole building, 1 day, slots 30",
+            timed(lambda: api.get(path, params={**window, "slotMinutes": "30"}), REQUESTS),
+        )
+        report(
+            "host floor: GET one resource (admin route)",
+            timed(lambda: api.get(f"buildings/{building}/resources/res-250"), REQUESTS),
+        )
+        one = {**window, "resourceId": "res-250"}
+        report(
+            "availability, one resource, 1 day", timed(lambda: api.get(path, params=one), REQUESTS)
+        )
+
+        before = graph_stats(stack)["requests"]
+        latencies = []
+        for n in range(BOOKINGS):
+            start = day + timedelta(days=1, hours=n // 4, minutes=15 * (n % 4))
+            body = {
+                "resourceId": "room",
+                "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "end": (start + timedelta(minutes=15)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "booker": {"email": "ann@fabrikam.example", "name": "Ann"},
+            }
+            t0 = time.perf_counter()
+            response = api.post(
+                f"buildings/{building}/bookings", json=body,
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )  # fmt: skip
+            latencies.append((time.perf_counter() - t0) * 1000)
+            assert response.status_code == 201 and response.json()["syncState"] == "synced", (
+                response.text
+            )
+        after = graph_stats(stack)["requests"]
+        by_endpoint = {
+            k: after["byEndpoint"].get(k, 0) - before["byEndpoint"].get(k, 0)
+            for k in after["byEndpoint"]
+        }
+        ours = sum(by_endpoint.get(k, 0) for k in BOOKING_ENDPOINTS)
+        report(
+            "booking create (live check on)",
+            latencies,
+            f"  Graph requests/booking: {ours / BOOKINGS:.2f} "
+            f"({', '.join(f'{k}: {by_endpoint.get(k, 0)}' for k in BOOKING_ENDPOINTS)}); "
+            f"all Graph requests meanwhile incl. sync: {after['total'] - before['total']}",
+        )
+        print(f"cpu cores: {os.cpu_count()}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Bookings and availability routes, and the outbox worker that writes bookings through to Outlook.
+
+Thin triggers: the caller is checked first (401/403), then one service of shared/bookings.py or
+shared/availability.py is called; errors become problem+json in `handle_errors`. Services are
+imported inside the handlers so indexing the app imports no storage SDK (STYLE.md rule 1).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.http import caller_for, handle_errors, json_response, read_json
+
+logger = logging.getLogger(__name__)
+
+bp = func.Blueprint()
+# The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
+ANONYMOUS = func.AuthLevel.ANONYMOUS
+BOOKINGS = "buildings/{building}/bookings"
+BOOKING = "buildings/{building}/bookings/{booking}"
+
+
+def _building(req: func.HttpRequest) -> tuple[str, str]:
+    """(building, actor) once the caller may reach the building (else 401/403)."""
+    building = str(req.route_params.get("building", ""))
+    return building, caller_for(req, building).actor
+
+
+@bp.route(route=BOOKINGS, methods=["POST"], auth_level=ANONYMOUS)
+@handle_errors
+def booking_create(req: func.HttpRequest) -> func.HttpResponse:
+    building, actor = _building(req)
+    from shared.bookings import create_booking, default_booking_deps
+
+    view, created = create_booking(
+        default_booking_deps(), building, read_json(req),
+        idempotency_key=req.headers.get("Idempotency-Key"), actor=actor,
+    )  # fmt: skip
+    headers = {"Location": f"/api/{BOOKINGS.format(building=building)}/{view['id']}"}
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return json_response(view, 201, headers)
+
+
+@bp.route(route=BOOKINGS, methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
+    building, _ = _building(req)
+    from shared.bookings import default_booking_deps, list_bookings
+
+    return json_response(list_bookings(default_booking_deps(), building, dict(req.params)))
+
+
+@bp.route(route=BOOKING, methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def booking_get(req: func.HttpRequest) -> func.HttpResponse:
+    building, _ = _building(req)
+    from shared.bookings import default_booking_deps, get_booking
+
+    return json_response(get_booking(default_booking_deps(), building, req.route_params["booking"]))
+
+
+@bp.route(route=BOOKING, methods=["PATCH"], auth_level=ANONYMOUS)
+@handle_errors
+def booking_update(req: func.HttpRequest) -> func.HttpResponse:
+    building, actor = _building(req)
+    from shared.bookings import default_booking_deps, update_booking
+
+    view = update_booking(
+        default_booking_deps(), building, req.route_params["booking"], read_json(req), actor=actor
+    )
+    return json_response(view)
+
+
+@bp.route(route=BOOKING, methods=["DELETE"], auth_level=ANONYMOUS)
+@handle_errors
+def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
+    building, actor = _building(req)
+    from shared.bookings import cancel_booking, default_booking_deps
+
+    cancel_booking(default_booking_deps(), building, req.route_params["booking"], actor=actor)
+    return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="buildings/{building}/availability", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def availability_get(req: func.HttpRequest) -> func.HttpResponse:
+    building, _ = _building(req)
+    from shared import clients, storage
+    from shared.availability import availability
+    from shared.busy import BusyStore
+
+    busy = BusyStore(clients.table(storage.BUSY))
+    return json_response(availability(clients.table, busy, building, dict(req.params)))
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="outbox", connection="AzureWebJobsStorage")
+def outbox_worker(msg: func.QueueMessage) -> None:
+    from shared.bookings import default_booking_deps, process_outbox
+    from shared.errors import ValidationFailed
+    from shared.outbox import OutboxMessage
+
+    try:
+        message = OutboxMessage.decode(msg.get_body().decode("utf-8", "replace"))
+    except ValidationFailed:
+        logger.warning("outbox: message %s is not an outbox message; dropped", msg.id)
+        return  # retrying cannot make it readable
+    # Booking-level failures are recorded and rescheduled by the service; what propagates (storage
+    # down) is retried by the host.
+    outcome = process_outbox(default_booking_deps(), message)
+    logger.info("outbox %s %s: %s", message.op, message.booking_id, outcome)

@@ -1,0 +1,72 @@
+"""Calendar sync: the queue worker, the poll and reconciliation timers, sync health and forced
+resync. Thin triggers: parse, call shared/sync.py, map the result."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from functions.http import caller_for, handle_errors, json_response
+
+bp = func.Blueprint()
+# The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
+ANONYMOUS = func.AuthLevel.ANONYMOUS
+logger = logging.getLogger(__name__)
+
+
+@bp.queue_trigger(arg_name="msg", queue_name="notifications", connection="AzureWebJobsStorage")
+def sync_worker(msg: func.QueueMessage) -> None:
+    from shared.errors import ValidationFailed
+    from shared.sync import default_sync_deps, handle
+    from shared.syncqueue import SyncRequest
+
+    try:
+        request = SyncRequest.decode(msg.get_body().decode("utf-8", "replace"))
+    except ValidationFailed:
+        logger.warning("sync: message %s is not a sync request; dropped", msg.id)
+        return  # retrying cannot make it readable
+    # A failure the queue should retry propagates (the host retries, then poisons it).
+    results = handle(default_sync_deps(), request, msg.insertion_time)
+    logger.info("sync %s %s (%s): %s", request.building, request.mailbox, request.reason,
+                [(r.resource_id, r.outcome, r.changes) for r in results])  # fmt: skip
+
+
+@bp.timer_trigger(schedule="%BB_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def sync_poll(timer: func.TimerRequest) -> None:
+    from shared.sync import default_sync_deps, poll_due
+
+    sent = poll_due(default_sync_deps())
+    if sent:
+        logger.info("sync poll: %d calendars enqueued", sent)
+
+
+@bp.timer_trigger(schedule="%BB_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def sync_reconcile(timer: func.TimerRequest) -> None:
+    from shared.sync import default_sync_deps, reconcile_all
+
+    logger.info("sync reconcile: %d calendars enqueued", reconcile_all(default_sync_deps()))
+
+
+@bp.route(route="buildings/{building}/sync", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def sync_health_get(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller_for(req, building)
+    from shared.sync import default_sync_deps, sync_health
+
+    return json_response(sync_health(default_sync_deps(), building))
+
+
+@bp.route(route="buildings/{building}/resources/{resource}/sync", methods=["POST"],
+          auth_level=ANONYMOUS)  # fmt: skip
+@handle_errors
+def sync_resync(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller_for(req, building)
+    from shared.sync import default_sync_deps, force_resync
+
+    request = force_resync(default_sync_deps(), building, req.route_params["resource"])
+    return json_response(
+        {"queued": True, "resourceId": request.resource, "full": request.full}, 202
+    )
