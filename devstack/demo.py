@@ -1,0 +1,249 @@
+"""`make demo`: the whole story against a running `make run`, printing each step and its result.
+
+Connect the demo building to the demo tenant (application consent, auto-consented by the demo
+admin), register resources, map a room, set up companies and users, book in the platform, book
+directly in Outlook as an employee, watch it sync back with its attribution, read availability,
+cancel. Uses only the public HTTP API (as a portal would) and the emulator's control API (as an
+Outlook user would).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+
+from devstack.procs import REPO_ROOT
+
+ENDPOINTS = REPO_ROOT / ".devstack" / "endpoints.json"
+SYNC_WAIT_S = 20.0
+
+
+def step(title: str) -> None:
+    print(f"\n== {title}", flush=True)
+
+
+def show(label: str, value: Any) -> None:
+    text = value if isinstance(value, str) else json.dumps(value, indent=2, default=str)
+    print(f"   {label}: {text}" if "\n" not in text else f"   {label}:\n" + _indent(text))
+
+
+def _indent(text: str) -> str:
+    return "\n".join("     " + line for line in text.splitlines())
+
+
+def check(response: httpx.Response, *expected: int) -> Any:
+    if response.status_code not in expected:
+        print(f"   !! {response.request.method} {response.request.url} -> {response.status_code}")
+        print(_indent(response.text[:2000]))
+        raise SystemExit(1)
+    if response.headers.get("content-type", "").startswith(
+        ("application/json", "application/problem")
+    ):
+        return response.json()
+    return response.text
+
+
+def portal_token(e: dict[str, Any]) -> str:
+    response = httpx.post(
+        f"{e['authorityHost']}/{e['tenantId']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": e["portal"]["clientId"],
+            "client_secret": e["portal"]["clientSecret"],
+            "scope": e["portal"]["scope"],
+        },
+        verify=e["caBundle"],
+        trust_env=False,
+    )
+    return str(check(response, 200)["access_token"])
+
+
+def main() -> int:
+    if not ENDPOINTS.exists():
+        print("no .devstack/endpoints.json: start `make run` first (in another terminal)")
+        return 1
+    e = json.loads(ENDPOINTS.read_text())
+    building = e["buildingId"]
+    api = httpx.Client(
+        base_url=e["functionsBaseUrl"] + "/",
+        headers={"Authorization": f"Bearer {portal_token(e)}"},
+        trust_env=False,
+        timeout=30,
+    )
+    control = httpx.Client(
+        base_url=e["emulatorBaseUrl"] + "/_emulator/", verify=e["caBundle"], trust_env=False
+    )
+    b = f"buildings/{building}"
+
+    step("1. Health of the local stack")
+    show("GET /api/health", check(api.get("health"), 200))
+
+    step("2. Connect the building to Microsoft 365 (application consent by the tenant admin)")
+    started = check(
+        api.post(
+            f"{b}/connection",
+            json={"mode": "application", "tenant": e["tenantId"], "returnUrl": e["returnUrl"]},
+        ),
+        200,
+    )
+    consent_url = started["authorizeUrl"] + "&login_hint=" + e["admin"]["username"]
+    browser = httpx.Client(verify=e["caBundle"], trust_env=False, follow_redirects=False)
+    url, hops = consent_url, 0
+    while hops < 10:  # follow the browser's redirects until we are back at the return URL
+        response = browser.get(url)
+        if response.status_code not in (301, 302, 303, 307):
+            break
+        url = str(response.url.join(response.headers["location"]))
+        hops += 1
+        if url.startswith(e["returnUrl"].split("?")[0]):
+            break
+    show("returned to", url)
+    result = parse_qs(urlsplit(url).query).get("status", ["?"])[0]
+    show("status", result)
+    show("GET connection", check(api.get(f"{b}/connection"), 200))
+
+    step("3. Register resources: a room, a desk (not mapped), a paid amenity")
+    for rid, body in {
+        "boardroom-4a": {"name": "Board Room 4A", "kind": "room", "timeZone": "Europe/Amsterdam", "capacity": 12},
+        "desk-17": {"name": "Desk 17", "kind": "desk", "timeZone": "Europe/Amsterdam"},
+        "sauna": {"name": "Rooftop sauna", "kind": "amenity", "paid": True, "timeZone": "Europe/Amsterdam"},
+    }.items():  # fmt: skip
+        check(api.put(f"{b}/resources/{rid}", json=body), 200, 201)
+    for r in check(api.get(f"{b}/resources"), 200):
+        show(r["id"], f"{r['name']}: sync {r['sync']['status']} ({r['sync'].get('reason')})")
+
+    step("4. Calendars this connection may map (room mailboxes via the Places API)")
+    calendars = check(api.get(f"{b}/calendars"), 200)
+    for c in calendars:
+        show(c["kind"], f"{c['name']} <{c['mailbox']}> canEdit={c['canEdit']}")
+    room = next(c for c in calendars if c["mailbox"].startswith("boardroom4a@"))
+
+    step("5. Map Board Room 4A to its room mailbox")
+    mapped = check(
+        api.put(
+            f"{b}/resources/boardroom-4a/mapping",
+            json={"calendarId": room["id"], "mailbox": room["mailbox"]},
+        ),
+        200,
+    )
+    show("sync", mapped["sync"])
+    show("paid sauna", check(api.put(f"{b}/resources/sauna/mapping", json={"calendarId": room["id"], "mailbox": room["mailbox"]}), 422).get("reason"))  # fmt: skip
+
+    step("6. Companies and users (for attributing Outlook bookings)")
+    domain = e["tenantDomain"]
+    check(
+        api.put(f"{b}/companies/contoso", json={"name": "Contoso", "domains": [domain]}), 200, 201
+    )
+    check(api.put(f"{b}/users/{e['admin']['username']}", json={"name": "Avery Admin", "companyId": "contoso"}), 200, 201)  # fmt: skip
+    check(api.put(f"{b}/settings", json={"defaultUserEmail": e["admin"]["username"]}), 200)
+    show("companies", check(api.get(f"{b}/companies"), 200))
+
+    # The first free hours tomorrow (the demo can run again and again against one `make run`).
+    day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=7, minute=0, second=0, microsecond=0)
+    window = {"from": day.isoformat(), "to": (day + timedelta(hours=12)).isoformat()}
+    free = check(
+        api.get(
+            f"{b}/availability",
+            params={**window, "resourceId": "boardroom-4a", "slotMinutes": 60},
+        ),
+        200,
+    )["resources"][0]["free"]
+    hours = [
+        datetime.fromisoformat(slot["start"].replace("Z", "+00:00"))
+        for slot in free
+        if datetime.fromisoformat(slot["end"].replace("Z", "+00:00"))
+        - datetime.fromisoformat(slot["start"].replace("Z", "+00:00"))
+        >= timedelta(hours=1)
+    ]
+    if len(hours) < 2:
+        print(
+            "   no two free hours left tomorrow: restart `make run` with a clean .devstack/azurite"
+        )
+        return 1
+    tomorrow, later = hours[0], hours[1]
+
+    step("7. Book Board Room 4A in the platform (written through to Outlook)")
+    booking = check(
+        api.post(
+            f"{b}/bookings",
+            headers={"Idempotency-Key": str(uuid.uuid4())},
+            json={
+                "resourceId": "boardroom-4a",
+                "start": tomorrow.isoformat(),
+                "end": (tomorrow + timedelta(hours=1)).isoformat(),
+                "title": "Quarterly planning",
+                "booker": {"email": e["admin"]["username"], "name": "Avery Admin"},
+            },
+        ),
+        201,
+    )
+    show("booking", {k: booking.get(k) for k in ("id", "status", "syncState", "outlookEventId")})
+    show("same slot again", check(api.post(f"{b}/bookings", headers={"Idempotency-Key": str(uuid.uuid4())}, json={"resourceId": "boardroom-4a", "start": tomorrow.isoformat(), "end": (tomorrow + timedelta(minutes=30)).isoformat(), "title": "x", "booker": {"email": e["admin"]["username"], "name": "Avery Admin"}}), 409).get("reason"))  # fmt: skip
+
+    step("8. An employee books the room directly in Outlook (invites it as a resource)")
+    emma = "emma@" + domain
+    check(
+        control.post(
+            f"users/{emma}/events",
+            json={
+                "subject": "Design review",
+                "start": {"dateTime": later.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "end": {"dateTime": (later + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "attendees": [{"emailAddress": {"address": room["mailbox"]}, "type": "resource"}],
+            },
+        ),
+        201,
+    )  # fmt: skip
+    show("created in Outlook at", later.isoformat())
+
+    step("9. Sync: the change notification comes back; the slot becomes unavailable")
+    t0 = time.monotonic()
+    query: dict[str, str | int] = {**window, "resourceId": "boardroom-4a", "slotMinutes": 30}
+    outlook: list[dict[str, Any]] = []
+    while time.monotonic() - t0 < SYNC_WAIT_S:
+        availability = check(api.get(f"{b}/availability", params=query), 200)
+        busy = availability["resources"][0]["busy"]
+        outlook = [
+            x for x in busy
+            if x["source"] == "outlook" and x["start"].startswith(later.strftime("%Y-%m-%dT%H:%M"))
+        ]  # fmt: skip
+        if outlook:
+            break
+        time.sleep(0.25)
+    show(f"busy after {time.monotonic() - t0:.1f} s", availability["resources"][0]["busy"])
+    show("first free slots", availability["resources"][0].get("free", [])[:4])
+
+    step("10. Bookings with attribution (the Outlook booker is a Contoso person)")
+    bookings = check(api.get(f"{b}/bookings", params={"from": query["from"], "to": query["to"], "source": "all"}), 200)  # fmt: skip
+    for item in bookings if isinstance(bookings, list) else bookings.get("value", []):
+        show(
+            item.get("source", "?"),
+            {"start": item.get("start"), "attribution": item.get("attribution")},
+        )
+
+    step("11. Cancel the platform booking: gone on both sides")
+    check(api.delete(f"{b}/bookings/{booking['id']}"), 204)
+    after = check(api.get(f"{b}/bookings/{booking['id']}"), 200, 404)
+    show("platform", after.get("status") if isinstance(after, dict) else "gone")
+    room_events = check(control.get(f"graph/users/{room['mailbox']}/events"), 200)
+    items = room_events.get("value", room_events) if isinstance(room_events, dict) else room_events
+    still = [x for x in items if x.get("id") == booking.get("outlookEventId")]
+    show("Outlook event in the room's calendar", "still there" if still else "gone")
+
+    step("12. Sync health and audit")
+    show("sync", check(api.get(f"{b}/sync"), 200))
+    audit = check(api.get(f"{b}/audit", params={"limit": 5}), 200)
+    show("latest audit records", audit)
+    print("\nDone: connect → map → book → Outlook booking synced back → attribution → cancel.")
+    return 0 if outlook and result == "connected" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
