@@ -426,26 +426,6 @@ def index_row(booking: Booking) -> str:
     return storage.join_key(_INDEX, _time_key(booking.start), booking.id)
 
 
-def _aware(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise ValueError("stored booking time unreadable")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    value = value.astimezone(UTC)
-    return datetime(
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-        tzinfo=UTC,
-    )
-
-
 def to_entity(booking: Booking, row_key: str | None = None) -> Entity:
     entity: Entity = {
         "PartitionKey": booking.building_id,
@@ -487,8 +467,8 @@ def from_entity(entity: Mapping[str, Any]) -> Booking:
         building_id=str(entity["PartitionKey"]),
         id=str(entity.get("bookingId") or entity["RowKey"]),
         resource_id=str(entity["resourceId"]),
-        start=_aware(entity["start"]),
-        end=_aware(entity["end"]),
+        start=storage.stored_time(entity["start"]),
+        end=storage.stored_time(entity["end"]),
         title=str(entity.get("title") or ""),
         booker_email=str(entity.get("bookerEmail") or ""),
         booker_name=str(entity.get("bookerName") or ""),
@@ -499,8 +479,8 @@ def from_entity(entity: Mapping[str, Any]) -> Booking:
             SyncStateName,
             sync_state if sync_state in ("pending", "synced", "failed") else "pending",
         ),
-        created_at=_aware(entity["createdAt"]),
-        updated_at=_aware(entity.get("updatedAt") or entity["createdAt"]),
+        created_at=storage.stored_time(entity["createdAt"]),
+        updated_at=storage.stored_time(entity.get("updatedAt") or entity["createdAt"]),
         version=int(entity.get("version") or 1),
         synced_version=int(entity.get("syncedVersion") or 0),
         attempts=int(entity.get("attempts") or 0),

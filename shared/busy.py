@@ -219,28 +219,6 @@ def block_entity(block: BusyBlock, partition_key: str) -> storage.Entity:
     return entity
 
 
-def _as_datetime(value: Any) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if not isinstance(value, datetime):
-        raise ValueError("stored busy block time unreadable")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    # Normalised to a plain datetime: the SDK returns its own subclass, and index versions compare
-    # stored times with the caller's.
-    value = value.astimezone(UTC)
-    return datetime(
-        value.year,
-        value.month,
-        value.day,
-        value.hour,
-        value.minute,
-        value.second,
-        value.microsecond,
-        tzinfo=UTC,
-    )
-
-
 def block_from_entity(building_id: str, entity: Mapping[str, Any]) -> BusyBlock:
     source = entity.get("source")
     attribution = storage.from_json_property(entity.get("attribution"))
@@ -248,8 +226,8 @@ def block_from_entity(building_id: str, entity: Mapping[str, Any]) -> BusyBlock:
         building_id=building_id,
         resource_id=str(entity["resourceId"]),
         block_id=str(entity["blockId"]),
-        start=_as_datetime(entity["start"]),
-        end=_as_datetime(entity["end"]),
+        start=storage.stored_time(entity["start"]),
+        end=storage.stored_time(entity["end"]),
         source="outlook" if source == "outlook" else "platform",
         show_as=str(entity.get("showAs") or "busy"),
         booking_id=entity.get("bookingId"),
@@ -265,7 +243,7 @@ def _versions_from(entity: Mapping[str, Any] | None) -> list[Version]:
     versions: list[Version] = []
     for item in raw if isinstance(raw, list) else []:
         with contextlib.suppress(ValueError, TypeError, IndexError):
-            versions.append((_as_datetime(item[0]), _as_datetime(item[1])))
+            versions.append((storage.stored_time(item[0]), storage.stored_time(item[1])))
     return versions
 
 

@@ -485,7 +485,7 @@ class FlowRepository:
             caller=str(entity["caller"]),
             mode=str(entity["mode"]),
             return_url=str(entity["returnUrl"]),
-            expires_at=_aware(entity["expiresAt"]),
+            expires_at=storage.stored_time(entity["expiresAt"]),
             key_version=str(entity["keyVersion"]),
             tenant=str(entity.get("tenant") or "") or None,
         )
@@ -552,17 +552,11 @@ def _connection_from(e: Mapping[str, Any]) -> Connection:
         account=account,
         scopes=frozenset(str(e.get("scopes") or "").split()),
         reason=str(e.get("reason") or "") or None,
-        connected_at=_aware(e["connectedAt"]) if e.get("connectedAt") else None,
-        last_refresh_at=_aware(e["lastRefreshAt"]) if e.get("lastRefreshAt") else None,
+        connected_at=storage.stored_time(e["connectedAt"]) if e.get("connectedAt") else None,
+        last_refresh_at=storage.stored_time(e["lastRefreshAt"]) if e.get("lastRefreshAt") else None,
         connected_by=str(e.get("connectedBy") or "") or None,
         secret_name=str(e.get("secretName") or ""),
     )
-
-
-def _aware(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -14,6 +14,40 @@ PROBLEM = {"$ref": "#/components/responses/Problem"}
 # (method, path relative to /api, summary, auth: "anonymous" | "bearer", extra operation fields)
 Operation = tuple[str, str, str, str, dict[str, Any]]
 
+# Helpers every surface's description uses (shared/apispec/*.py).
+ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+EMAIL_SCHEMA: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 254}
+_ID_TEXT = "(1–64 of A-Z a-z 0-9 . _ -)"
+PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "building": (f"Building id {_ID_TEXT}", ID_SCHEMA),
+    "resource": (f"Resource id {_ID_TEXT}", ID_SCHEMA),
+    "company": (f"Company id {_ID_TEXT}", ID_SCHEMA),
+    "booking": ("Booking id (as returned by POST)", ID_SCHEMA),
+    "email": ("Email address (percent-encoded); compared lower-cased, `+tag` kept", EMAIL_SCHEMA),
+}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def path_parameters(*names: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": PATH_PARAMETERS[name][0],
+            "schema": PATH_PARAMETERS[name][1],
+        }
+        for name in names
+    ]
+
+
 # Each API surface describes its own operations in shared/apispec/<surface>.py as
 #   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
 # so features add routes without editing a shared list.

@@ -150,6 +150,28 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def stored_time(value: Any) -> datetime:
+    """A time read back from a table (a datetime, possibly the SDK's own subclass, or an ISO
+    string) as a plain timezone-aware UTC datetime, so it compares equal to the caller's."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError("stored time unreadable")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    value = value.astimezone(UTC)
+    return datetime(
+        value.year,
+        value.month,
+        value.day,
+        value.hour,
+        value.minute,
+        value.second,
+        value.microsecond,
+        tzinfo=UTC,
+    )
+
+
 def iso_utc(value: Any) -> str | None:
     """A stored time (datetime, or an ISO string written by another writer) as RFC 3339 `Z`."""
     if value is None or value == "":

@@ -5,40 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from shared.directory import IMPORT_MAX_ROWS, TOP_DEFAULT, TOP_MAX
+from shared.openapi import EMAIL_SCHEMA as _EMAIL
+from shared.openapi import ID_SCHEMA as _ID
 from shared.openapi import PROBLEM, Operation
+from shared.openapi import json_content as _json
+from shared.openapi import path_parameters as _path
+from shared.openapi import ref as _ref
 from shared.registry import CAPACITY_MAX, KINDS
 
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
-_EMAIL = {"type": "string", "format": "email", "maxLength": 254}
 _REASON = {"type": ["string", "null"]}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path(*names: str) -> list[dict[str, Any]]:
-    described = {
-        "building": "Building id (1–64 of A-Z a-z 0-9 . _ -)",
-        "resource": "Resource id (1–64 of A-Z a-z 0-9 . _ -)",
-        "company": "Company id (1–64 of A-Z a-z 0-9 . _ -)",
-        "email": "Email address (percent-encoded); compared lower-cased, `+tag` kept",
-    }
-    return [
-        {
-            "name": n,
-            "in": "path",
-            "required": True,
-            "description": described[n],
-            "schema": _EMAIL if n == "email" else _ID,
-        }
-        for n in names
-    ]
 
 
 def _body(name: str) -> dict[str, Any]:

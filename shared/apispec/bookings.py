@@ -6,32 +6,16 @@ from typing import Any
 
 from shared.availability import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
 from shared.bookings import IDEMPOTENCY_KEY_MAX, MAX_DURATION, TITLE_MAX
+from shared.openapi import ID_SCHEMA as _ID
 from shared.openapi import PROBLEM, Operation
+from shared.openapi import json_content as _json
+from shared.openapi import path_parameters as _path
+from shared.openapi import ref as _ref
 
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE = {"type": ["string", "null"]}
 _BAD = {"400": PROBLEM}
 _RFC3339 = "RFC 3339 date-time with offset (`2026-12-01T09:00:00+01:00` or `Z`)"
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path(*names: str) -> list[dict[str, Any]]:
-    described = {
-        "building": "Building id (1–64 of A-Z a-z 0-9 . _ -)",
-        "booking": "Booking id (as returned by POST)",
-    }
-    return [
-        {"name": n, "in": "path", "required": True, "description": described[n], "schema": _ID}
-        for n in names
-    ]
 
 
 def _query(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:

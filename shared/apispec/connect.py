@@ -6,6 +6,8 @@ from typing import Any
 
 from shared.audit import MAX_LIMIT
 from shared.openapi import PROBLEM, Operation
+from shared.openapi import json_content as _json
+from shared.openapi import ref as _ref
 
 _BUILDING = {
     "name": "building",
@@ -15,14 +17,6 @@ _BUILDING = {
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
 }
 _NULLABLE_STRING = {"type": ["string", "null"]}
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.openapi import PROBLEM, Operation
+from shared.openapi import ref as _ref
 
 _VALIDATION_TOKEN = {
     "name": "validationToken",
@@ -14,10 +15,6 @@ _VALIDATION_TOKEN = {
     "text/plain within 10 s; the body is then empty and not read",
     "schema": {"type": "string", "maxLength": 2048},
 }
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 SCHEMAS: dict[str, Any] = {

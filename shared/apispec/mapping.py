@@ -6,33 +6,16 @@ from typing import Any
 
 from shared.mapping import CALENDAR_ID_MAX
 from shared.openapi import PROBLEM, Operation
+from shared.openapi import json_content as _json
+from shared.openapi import path_parameters as _path
+from shared.openapi import ref as _ref
 
-_ID = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 _EMAIL = {"type": "string", "format": "email", "maxLength": 254}
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _NOT_CONNECTED = (
     "422 `not_connected` (no live connection) or `reauth_required` (an administrator must "
     "reconnect)."
 )
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _path(*names: str) -> list[dict[str, Any]]:
-    described = {
-        "building": "Building id (1–64 of A-Z a-z 0-9 . _ -)",
-        "resource": "Resource id (1–64 of A-Z a-z 0-9 . _ -)",
-    }
-    return [
-        {"name": n, "in": "path", "required": True, "description": described[n], "schema": _ID}
-        for n in names
-    ]
 
 
 def _query(name: str, description: str) -> dict[str, Any]:

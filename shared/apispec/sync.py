@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.openapi import PROBLEM, Operation
+from shared.openapi import ref as _ref
 
 _BUILDING = {
     "name": "building",
@@ -26,10 +27,6 @@ _REASONS = (
     "Reason codes: reauth_required, disconnected, access_denied, calendar_not_found, "
     "calendar_not_mapped, throttled, graph_unavailable, storage_unavailable, identity_unavailable."
 )
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
 
 
 SCHEMAS: dict[str, Any] = {
