@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import secrets
 import statistics
@@ -51,18 +50,8 @@ def percentile(values: list[float], q: float) -> float:
 @contextlib.contextmanager
 def app_env(stack: Stack) -> Iterator[None]:
     """shared/ in this process pointed at the stack (to write records as the app does)."""
-    from shared import clients, connections
-
-    saved = dict(os.environ)
-    os.environ.update(stack.settings)
-    clients.reset_clients()
-    connections.reset_default_deps()
-    try:
+    with stack.app_environment():
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        clients.reset_clients()
 
 
 def seed_rooms(stack: Stack, count: int) -> dict[str, Any]:

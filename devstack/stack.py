@@ -7,7 +7,10 @@ tests exercise is exactly what a developer runs. Everything binds to loopback; t
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +37,25 @@ class Stack:
     @property
     def functions_url(self) -> str:
         return str(self.endpoints["functionsBaseUrl"])
+
+    @contextlib.contextmanager
+    def app_environment(self) -> Iterator[None]:
+        """Point shared/ in this process at the stack, for tests and benches that call the
+        services directly (e.g. with an injected clock): the stack's settings in os.environ, and
+        cached clients and services rebuilt on the way in and out."""
+        from shared import clients, connections
+
+        saved = dict(os.environ)
+        os.environ.update(self.settings)
+        clients.reset_clients()
+        connections.reset_default_deps()
+        try:
+            yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+            clients.reset_clients()
+            connections.reset_default_deps()
 
     def stop(self) -> None:
         if self._stopped:

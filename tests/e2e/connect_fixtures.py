@@ -7,7 +7,6 @@ instead of the session's: other features' tests never see a clock 91 days ahead.
 from __future__ import annotations
 
 import json
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterator
@@ -213,16 +212,5 @@ def fresh_tenant(stack: Stack, *, admin_consent: bool = True) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def service_env(cstack: Stack) -> Iterator[None]:
     """Point shared/ in this test process at the connect stack (for clock-driven service calls)."""
-    from shared import clients, connections
-
-    saved = dict(os.environ)
-    os.environ.update(cstack.settings)
-    clients.reset_clients()
-    connections.reset_default_deps()
-    try:
+    with cstack.app_environment():
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        clients.reset_clients()
-        connections.reset_default_deps()

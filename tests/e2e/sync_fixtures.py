@@ -6,7 +6,6 @@ Shared between features: add functions, do not change other features' ones.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -69,19 +68,8 @@ def new_building(prefix: str = "wh") -> str:
 def service_env(stack: Stack) -> Iterator[None]:
     """Point shared/ in this test process at `stack` (clients, settings and cached services are
     rebuilt on the way in and out), for service calls with an injected clock."""
-    from shared import clients, connections
-
-    saved = dict(os.environ)
-    os.environ.update(stack.settings)
-    clients.reset_clients()
-    connections.reset_default_deps()
-    try:
+    with stack.app_environment():
         yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        clients.reset_clients()
-        connections.reset_default_deps()
 
 
 def emulator_now(stack: Stack) -> Any:

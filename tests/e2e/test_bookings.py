@@ -9,7 +9,6 @@ bookings. Faults are injected through the emulator's control API and cleared by 
 # ruff: noqa: F811 - pytest fixtures imported from booking_fixtures are parameters here
 from __future__ import annotations
 
-import os
 import ssl
 import time
 import uuid
@@ -557,19 +556,10 @@ def test_callers_need_a_token_for_the_building(
 @pytest.fixture(scope="module")
 def service(bstack: Stack) -> Iterator[Any]:
     """shared/ in this process pointed at the module's stack (the same Azurite and emulator)."""
-    from shared import bookings, clients, connections
+    from shared import bookings
 
-    saved = dict(os.environ)
-    os.environ.update(bstack.settings)
-    clients.reset_clients()
-    connections.reset_default_deps()
-    try:
+    with bstack.app_environment():
         yield bookings.default_booking_deps()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        clients.reset_clients()
-        connections.reset_default_deps()
 
 
 def test_the_watchdog_abandons_a_create_whose_request_died(
