@@ -6,13 +6,17 @@ import functools
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared.auth import Caller
 from shared.errors import PROBLEM_JSON, BookingBridgeError, FieldError, ValidationFailed, problem
 from shared.settings import SettingsError
+
+if TYPE_CHECKING:
+    # Only for annotations: importing shared.auth pulls in PyJWT and cryptography, which a cold
+    # start should pay on the first authenticated request, not at import.
+    from shared.auth import Caller
 
 logger = logging.getLogger(__name__)
 
