@@ -272,7 +272,10 @@ def test_invocations_run_concurrently(host: HostProcess) -> None:
     responses = asyncio.run(hit_all())
     elapsed = time.monotonic() - started
     assert [r.status_code for r in responses] == [200] * (2 * count)
-    assert elapsed < 2.5, f"{2 * count} one-second invocations took {elapsed:.1f} s"
+    # Logical, not a speed target: in series they would take 2 * count seconds; concurrently about
+    # one. Half the serial time leaves room for a loaded machine and still proves concurrency.
+    serial_s = 2 * count * 1.0
+    assert elapsed < serial_s / 2, f"{2 * count} one-second invocations took {elapsed:.1f} s"
 
 
 def test_every_invocation_is_logged_with_outcome_and_duration(

