@@ -254,10 +254,11 @@ def refresh_token_versions(stack: Stack, building: str) -> list[str]:
     return [v for v in values if v]
 
 
-def connect_and_remember(
-    cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
-    login_hint: str,
-) -> str:  # fmt: skip
+def delegated_callback(
+    cstack: Stack, capi: httpx.Client, browser: httpx.Client, building: str, login_hint: str
+) -> str:
+    """Start a delegated connect and drive the authorize pages (auto-consent); the callback URL
+    Microsoft sends the browser to, remembered for the token scan, not yet followed."""
     body = {
         "mode": "delegated",
         "returnUrl": cstack.endpoints["returnUrl"],
@@ -267,6 +268,14 @@ def connect_and_remember(
         browser, start(capi, building, body), functions_base=cstack.endpoints["functionsBaseUrl"]
     )
     remember(callback)
+    return callback
+
+
+def connect_and_remember(
+    cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
+    login_hint: str,
+) -> str:  # fmt: skip
+    callback = delegated_callback(cstack, capi, browser, building, login_hint)
     response = canon.get(callback.removeprefix(cstack.endpoints["functionsBaseUrl"] + "/"))
     assert response.status_code == 302, response.text
     return str(response.headers["location"])
@@ -292,15 +301,7 @@ def test_replayed_state_is_refused(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     demo_admin: str,
 ) -> None:  # fmt: skip
-    body = {
-        "mode": "delegated",
-        "returnUrl": cstack.endpoints["returnUrl"],
-        "loginHint": demo_admin,
-    }
-    callback = drive_authorize(
-        browser, start(capi, building, body), functions_base=cstack.endpoints["functionsBaseUrl"]
-    )
-    remember(callback)
+    callback = delegated_callback(cstack, capi, browser, building, demo_admin)
     first = canon.get(callback_path(callback, cstack.endpoints))
     assert query_of(first.headers["location"])["status"] == "connected"
     replay = canon.get(callback_path(callback, cstack.endpoints))
@@ -313,15 +314,7 @@ def test_tampered_or_missing_state_is_refused(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     demo_admin: str,
 ) -> None:  # fmt: skip
-    body = {
-        "mode": "delegated",
-        "returnUrl": cstack.endpoints["returnUrl"],
-        "loginHint": demo_admin,
-    }
-    callback = drive_authorize(
-        browser, start(capi, building, body), functions_base=cstack.endpoints["functionsBaseUrl"]
-    )
-    remember(callback)
+    callback = delegated_callback(cstack, capi, browser, building, demo_admin)
     q = query_of(callback)
     tampered = q["state"][:-2] + ("AA" if not q["state"].endswith("AA") else "BB")
     for params in ({**q, "state": tampered}, {"code": q["code"]}, {**q, "state": "x' or 1=1"}):
@@ -357,15 +350,7 @@ def test_a_state_completes_only_its_own_building_and_mode(
     demo_admin: str,
 ) -> None:  # fmt: skip
     other = building + "-other"
-    body = {
-        "mode": "delegated",
-        "returnUrl": cstack.endpoints["returnUrl"],
-        "loginHint": demo_admin,
-    }
-    callback = drive_authorize(
-        browser, start(capi, building, body), functions_base=cstack.endpoints["functionsBaseUrl"]
-    )
-    remember(callback)
+    callback = delegated_callback(cstack, capi, browser, building, demo_admin)
     q = query_of(callback)
     # A delegated state on the admin-consent endpoint (mode confusion) is refused and consumed.
     wrong = canon.get(
