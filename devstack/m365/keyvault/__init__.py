@@ -169,6 +169,12 @@ def build_app(emulator: Emulator) -> Starlette:
             "scheduledPurgeDate": secret.deleted + RECOVERABLE_DAYS * 86400,
         }
 
+    def deleted_bundle(request: Request, secret: Secret) -> dict[str, Any]:
+        """A DeletedSecretBundle: the latest version and the deletion fields, never the value."""
+        body = {**bundle(request, secret, secret.versions[-1]), **deleted_fields(request, secret)}
+        body.pop("value", None)
+        return body
+
     def not_found(name: str, version: str | None = None) -> Response:
         what = f"{name}/{version}" if version else name
         return _error(
@@ -323,9 +329,7 @@ def build_app(emulator: Emulator) -> Starlette:
             if secret is None:
                 return not_found(name)
             secret.deleted = now()
-        body = {**bundle(request, secret, secret.versions[-1]), **deleted_fields(request, secret)}
-        body.pop("value", None)  # a DeletedSecretBundle never echoes the value
-        return JSONResponse(body)
+        return JSONResponse(deleted_bundle(request, secret))
 
     def deleted(name: str) -> Secret | None:
         secret = state.secrets.get(name.lower())
@@ -336,9 +340,7 @@ def build_app(emulator: Emulator) -> Starlette:
         secret = deleted(name)
         if secret is None:
             return deleted_not_found(name)
-        body = {**bundle(request, secret, secret.versions[-1]), **deleted_fields(request, secret)}
-        body.pop("value", None)
-        return JSONResponse(body)
+        return JSONResponse(deleted_bundle(request, secret))
 
     async def list_deleted(request: Request) -> Response:
         with state.lock:
