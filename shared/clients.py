@@ -78,17 +78,10 @@ def table(name: str) -> TableClient:
 
 @functools.cache
 def queue_service() -> QueueServiceClient:
-    from azure.storage.queue import (
-        QueueServiceClient,
-        TextBase64DecodePolicy,
-        TextBase64EncodePolicy,
-    )
+    from azure.storage.queue import QueueServiceClient
 
     s = get_settings().storage
-    # Queue triggers expect base64 messages (the Functions default).
     kwargs: dict[str, Any] = {
-        "message_encode_policy": TextBase64EncodePolicy(),
-        "message_decode_policy": TextBase64DecodePolicy(),
         "connection_timeout": AZURE_CONNECTION_TIMEOUT,
         "read_timeout": AZURE_READ_TIMEOUT,
     }
@@ -104,8 +97,8 @@ def queue(name: str) -> QueueClient:
     from azure.core.exceptions import ResourceExistsError
     from azure.storage.queue import TextBase64DecodePolicy, TextBase64EncodePolicy
 
-    # get_queue_client does not pass the service's message policies on: without these, messages
-    # would go out as plain text and queue triggers (base64, host.json) would reject them.
+    # Queue triggers expect base64 messages (the Functions default, host.json). The policies are
+    # set here because get_queue_client does not pass a service client's message policies on.
     client = queue_service().get_queue_client(
         name,
         message_encode_policy=TextBase64EncodePolicy(),
