@@ -52,6 +52,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 import zoneinfo
@@ -90,6 +91,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+MIN_DURATION = timedelta(minutes=1)
 MAX_DURATION = timedelta(days=14)
 MAX_AHEAD = timedelta(days=730)
 WATCHDOG = timedelta(minutes=5)  # longer than any HTTP invocation may run (230 s on Azure)
@@ -274,7 +276,20 @@ class CreateRequest:
 # --------------------------------------------------------------------------------------------
 
 
+_FRACTION = re.compile(r"\.(\d+)")
+
+
+def _whole_seconds(value: str) -> bool:
+    """No fraction of a second other than zeros (read from the text: `parse_instant` keeps only
+    microseconds, so `.0000001` would otherwise pass as whole)."""
+    fraction = _FRACTION.search(value)
+    return fraction is None or fraction.group(1).strip("0") == ""
+
+
 def _times(check: Checker, body: Mapping[str, Any], now: datetime) -> tuple[datetime, datetime]:
+    """Start and end: whole seconds (Outlook and our answers carry seconds, so a fraction would
+    be a booking that differs from what everyone is shown), at least `MIN_DURATION` apart (a
+    shorter event is refused by Outlook, after we had accepted it)."""
     found: dict[str, datetime] = {}
     for name in ("start", "end"):
         if body.get(name) is None:
@@ -284,11 +299,17 @@ def _times(check: Checker, body: Mapping[str, Any], now: datetime) -> tuple[date
             found[name] = parse_instant(name, body[name])
         except ValidationFailed as err:
             check.errors.extend(err.errors)
+            continue
+        if not _whole_seconds(body[name]):
+            check.add(name, "must be a whole second (no fraction of a second)")
+            del found[name]
     if len(found) < 2:
         return now, now
     start, end = found["start"], found["end"]
     if start >= end:
         check.add("end", "must be after start")
+    elif end - start < MIN_DURATION:
+        check.add("end", "must be at least 1 minute after start")
     elif end - start > MAX_DURATION:
         check.add("end", f"must be at most {MAX_DURATION.days} days after start")
     if end <= now:

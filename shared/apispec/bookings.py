@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.availability import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
-from shared.bookings import IDEMPOTENCY_KEY_MAX, MAX_DURATION, TITLE_MAX
+from shared.bookings import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION, TITLE_MAX
 from shared.openapi import ID_SCHEMA as _ID
 from shared.openapi import PROBLEM, Operation
 from shared.openapi import json_content as _json
@@ -16,6 +16,12 @@ _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE = {"type": ["string", "null"]}
 _BAD = {"400": PROBLEM}
 _RFC3339 = "RFC 3339 date-time with offset (`2026-12-01T09:00:00+01:00` or `Z`)"
+_WHOLE = "whole seconds (a fraction other than zeros is a 400 naming the field)"
+_MINUTES = int(MIN_DURATION.total_seconds() // 60)
+_BOOKING_TIMES = (
+    f"`start` and `end` are in {_WHOLE}; `end` is at least {_MINUTES} minute and at most "
+    f"{MAX_DURATION.days} days after `start`, and in the future (else a 400 naming `end`)."
+)
 
 
 def _query(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:
@@ -51,13 +57,14 @@ SCHEMAS: dict[str, Any] = {
     "BookingInput": {
         "type": "object",
         "required": ["resourceId", "start", "end", "booker"],
-        "description": "Unknown fields are refused (400).",
+        "description": f"Unknown fields are refused (400). {_BOOKING_TIMES}",
         "properties": {
             "resourceId": _ID,
-            "start": {**_TIME, "description": _RFC3339},
+            "start": {**_TIME, "description": f"{_RFC3339}, {_WHOLE}"},
             "end": {
                 **_TIME,
-                "description": f"After start, at most {MAX_DURATION.days} days later, in the future",
+                "description": f"At least {_MINUTES} minute after start, at most "
+                f"{MAX_DURATION.days} days later, in the future; {_WHOLE}",
             },
             "title": {"type": "string", "maxLength": TITLE_MAX},
             "booker": {
@@ -73,6 +80,8 @@ SCHEMAS: dict[str, Any] = {
     "BookingPatch": {
         "type": "object",
         "minProperties": 1,
+        "description": "Unknown fields are refused (400). The booking as changed obeys the rules "
+        f"of a new one: {_BOOKING_TIMES}",
         "properties": {"start": _TIME, "end": _TIME, "title": {"type": "string"}},
     },
     "Booking": {

@@ -236,6 +236,9 @@ def test_a_valid_create_request_is_normalised() -> None:
     ("change", "bad"),
     [
         ({"start": "2026-12-01T10:00:00+01:00"}, {"end"}),  # start == end
+        ({"end": "2026-12-01T09:00:59+01:00"}, {"end"}),  # shorter than a minute
+        ({"start": "2026-12-01T09:00:00.5+01:00"}, {"start"}),  # a fraction of a second
+        ({"end": "2026-12-01T10:00:00.0000001+01:00"}, {"end"}),  # finer than microseconds
         ({"end": "2026-12-20T10:00:00+01:00"}, {"end"}),  # longer than 14 days
         ({"start": "2026-11-01T09:00:00Z", "end": "2026-11-01T10:00:00Z"}, {"end"}),  # past
         ({"start": "2029-01-01T09:00:00Z", "end": "2029-01-01T10:00:00Z"}, {"start"}),  # too far
@@ -261,6 +264,12 @@ def test_update_validates_the_merged_booking() -> None:
     )  # fmt: skip
     moved = parse_update({"start": "2026-12-01T08:30:00Z"}, current, NOW)
     assert moved.start == datetime(2026, 12, 1, 8, 30, tzinfo=UTC) and moved.end == current.end
+    assert parse_update({"end": "2026-12-01T08:01:00.000Z"}, current, NOW).end == datetime(
+        2026, 12, 1, 8, 1, tzinfo=UTC
+    )  # one minute, and a fraction of zeros is a whole second
+    with pytest.raises(ValidationFailed) as err:
+        parse_update({"end": "2026-12-01T08:00:30Z"}, current, NOW)  # 30 s after the kept start
+    assert fields(err.value) == {"end"}
     with pytest.raises(ValidationFailed) as err:
         parse_update({"start": "2026-12-01T09:30:00Z"}, current, NOW)  # after the kept end
     assert fields(err.value) == {"end"}
