@@ -174,12 +174,14 @@ def _next_link(url: str, token: str | None) -> str | None:
 def users_import(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
     from shared import clients, directory
+    from shared.jsonbody import IMPORT_MAX_BYTES, check_size
 
     content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type == "text/csv":
+        check_size(req.get_body(), IMPORT_MAX_BYTES)
         records = directory.parse_users_csv(req.get_body())
     elif content_type in ("", "application/json"):
-        records = read_json(req, expect=list)
+        records = read_json(req, expect=list, max_bytes=IMPORT_MAX_BYTES)
     else:
         raise ValidationFailed([FieldError("Content-Type", "must be text/csv or application/json")])
     report = directory.import_users(clients.table, building, records)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import azure.functions as func
 
 from shared.errors import PROBLEM_JSON, BookingBridgeError, FieldError, ValidationFailed, problem
+from shared.jsonbody import MAX_BYTES, parse_json
 from shared.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -77,12 +78,10 @@ def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:
     return caller
 
 
-def read_json(req: func.HttpRequest, *, expect: type = dict) -> Any:
-    """The request body as JSON of the expected top-level type, or a 400 naming the body."""
-    try:
-        body = json.loads(req.get_body() or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed([FieldError("body", "must be valid JSON")]) from exc
+def read_json(req: func.HttpRequest, *, expect: type = dict, max_bytes: int = MAX_BYTES) -> Any:
+    """The request body as JSON of the expected top-level type, or a 400 naming the body (413 over
+    `max_bytes`; nesting bounded by shared/jsonbody.py)."""
+    body = parse_json(req.get_body(), max_bytes=max_bytes)
     if not isinstance(body, expect):
         kind = "an object" if expect is dict else "an array"
         raise ValidationFailed([FieldError("body", f"must be a JSON {kind}")])

@@ -9,6 +9,7 @@
     ├── NotFound                       404
     ├── Conflict                       409 (calendar mapped elsewhere, ...)
     │   └── SlotTaken                  (shared/busy.py) the resource is booked at that time
+    ├── PayloadTooLarge                413 a body over its size limit (shared/jsonbody.py)
     ├── UnsupportedMediaType           415 (shared/subscriptions.py) the webhook only takes JSON
     ├── Unprocessable                  422 understood but not doable (`reason` code: not_supported, ...)
     ├── DependencyError                503 a dependency failed; `transient` says whether to retry
@@ -87,6 +88,12 @@ class Conflict(BookingBridgeError):
     status = 409
     title = "Conflict"
     slug = "conflict"
+
+
+class PayloadTooLarge(BookingBridgeError):
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
 
 
 class Unprocessable(BookingBridgeError):

@@ -10,6 +10,10 @@ import importlib
 from typing import Any
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
+BODY_RULES = (
+    "A JSON body nests at most 32 levels (400 naming `body`) and is at most 1 MiB "
+    "(users:import 8 MiB; the Graph webhook 4 MiB) (413)."
+)
 
 # (method, path relative to /api, summary, auth: "anonymous" | "bearer", extra operation fields)
 Operation = tuple[str, str, str, str, dict[str, Any]]
@@ -109,6 +113,11 @@ def openapi_document() -> dict[str, Any]:
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
         if auth != "anonymous":
             operation.setdefault("responses", {}).update({"401": PROBLEM, "403": PROBLEM})
+        if "requestBody" in operation:  # every body is read by shared/jsonbody.py's rules
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("400", PROBLEM)
+            responses.setdefault("413", PROBLEM)
+            operation["requestBody"].setdefault("description", BODY_RULES)
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",

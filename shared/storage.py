@@ -48,6 +48,7 @@ from shared.errors import (
     StorageError,
     ValidationFailed,
 )
+from shared.jsonbody import parse_json
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +72,11 @@ TableSource = Callable[[str], TableClient]
 Operation = tuple[str, Mapping[str, Any]] | tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 TRANSACTION_LIMIT = 100  # operations per entity group transaction (service limit)
+# The service's next-key markers (the x-ms-continuation-Next* headers: base64 of the key on
+# Azurite, `1!<length>!<base64>` on Azure) of keys of at most 1 KiB (service limit): at most about
+# 1,400 printable characters. Longer ones reach storage and come back as a 503.
+_NEXT_KEY_MARKER = re.compile(r"[\x21-\x7e]{1,1400}")
+_MAX_CONTINUATION = 4096  # our base64 of two markers and a little JSON
 KEY_SEPARATOR = "|"
 
 # ---------------------------------------------------------------------------------------------
@@ -371,17 +377,27 @@ def decode_continuation(token: str | None, *, field: str = "continuationToken") 
     """The service's token back from our opaque form; 400 naming `field` if it is not ours."""
     if not token:
         return {}
+    invalid = ValidationFailed([FieldError(field, "is not a valid continuation token")])
+    if len(token) > _MAX_CONTINUATION:
+        raise invalid
     try:
-        raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (ValueError, binascii.Error) as exc:
-        raise ValidationFailed([FieldError(field, "is not a valid continuation token")]) from exc
+        raw = parse_json(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)), field=field)
+    except (ValueError, binascii.Error, ValidationFailed) as exc:
+        raise invalid from exc
+    # The service's own tokens hold two table keys; anything else (an overlong or odd key would
+    # reach storage and come back as a 503) is not a token we issued.
     if (
         not isinstance(raw, dict)
-        or not isinstance(raw.get("pk"), str)
-        or not isinstance(raw.get("rk"), str | None)
+        or set(raw) != {"pk", "rk"}
+        or not _continuation_key(raw["pk"])
+        or not (raw["rk"] is None or _continuation_key(raw["rk"]))
     ):
-        raise ValidationFailed([FieldError(field, "is not a valid continuation token")])
-    return {"PartitionKey": raw.get("pk"), "RowKey": raw.get("rk")}
+        raise invalid
+    return {"PartitionKey": raw["pk"], "RowKey": raw["rk"]}
+
+
+def _continuation_key(value: Any) -> bool:
+    return isinstance(value, str) and _NEXT_KEY_MARKER.fullmatch(value) is not None
 
 
 def query_page(

@@ -71,6 +71,7 @@ from shared.errors import (
     NotFound,
     ValidationFailed,
 )
+from shared.jsonbody import parse_json
 from shared.storage import Entity, TableSource
 from shared.syncqueue import SyncRequest
 
@@ -93,10 +94,12 @@ MAX_MINUTES = 4230  # Outlook events (GRAPH.md §6.3); Graph refuses more, it do
 CLOCK_SKEW = timedelta(minutes=5)
 CHANGE_TYPES = "created,updated,deleted"
 CLAIM_TTL = timedelta(minutes=2)  # a create takes ≤ 2 × 10 s of validation plus retries
-# Table reads (record cache misses) one webhook POST may cause: bounds what a forged POST full of
-# random ids costs. Beyond it the POST is answered 503 before anything is queued, so a genuine
-# one (a cold cache and a huge batch) is retried by Graph and finds most records cached.
+# Table reads (record cache misses, distinct ids) one webhook POST may cause: bounds what a forged
+# POST full of random ids costs. Beyond it a POST that named known subscriptions is answered 503
+# before anything is queued, so a genuine one (a cold cache and a huge batch) is retried by Graph
+# and finds most records cached; one that named none is forged and dropped with a 202.
 MAX_RECORD_READS = 200
+MAX_NOTIFICATION_BYTES = 4 * 1024 * 1024  # far above Graph's batches of change notifications
 FAILED_RETRY_AFTER = timedelta(minutes=5)  # a failed create is not retried sooner by ensure
 LIFECYCLE_EVENTS = frozenset({"reauthorizationRequired", "subscriptionRemoved", "missed"})
 # What MappedCalendar.from_entity reads from a resource entity.
@@ -294,10 +297,7 @@ def parse_collection(body: bytes) -> tuple[list[Item], Counter[str]]:
     The body as a whole must be a JSON object with a `value` array (else 400: Graph never sends
     anything else); single bad items are dropped so one odd item cannot block the others.
     """
-    try:
-        data = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ValidationFailed([FieldError("body", "must be valid JSON")]) from exc
+    data = parse_json(body, max_bytes=MAX_NOTIFICATION_BYTES)
     if not isinstance(data, dict) or not isinstance(data.get("value"), list):
         raise ValidationFailed([FieldError("value", "must be an array of notifications")])
     items: list[Item] = []
@@ -1214,8 +1214,9 @@ def _batch_reason(result: BatchResult) -> str:
 class RecordCache:
     """Subscription records by id, cached in-process (records never change once written).
 
-    Unknown ids are not cached: a subscription's first notification can race the write of its
-    record, and an unknown id costs only one point read (bounded per POST).
+    Unknown ids are remembered only briefly (`unknown_ttl`): a subscription's first notification
+    can race the write of its record (the sync after a subscribe catches up on what is dropped
+    then), while forged traffic repeating ids must cost no table read per repeat.
     """
 
     def __init__(
@@ -1223,15 +1224,18 @@ class RecordCache:
         load: Callable[[str], Record | None],
         *,
         ttl: float = 600.0,
+        unknown_ttl: float = 30.0,
         max_entries: int = 50_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._load = load
         self._ttl = ttl
+        self._unknown_ttl = unknown_ttl
         self._max = max_entries
         self._clock = clock
         self._lock = threading.Lock()
         self._items: OrderedDict[str, tuple[float, Record]] = OrderedDict()
+        self._unknown: OrderedDict[str, float] = OrderedDict()
 
     def get(self, subscription_id: str) -> Record | None:
         now = self._clock()
@@ -1241,13 +1245,19 @@ class RecordCache:
                 self._items.move_to_end(subscription_id)
                 return hit[1]
         record = self._load(subscription_id)
-        if record is not None:
-            with self._lock:
-                self._items[subscription_id] = (now + self._ttl, record)
-                self._items.move_to_end(subscription_id)
-                while len(self._items) > self._max:
-                    self._items.popitem(last=False)
+        with self._lock:
+            if record is not None:
+                self._remember(self._items, subscription_id, (now + self._ttl, record))
+                self._unknown.pop(subscription_id, None)
+            else:
+                self._remember(self._unknown, subscription_id, now + self._unknown_ttl)
         return record
+
+    def _remember(self, items: OrderedDict[str, Any], key: str, value: Any) -> None:
+        items[key] = value
+        items.move_to_end(key)
+        while len(items) > self._max:
+            items.popitem(last=False)
 
     def peek(self, subscription_id: str) -> Record | None:
         """The cached record, without reading the table."""
@@ -1256,9 +1266,17 @@ class RecordCache:
             hit = self._items.get(subscription_id)
             return hit[1] if hit is not None and hit[0] > now else None
 
+    def known_unknown(self, subscription_id: str) -> bool:
+        """Whether a read found no such record a moment ago (no table read now)."""
+        now = self._clock()
+        with self._lock:
+            until = self._unknown.get(subscription_id)
+            return until is not None and until > now
+
     def forget(self, subscription_id: str) -> None:
         with self._lock:
             self._items.pop(subscription_id, None)
+            self._unknown.pop(subscription_id, None)
 
 
 @dataclass(frozen=True)
@@ -1289,21 +1307,29 @@ def receive(inbox: Inbox, body: bytes) -> InboxResult:
     which the worker tolerates (duplicates are harmless, STYLE.md §8).
     """
     items, dropped = parse_collection(body)
+    looked_up: dict[str, Record | None] = {}  # per distinct id: a repeated id costs nothing
     reads = 0
 
     def lookup(sub_id: str) -> Record | None:
         nonlocal reads
-        cached = inbox.records.peek(sub_id)
-        if cached is not None:
-            return cached
-        reads += 1
-        if reads > MAX_RECORD_READS:
-            raise DependencyError(
-                "Too many unknown subscriptions in one request; try again",
-                reason="too_many_unknown_subscriptions",
-                log_detail=f"more than {MAX_RECORD_READS} record reads in one POST",
-            )
-        return inbox.records.get(sub_id)
+        if sub_id in looked_up:
+            return looked_up[sub_id]
+        record = inbox.records.peek(sub_id)
+        if record is None and not inbox.records.known_unknown(sub_id):
+            if reads >= MAX_RECORD_READS:
+                if any(looked_up.values()):
+                    # Genuine traffic on a cold cache: Graph retries, and finds these cached.
+                    raise DependencyError(
+                        "Too many unknown subscriptions in one request; try again",
+                        reason="too_many_unknown_subscriptions",
+                        log_detail=f"more than {MAX_RECORD_READS} record reads in one POST",
+                    )
+                # Nothing known so far: forged traffic. 202, so it never makes Graph back off.
+                return None
+            reads += 1
+            record = inbox.records.get(sub_id)
+        looked_up[sub_id] = record
+        return record
 
     sorted_ = sort_items(items, lookup, inbox.keys.by_check, dropped)
     for request in sorted_.sync:

@@ -623,3 +623,51 @@ def emulator_parse(value: str) -> Any:
     parsed = parse_graph_time(value)
     assert parsed is not None, value
     return parsed
+
+
+def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(
+    wstack: Stack, world: dict[str, str], graph_caller: httpx.Client, log: HostLog
+) -> None:
+    """Issue 21: a small forged body repeating one unknown id 201 times was a 503, which would
+    make Graph back off from our real endpoint. Distinct ids count, unknown ids are remembered
+    briefly, and a POST that names no known subscription is forged traffic: 202, nothing sent."""
+    from shared import clients, subscriptions
+
+    sub = current_subscription(wstack, world)
+    unknown = documented_change(sub, subscriptionId=str(uuid.uuid4()))
+    response = post_json(graph_caller, "graph/notifications", collection(*[unknown] * 201))
+    assert response.status_code == 202, response.text
+    line = inbox_line(log, "201 received")
+    assert "0 accepted, 0 sync requests [], 0 lifecycle" in line, line
+    assert "'unknown_subscription': 201" in line, line
+    # In process, with private queues and a counting loader: what is read and what is sent.
+    suffix = uuid.uuid4().hex[:8]
+    sync_q, life_q = clients.queue(f"test-sync-{suffix}"), clients.queue(f"test-life-{suffix}")
+    reads: list[str] = []
+
+    def load(sub_id: str) -> Any:
+        reads.append(sub_id)
+        return subscriptions.load_record(clients.table, sub_id)
+
+    inbox = subscriptions.Inbox(
+        subscriptions.RecordCache(load), subscriptions.default_keys(),
+        lambda r: sync_q.send_message(r.encode()), lambda w: life_q.send_message(w.encode()),
+    )  # fmt: skip
+    result = subscriptions.receive(inbox, collection(*[unknown] * 201))
+    assert result.accepted == 0 and result.sync_requests == 0 and len(reads) == 1
+    subscriptions.receive(inbox, collection(*[unknown] * 201))  # remembered: no read at all
+    assert len(reads) == 1
+    flood = [documented_change(sub, subscriptionId=str(uuid.uuid4())) for _ in range(300)]
+    result = subscriptions.receive(inbox, collection(*flood))  # no known id: forged, 202
+    assert result.accepted == 0 and result.dropped == {"unknown_subscription": 300}
+    assert len(reads) == 1 + subscriptions.MAX_RECORD_READS  # bounded
+    # The genuine item still gets through in its own POST, straight after the flood.
+    result = subscriptions.receive(inbox, collection(documented_change(sub)))
+    assert result.accepted == 1 and result.sync_requests == 1
+    from shared.syncqueue import SyncRequest
+
+    sent = [SyncRequest.decode(m.content) for m in sync_q.receive_messages(max_messages=32)]
+    assert sent == [SyncRequest(world["building"], world["mailbox"], "notified")]
+    assert list(life_q.receive_messages(max_messages=32)) == []
+    sync_q.delete_queue()
+    life_q.delete_queue()
