@@ -29,6 +29,15 @@ data; the PKCE verifier and the nonce are HMACs of the Key Vault flow key (share
 A flow is single-use (deleted with If-Match its ETag: only one callback wins), expires after
 `FLOW_TTL` on *our* clock, and is bound to the building and the admin who started it.
 
+A flow is also bound to the *account* that may finish it (`Expected`): an authorize link is a
+URL anyone can open, and a colleague who consented before signs in without a single question, so
+without the binding a building admin could connect their building to a richer mailbox than their
+own and read it (issue 21). A Building.Admin caller connects their own account: the id token's
+`oid`/`tid` must be the caller's. A Portal.Service caller (a backend acting for someone) must
+name the account (`expectedAccount`, else `loginHint`): its user principal name or object id.
+Any other account ends the flow with `account_mismatch`, before anything is stored; the code's
+tokens are dropped. Success and refusal are audited with both identities (`connect` records).
+
 Services take their collaborators in `ConnectDeps`; `default_deps()` builds the process's set.
 """
 
@@ -49,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shared import storage
+from shared.audit import AuditEntry
 from shared.errors import (
     BookingBridgeError,
     DependencyError,
@@ -96,6 +106,8 @@ _TENANT = re.compile(
     r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)$"
 )
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# An account as a service names it: a user principal name (`name@domain`) or an object id.
+_ACCOUNT = re.compile(r"^([^@\s]{1,113}@[A-Za-z0-9.-]{1,142}|" + _GUID.pattern[1:-1] + ")$")
 # The application connect's sign-in: OIDC (id token, no `offline_access`: no refresh token wanted)
 # plus `/.default` (static consent to everything the registration requires, delegated and
 # application). OIDC scopes may accompany `/.default`; named Graph scopes may not (scopes-oidc.md).
@@ -164,6 +176,35 @@ DISCONNECTED: dict[str, Any] = {
 
 
 @dataclass(frozen=True)
+class Expected:
+    """Who may finish a flow (module docstring): the starting admin's own account (`oid` + `tid`),
+    or the account a service named (`account`: a user principal name or an object id)."""
+
+    oid: str | None = None
+    tid: str | None = None
+    account: str | None = None
+
+    def matches(self, claims: Mapping[str, Any]) -> bool:
+        oid = str(claims.get("oid") or "").lower()
+        if self.oid is not None and (
+            oid != self.oid.lower() or str(claims.get("tid") or "").lower() != str(self.tid).lower()
+        ):
+            return False
+        if self.account is None:
+            return self.oid is not None  # an unbound flow (none are made) matches nobody
+        names = {oid} | {
+            str(claims.get(name) or "").lower() for name in ("preferred_username", "upn", "email")
+        }
+        return self.account.lower() in names - {""}
+
+    def describe(self) -> str:
+        """For logs and audit: ids and the named account, nothing else."""
+        if self.oid is not None:
+            return f"{self.oid}@{self.tid}" + (f" as {self.account}" if self.account else "")
+        return str(self.account)
+
+
+@dataclass(frozen=True)
 class Flow:
     flow_id: str
     building_id: str
@@ -172,6 +213,7 @@ class Flow:
     return_url: str
     expires_at: datetime
     key_version: str
+    expected: Expected
     tenant: str | None = None  # application mode: the tenant id (GUID) an admin must consent in
 
 
@@ -182,6 +224,31 @@ class ConnectFailed(Exception):
         super().__init__(reason)
         self.reason = reason
         self.record = record
+
+
+class AccountMismatch(ConnectFailed):
+    """Someone other than the flow's expected account signed in (module docstring). Nothing of
+    the attempt is kept: no connection change, no error shown on the building."""
+
+    def __init__(self, signed_in: str) -> None:
+        super().__init__("account_mismatch", record=False)
+        self.signed_in = signed_in
+
+
+def signed_in_account(claims: Mapping[str, Any]) -> str:
+    """How audit records name the account that signed in: its name (if any) and ids."""
+    name = claims.get("preferred_username") or claims.get("upn") or ""
+    ids = f"{claims.get('oid')}@{claims.get('tid')}"
+    return f"{name} ({ids})" if name else ids
+
+
+def check_account(flow: Flow, claims: Mapping[str, Any]) -> None:
+    if not flow.expected.matches(claims):
+        logger.warning(
+            "connect of building %s refused: %s signed in, the flow is for %s",
+            flow.building_id, signed_in_account(claims), flow.expected.describe(),
+        )  # fmt: skip
+        raise AccountMismatch(signed_in_account(claims))
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -462,6 +529,9 @@ class FlowRepository:
             "expiresAt": flow.expires_at,
             "keyVersion": flow.key_version,
             "tenant": flow.tenant or "",
+            "expectedOid": flow.expected.oid or "",
+            "expectedTid": flow.expected.tid or "",
+            "expectedAccount": flow.expected.account or "",
         }
         try:
             self._table().create_entity(entity)
@@ -487,6 +557,11 @@ class FlowRepository:
             return_url=str(entity["returnUrl"]),
             expires_at=storage.stored_time(entity["expiresAt"]),
             key_version=str(entity["keyVersion"]),
+            expected=Expected(
+                oid=str(entity.get("expectedOid") or "") or None,
+                tid=str(entity.get("expectedTid") or "") or None,
+                account=str(entity.get("expectedAccount") or "") or None,
+            ),
             tenant=str(entity.get("tenant") or "") or None,
         )
 
@@ -614,6 +689,7 @@ class ConnectDeps:
     )
     # verified domain -> tenant id, None if unknown (`discover_tenant_id` in `default_deps`)
     resolve_tenant: Callable[[str], str | None] = _no_tenant_discovery
+    audit: Callable[[AuditEntry], None] = lambda entry: None
 
 
 def start_connect(
@@ -631,6 +707,21 @@ def start_connect(
     login_hint = body.get("loginHint")
     if login_hint is not None and (not isinstance(login_hint, str) or len(login_hint) > 256):
         errors.append(FieldError("loginHint", "must be a user name"))
+    account = body.get("expectedAccount")
+    if account is not None and (not isinstance(account, str) or not _ACCOUNT.match(account)):
+        errors.append(
+            FieldError("expectedAccount", "must be a user principal name or an object id")
+        )
+    account = account or (login_hint.strip() if isinstance(login_hint, str) else None)
+    if caller.buildings is None and not account:
+        # A service acts for someone: it must say who, or any consented colleague could finish.
+        errors.append(
+            FieldError(
+                "expectedAccount",
+                "is required when a service starts a connect: the user principal name or "
+                "object id of the account that is to sign in (loginHint is used if given)",
+            )
+        )
     try:
         return_url = validate_return_url(body.get("returnUrl"), deps.settings.return_url_origins)
     except ValidationFailed as failed:
@@ -647,6 +738,11 @@ def start_connect(
         return_url=return_url,
         expires_at=deps.now() + FLOW_TTL,
         key_version=flow_key.version,
+        expected=Expected(
+            oid=None if caller.buildings is None else caller.subject,
+            tid=None if caller.buildings is None else caller.tenant_id,
+            account=account or None,
+        ),
         tenant=tenant_id,
     )
     deps.flows.add(flow)
@@ -698,10 +794,11 @@ def complete_delegated(deps: ConnectDeps, params: Mapping[str, str]) -> str:
     """`GET /oauth/callback`: finish a delegated flow; the URL to send the browser to."""
     flow = _take_flow(deps, params.get("state"), "delegated")
     try:
-        connection = _finish_delegated(deps, flow, params)
+        connection, signed_in = _finish_delegated(deps, flow, params)
     except ConnectFailed as failed:
         _record_failure(deps, flow, failed)
         return with_status(flow.return_url, "error", failed.reason)
+    _audit_connect(deps, flow, signed_in, connection.connection_id)
     logger.info(
         "building %s connected (delegated, tenant %s, connection %s)",
         flow.building_id, connection.tenant_id, connection.connection_id,
@@ -709,7 +806,9 @@ def complete_delegated(deps: ConnectDeps, params: Mapping[str, str]) -> str:
     return with_status(flow.return_url, "connected")
 
 
-def _finish_delegated(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) -> Connection:
+def _finish_delegated(
+    deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
+) -> tuple[Connection, str]:
     if params.get("error"):
         raise ConnectFailed(
             reason_for(params.get("error"), codes_in(params.get("error_description")))
@@ -728,6 +827,7 @@ def _finish_delegated(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) 
         tokens.id_claims, client_id=deps.settings.client_id,
         authority_host=deps.settings.authority_host, nonce=nonce,
     )  # fmt: skip
+    check_account(flow, tokens.id_claims)
     if missing_scopes(tokens.scopes):
         logger.warning(
             "building %s: granted scopes lack %s",
@@ -777,7 +877,7 @@ def _finish_delegated(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) 
     if previous is not None:
         deps.tokens.invalidate(previous)
     deps.tokens.prime(connection, tokens)
-    return connection
+    return connection, signed_in_account(tokens.id_claims)
 
 
 def _redeem(
@@ -813,17 +913,20 @@ def complete_admin_consent(deps: ConnectDeps, params: Mapping[str, str]) -> str:
     """
     flow = _take_flow(deps, params.get("state"), "application")
     try:
-        connection = _finish_application(deps, flow, params)
+        connection, signed_in = _finish_application(deps, flow, params)
     except ConnectFailed as failed:
         _record_failure(deps, flow, failed)
         return with_status(flow.return_url, "error", failed.reason)
+    _audit_connect(deps, flow, signed_in, connection.connection_id)
     logger.info(
         "building %s connected (application, tenant %s)", flow.building_id, connection.tenant_id
     )
     return with_status(flow.return_url, "connected")
 
 
-def _finish_application(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]) -> Connection:
+def _finish_application(
+    deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
+) -> tuple[Connection, str]:
     if params.get("error"):
         raise ConnectFailed(
             reason_for(params.get("error"), codes_in(params.get("error_description")))
@@ -860,11 +963,13 @@ def _finish_application(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
             flow.building_id, failed.reason, tokens.id_claims.get("tid"), tenant,
         )  # fmt: skip
         raise
+    check_account(flow, tokens.id_claims)
     # Ids only (no names, no tokens): who consented, for the audit trail in the logs.
     logger.info(
         "building %s: admin %s of tenant %s consented",
         flow.building_id, tokens.id_claims.get("oid"), tenant,
     )  # fmt: skip
+    signed_in = signed_in_account(tokens.id_claims)
     # The code's tokens are the admin's own delegated tokens: the application connection never
     # uses them, and whatever refresh token came back is dropped here, never stored.
     del tokens
@@ -898,12 +1003,34 @@ def _finish_application(deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
     if previous is not None:
         deps.tokens.invalidate(previous)
     deps.tokens.prime(connection, token)
-    return connection
+    return connection, signed_in
+
+
+def _audit_connect(
+    deps: ConnectDeps, flow: Flow, signed_in: str, connection_id: str, refused: str | None = None
+) -> None:
+    """A `connect` audit record: who started the flow (`actor`), who signed in (`mailbox`)."""
+    deps.audit(
+        AuditEntry(
+            time=deps.now(),
+            actor=flow.caller,
+            building=flow.building_id,
+            connection=connection_id,
+            operation=f"connect.{flow.mode}",
+            mailbox=signed_in,
+            calendar=None,
+            result=f"refused {refused}; expected {flow.expected.describe()}" if refused else "ok",
+            status=403 if refused else 200,
+            request_id=None,
+        )
+    )
 
 
 def _record_failure(deps: ConnectDeps, flow: Flow, failed: ConnectFailed) -> None:
     """Show a failed attempt in GET connection, unless the building already has a live connection."""
     logger.warning("connect of building %s failed: %s", flow.building_id, failed.reason)
+    if isinstance(failed, AccountMismatch):
+        _audit_connect(deps, flow, failed.signed_in, "", refused=failed.reason)
     if not failed.record:
         return
     try:
@@ -985,6 +1112,7 @@ def default_deps() -> ConnectDeps:
     """The process's collaborators (cached: the token provider's caches must live across calls)."""
     global _deps
     from shared import clients
+    from shared.audit import default_audit
     from shared.graph import default_graph
     from shared.secrets import default_store
     from shared.settings import get_settings
@@ -1019,6 +1147,7 @@ def default_deps() -> ConnectDeps:
             resolve_tenant=lambda domain: discover_tenant_id(
                 clients.http_client(), settings.authority_host, domain
             ),
+            audit=default_audit().record,
         )
         return _deps
 

@@ -51,7 +51,17 @@ SCHEMAS: dict[str, Any] = {
             },
             "loginHint": {
                 "type": "string",
-                "description": "Delegated mode: pre-fills the Microsoft sign-in",
+                "maxLength": 256,
+                "description": "Pre-fills the Microsoft sign-in; for a Portal.Service caller also "
+                "the expected account when expectedAccount is absent",
+            },
+            "expectedAccount": {
+                "type": "string",
+                "maxLength": 256,
+                "description": "The account that is to sign in (user principal name or object "
+                "id). Required for a Portal.Service caller (or loginHint); a Building.Admin "
+                "always connects their own account. Anyone else signing in ends the flow with "
+                "reason account_mismatch, nothing stored.",
             },
         },
     },

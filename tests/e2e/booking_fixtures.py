@@ -79,13 +79,13 @@ def connect_application(
     building: str, tenant: dict[str, Any],
 ) -> None:  # fmt: skip
     """Connect a building in application mode: the tenant's admin grants admin consent."""
+    admin = tenant["users"]["admin"]
     response = api.post(
         f"buildings/{building}/connection",
         json={"mode": "application", "tenant": tenant["domain"],
-              "returnUrl": stack.endpoints["returnUrl"]},
+              "returnUrl": stack.endpoints["returnUrl"], "expectedAccount": admin["userPrincipalName"]},
     )  # fmt: skip
     assert response.status_code == 200, response.text
-    admin = tenant["users"]["admin"]
     callback = drive_authorize(
         browser, response.json()["authorizeUrl"], username=admin["userPrincipalName"],
         password=admin["password"], functions_base=stack.endpoints["functionsBaseUrl"],

@@ -165,6 +165,8 @@ def connect_application(
     }
     if login_hint:
         body["loginHint"] = login_hint
+    elif username:  # a service names the account that is to sign in (issue 21)
+        body["expectedAccount"] = username
     started = api.post(f"buildings/{building}/connection", json=body)
     assert started.status_code == 200, started.text
     callback = drive_authorize(

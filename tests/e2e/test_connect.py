@@ -65,6 +65,8 @@ def connect_delegated(
     body: dict[str, Any] = {"mode": "delegated", "returnUrl": endpoints["returnUrl"]}
     if login_hint:
         body["loginHint"] = login_hint
+    else:  # a service names the account that is to sign in (issue 21)
+        body["expectedAccount"] = username
     callback = drive_authorize(
         browser, start(capi, building, body), username=username, password=password,
         functions_base=endpoints["functionsBaseUrl"],
@@ -123,9 +125,11 @@ def test_application_connect_is_an_oidc_sign_in_with_prompt_admin_consent(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str
 ) -> None:
     tenant = fresh_tenant(cstack, admin_consent=False)
+    admin = tenant["users"]["admin"]
     url = start(
         capi, building,
-        {"mode": "application", "tenant": tenant["domain"], "returnUrl": cstack.endpoints["returnUrl"]},
+        {"mode": "application", "tenant": tenant["domain"], "returnUrl": cstack.endpoints["returnUrl"],
+         "expectedAccount": admin["userPrincipalName"]},
     )  # fmt: skip
     # The domain was resolved to the tenant id: the admin signs in to exactly that tenant.
     assert urlsplit(url).path == f"/{tenant['id']}/oauth2/v2.0/authorize"
@@ -135,7 +139,6 @@ def test_application_connect_is_an_oidc_sign_in_with_prompt_admin_consent(
     assert q["redirect_uri"] == cstack.settings["BB_PUBLIC_BASE_URL"] + "/oauth/adminconsent"
     assert q["code_challenge_method"] == "S256" and len(q["code_challenge"]) == 43
     assert q["nonce"] and q["state"]
-    admin = tenant["users"]["admin"]
     callback = drive_authorize(
         browser, url, username=admin["userPrincipalName"], password=admin["password"],
         functions_base=cstack.endpoints["functionsBaseUrl"],
@@ -332,9 +335,12 @@ def test_expired_state_is_refused_on_our_clock(
 
     deps = connections.default_deps()
     caller = Caller("tester", "t", frozenset({"Portal.Service"}), None)
-    url = connections.start_connect(
-        deps, building, caller, {"mode": "delegated", "returnUrl": cstack.endpoints["returnUrl"]}
-    )
+    body = {
+        "mode": "delegated",
+        "returnUrl": cstack.endpoints["returnUrl"],
+        "expectedAccount": "someone@example.com",
+    }
+    url = connections.start_connect(deps, building, caller, body)
     state = query_of(url)["state"]
     SEEN["state"].add(state)
     later = dataclasses.replace(deps, now=lambda: datetime.now(UTC) + timedelta(minutes=11))
@@ -407,7 +413,8 @@ def test_the_id_token_tenant_must_be_the_requested_tenant(
     own = fresh_tenant(cstack)
     url = start(
         capi, building,
-        {"mode": "application", "tenant": requested["id"], "returnUrl": cstack.endpoints["returnUrl"]},
+        {"mode": "application", "tenant": requested["id"], "returnUrl": cstack.endpoints["returnUrl"],
+         "expectedAccount": own["users"]["admin"]["userPrincipalName"]},  # only the tenant is wrong
     )  # fmt: skip
     segment = own["id"] if signed_in_to == "own tenant" else "organizations"
     edited = url.replace(f"/{requested['id']}/oauth2/", f"/{segment}/oauth2/", 1)
@@ -451,7 +458,8 @@ def test_application_connect_needs_one_existing_tenant(
     ):
         response = capi.post(
             f"buildings/{building}/connection",
-            json={"mode": "application", "tenant": tenant, "returnUrl": cstack.endpoints["returnUrl"]},
+            json={"mode": "application", "tenant": tenant, "returnUrl": cstack.endpoints["returnUrl"],
+                  "expectedAccount": "admin@example.com"},
         )  # fmt: skip
         assert response.status_code == 400, tenant
         assert response.json()["errors"] == [{"field": "tenant", "message": message}]
@@ -467,7 +475,8 @@ def test_open_redirect_return_url_is_refused(capi: httpx.Client, building: str) 
         "/relative/path",
     ):
         response = capi.post(
-            f"buildings/{building}/connection", json={"mode": "delegated", "returnUrl": bad}
+            f"buildings/{building}/connection",
+            json={"mode": "delegated", "returnUrl": bad, "expectedAccount": "admin@example.com"},
         )
         assert response.status_code == 400, bad
         assert [e["field"] for e in response.json()["errors"]] == ["returnUrl"]
