@@ -15,7 +15,11 @@ Decisions:
 - `defaultUserEmail` must be a registered user of the building (HqO's "preconfigured default
   user"): 422 `unknown_user`. null means no default: ambiguous domains stay unattributed.
 - Bulk import validates every row first (address, name, company format and existence, duplicates
-  within the file after normalisation). Any bad row → 422 listing every bad row, nothing written.
+  within the file after normalisation, unknown fields as PUT refuses them). Any bad row → 422
+  listing every bad row, nothing written. A CSV header naming a column other than email, name,
+  companyId (or one of them twice) is a 400 on `header`, like a missing column: the file's shape
+  is wrong, and a per-row report would repeat one mistake 20,000 times. A value under no column
+  (a blank header cell, or past the header's end) rejects its row, as `column <n>` (1-based).
   Otherwise all rows are upserted (existing users updated, others untouched) in transactions of
   100. A storage failure part-way can leave earlier transactions written; rows are idempotent
   upserts, so sending the same file again converges.
@@ -291,8 +295,13 @@ def list_users(
 
 
 def parse_users_csv(data: bytes) -> list[dict[str, str]]:
-    """CSV (RFC 4180) with a header naming email, name, companyId (any order, any case; other
-    columns ignored) → one dict per non-blank record. A malformed file is a 400 on `body`."""
+    """CSV (RFC 4180) with a header naming exactly email, name, companyId (any order, any case)
+    → one dict per non-blank record. A malformed file is a 400 on `body`, a bad header on `header`.
+
+    A non-blank cell under no column (a blank header cell, or past the header's end) is kept as
+    `column <n>`, so `import_users` rejects the row like a JSON row with an unknown field; blank
+    ones (a spreadsheet's trailing commas) are nothing.
+    """
     try:
         text = data.decode("utf-8-sig")  # spreadsheet exports start with a byte-order mark
     except UnicodeDecodeError as exc:
@@ -300,16 +309,22 @@ def parse_users_csv(data: bytes) -> list[dict[str, str]]:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     records: list[dict[str, str]] = []
     columns: dict[str, int] | None = None
+    known: set[int] = set()  # the positions of those columns
     try:
         for record in reader:
             if not any(cell.strip() for cell in record):
                 continue
             if columns is None:
                 columns = _header(record)
+                known = set(columns.values())
                 continue
-            records.append(
-                {name: record[i].strip() if i < len(record) else "" for name, i in columns.items()}
-            )
+            row = {
+                name: record[i].strip() if i < len(record) else "" for name, i in columns.items()
+            }
+            for i, cell in enumerate(record):
+                if i not in known and cell.strip():
+                    row[f"column {i + 1}"] = cell.strip()
+            records.append(row)
     except csv.Error as exc:
         raise ValidationFailed(
             [FieldError("body", f"is not valid CSV (line {reader.line_num}): {exc}")]
@@ -320,23 +335,44 @@ def parse_users_csv(data: bytes) -> list[dict[str, str]]:
 
 
 def _header(record: list[str]) -> dict[str, int]:
+    """Column positions of email, name, companyId; 400 on `header` for a missing, unknown or
+    repeated column (blank header cells name no column and are skipped)."""
     wanted = {c.lower(): c for c in IMPORT_COLUMNS}
     columns: dict[str, int] = {}
+    unknown: list[str] = []
+    repeated: list[str] = []
     for i, cell in enumerate(record):
-        name = wanted.get(cell.strip().lower())
-        if name is not None and name not in columns:
+        label = cell.strip()
+        if not label:
+            continue
+        name = wanted.get(label.lower())
+        if name is None:
+            unknown.append(label)
+        elif name in columns:
+            repeated.append(name)
+        else:
             columns[name] = i
+    problems: list[str] = []
     missing = [c for c in IMPORT_COLUMNS if c not in columns]
     if missing:
-        raise ValidationFailed(
-            [
-                FieldError(
-                    "header",
-                    "must name the columns email, name, companyId; missing " + ", ".join(missing),
-                )
-            ]
+        problems.append(
+            "must name the columns email, name, companyId; missing " + ", ".join(missing)
         )
+    if unknown:
+        problems.append(
+            "names columns that are not imported (only email, name, companyId): " + _some(unknown)
+        )
+    if repeated:
+        problems.append("names a column twice: " + _some(repeated))
+    if problems:
+        raise ValidationFailed([FieldError("header", "; ".join(problems))])
     return columns
+
+
+def _some(labels: list[str], limit: int = 10, width: int = 40) -> str:
+    """Header labels for a message: bounded, since they are whatever the file says."""
+    shown = ", ".join(label[:width] for label in labels[:limit])
+    return shown + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
 def import_users(tables: TableSource, building_id: str, records: Sequence[Any]) -> ImportReport:
@@ -353,6 +389,7 @@ def import_users(tables: TableSource, building_id: str, records: Sequence[Any]) 
             rejected.append({"row": row, "error": "must be an object with email, name, companyId"})
             continue
         check = Checker(record)
+        check.only(IMPORT_COLUMNS)  # as PUT /users/{email}: a stray field is a mistake, not noise
         user = _read_user(check, record.get("email"))
         company_ok = not any(e.field == "companyId" for e in check.errors)
         if company_ok and user.company_id not in companies:

@@ -126,6 +126,8 @@ SCHEMAS: dict[str, Any] = {
     },
     "UserImportRow": {
         "type": "object",
+        "required": ["email", "name", "companyId"],
+        "description": "Unknown fields reject the row (422), as PUT /users/{email} refuses them.",
         "properties": {"email": _EMAIL, "name": _NAME, "companyId": _ID},
     },
     "ImportReport": {
@@ -338,13 +340,16 @@ OPERATIONS: list[Operation] = [
                 },
             },
             "description": "CSV (RFC 4180, UTF-8, header naming email, name, companyId in any "
-            "order; other columns ignored) or a JSON array of objects; at most "
+            "order and case, and no other column) or a JSON array of objects; at most "
             f"{IMPORT_MAX_ROWS} users. Every row is validated first: a bad address, a missing "
-            "name, an unknown company or an address repeated in the file rejects the row. Any "
-            "rejected row → 422 (problem+json, reason `rows_rejected`, with `imported: 0` and "
-            "every rejected row) and nothing is written. Otherwise every user is upserted "
+            "name, an unknown company, an address repeated in the file or an unknown field "
+            "(JSON; in CSV a value under no column, reported as `column <n>`) rejects the row. "
+            "Any rejected row → 422 (problem+json, reason `rows_rejected`, with `imported: 0` "
+            "and every rejected row) and nothing is written. Otherwise every user is upserted "
             "(existing users updated, others untouched) and the answer is 200 with "
-            "`rejected: []`. A malformed file (not UTF-8, bad quoting, no header) is a 400.",
+            "`rejected: []`. A malformed file (not UTF-8, bad quoting, no header) is a 400; so "
+            "is a header that lacks a column, names an unknown one or one twice (naming "
+            "`header`; blank header cells are no column).",
             "responses": {
                 "200": _json(_ref("ImportReport"), "Every user imported"),
                 **_BAD,

@@ -1,7 +1,8 @@
 """Input limits found by an attack run (issue 21), over HTTP against the local stack.
 
 Bookings: at least one minute long, start and end in whole seconds (POST and PATCH), else a 400
-naming the field.
+naming the field. User import: unknown JSON fields and unknown CSV columns are refused like PUT
+/users/{email} refuses unknown fields, and nothing is written.
 
 The session's stack; one building connected to a fresh tenant with the demo rooms mapped.
 """
@@ -9,6 +10,7 @@ The session's stack; one building connected to a fresh tenant with the demo room
 from __future__ import annotations
 
 import ssl
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,3 +134,81 @@ def test_a_patch_obeys_the_same_rules(api: httpx.Client, bb: Booked) -> None:
     moved = api.patch(path, json={"start": z(start + timedelta(minutes=59))})
     assert moved.status_code == 200, moved.text  # one minute left: allowed
     assert moved.json()["start"] == z(start + timedelta(minutes=59))
+
+
+# ---------------------------------------------------------------- user import
+
+
+@pytest.fixture(scope="module")
+def company_building(api: httpx.Client) -> str:
+    building = f"b-{uuid.uuid4().hex[:10]}"
+    put = api.put(
+        f"buildings/{building}/companies/contoso",
+        json={"name": "Contoso", "domains": ["contoso.com"]},
+    )
+    assert put.status_code in (200, 201), put.text
+    return building
+
+
+def users(api: httpx.Client, building: str) -> list[dict[str, Any]]:
+    response = api.get(f"buildings/{building}/users")
+    assert response.status_code == 200, response.text
+    return list(response.json()["value"])
+
+
+def rejected(response: httpx.Response) -> dict[int, str]:
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    report = response.json()
+    assert report["reason"] == "rows_rejected" and report["imported"] == 0, report
+    return {r["row"]: r["error"] for r in report["rejected"]}
+
+
+def test_json_import_refuses_unknown_fields(api: httpx.Client, company_building: str) -> None:
+    b = company_building
+    rows = [
+        {"email": "ann@contoso.com", "name": "Ann", "companyId": "contoso"},
+        {"email": "bob@contoso.com", "name": "Bob", "companyId": "contoso", "admin": True},
+        {"email": "cy@contoso.com", "name": "Cy", "companyId": "contoso", "Name": "x", "role": 1},
+    ]
+    refused = api.post(f"buildings/{b}/users:import", json=rows)
+    assert rejected(refused) == {
+        2: "admin: is not a known field",
+        3: "Name: is not a known field; role: is not a known field",
+    }
+    assert users(api, b) == []  # all or nothing
+    # The same refusal as PUT /users/{email}.
+    put = api.put(f"buildings/{b}/users/bob@contoso.com", json=rows[1])
+    assert problem_fields(put) == ["admin"]
+
+
+def test_csv_import_refuses_unknown_columns(api: httpx.Client, company_building: str) -> None:
+    b = company_building
+
+    def send(text: str) -> httpx.Response:
+        return api.post(
+            f"buildings/{b}/users:import",
+            content=text.encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+
+    unknown = send("email,name,companyId,admin\nann@contoso.com,Ann,contoso,true\n")
+    assert problem_fields(unknown) == ["header"]
+    assert "admin" in unknown.json()["errors"][0]["message"]
+    twice = send("email,name,companyId,Email\nann@contoso.com,Ann,contoso,eve@contoso.com\n")
+    assert problem_fields(twice) == ["header"]
+    # A value under no column (past the header, or under a blank header cell) rejects its row.
+    stray = send(
+        "email,name,companyId,\n"
+        "ann@contoso.com,Ann,contoso,\n"
+        "bob@contoso.com,Bob,contoso,true\n"
+        "cy@contoso.com,Cy,contoso,,admin\n"
+    )
+    assert rejected(stray) == {
+        2: "column 4: is not a known field",
+        3: "column 5: is not a known field",
+    }
+    assert users(api, b) == []
+    # Blank trailing columns (a spreadsheet's export) are no columns at all.
+    ok = send("email,name,companyId,\nann@contoso.com,Ann,contoso,\n")
+    assert ok.status_code == 200 and ok.json() == {"imported": 1, "rejected": []}, ok.text

@@ -514,9 +514,9 @@ def test_users_are_paged(call: Callable[..., func.HttpResponse], api_tokens: Api
 
 def _csv(rows: int, bad: dict[int, str] | None = None) -> bytes:
     bad = bad or {}
-    lines = ["Email,Name,CompanyId,Phone"]  # any case; extra columns are ignored
+    lines = ["Email,Name,CompanyId"]  # any case (other columns are refused)
     for i in range(1, rows + 1):
-        lines.append(bad.get(i, f'user{i:05d}@contoso.com,"User {i}, Contoso",contoso,+31'))
+        lines.append(bad.get(i, f'user{i:05d}@contoso.com,"User {i}, Contoso",contoso'))
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
