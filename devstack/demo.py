@@ -13,9 +13,13 @@ import json
 import sys
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as wall_time
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -23,6 +27,10 @@ from devstack.procs import REPO_ROOT
 
 ENDPOINTS = REPO_ROOT / ".devstack" / "endpoints.json"
 SYNC_WAIT_S = 20.0
+TIME_ZONE = "Europe/Amsterdam"  # the demo building's resources (step 3): "tomorrow" is its day
+DAY_HOURS = (7, 19)  # the demo books between 07:00 and 19:00 in the building's time zone
+MEETING = timedelta(hours=1)  # what the demo books, in the platform and in Outlook
+SEARCH_DAYS = 7  # tomorrow first; the days after once repeated runs have filled it up
 
 
 def step(title: str) -> None:
@@ -50,7 +58,7 @@ def check(response: httpx.Response, *expected: int) -> Any:
     return response.text
 
 
-def portal_token(e: dict[str, Any]) -> str:
+def portal_token(e: Mapping[str, Any]) -> str:
     response = httpx.post(
         f"{e['authorityHost']}/{e['tenantId']}/oauth2/v2.0/token",
         data={
@@ -65,11 +73,54 @@ def portal_token(e: dict[str, Any]) -> str:
     return str(check(response, 200)["access_token"])
 
 
-def main() -> int:
-    if not ENDPOINTS.exists():
-        print("no .devstack/endpoints.json: start `make run` first (in another terminal)")
-        return 1
-    e = json.loads(ENDPOINTS.read_text())
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def _local(day: date, hour: int, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, wall_time(hour), tzinfo=zone)
+
+
+def free_windows(
+    free: Sequence[Mapping[str, str]], length: timedelta, not_before: datetime, zone: ZoneInfo
+) -> list[datetime]:
+    """Starts (UTC) of non-overlapping `length` windows that lie wholly inside the free runs, on
+    full hours of `zone`, within DAY_HOURS of one local day, not before `not_before`, earliest
+    first.
+
+    The availability route answers free time as maximal runs (one entry per contiguous free
+    interval, docs/API.md), not one entry per slot: a free morning is one entry.
+    """
+    starts: list[datetime] = []
+    for run in free:
+        start, end = max(_instant(run["start"]), not_before), _instant(run["end"])
+        local = start.astimezone(zone)
+        hour = local.replace(minute=0, second=0, microsecond=0)
+        t = hour.astimezone(UTC) + (timedelta(hours=1) if hour < local else timedelta(0))
+        while t + length <= end:
+            day = t.astimezone(zone).date()
+            opens, closes = (_local(day, h, zone).astimezone(UTC) for h in DAY_HOURS)
+            if opens <= t and t + length <= closes and (not starts or t >= starts[-1] + length):
+                starts.append(t)
+            t += timedelta(hours=1)
+    return starts
+
+
+def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | None = None) -> int:
+    """The demo against the stack in `endpoints` (a file or its content; default
+    .devstack/endpoints.json), as if it were `now` (default: this machine's clock, which is the
+    clock the Functions host of `make run` uses for "now", so slots the demo picks are future to
+    it; tests/e2e/test_demo.py sets it to awkward times of day)."""
+    if endpoints is None or isinstance(endpoints, Path):
+        path = endpoints or ENDPOINTS
+        if not path.exists():
+            print(f"no {path}: start `make run` first (in another terminal)")
+            return 1
+        e: Mapping[str, Any] = json.loads(path.read_text())
+    else:
+        e = endpoints
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    zone = ZoneInfo(TIME_ZONE)
     building = e["buildingId"]
     api = httpx.Client(
         base_url=e["functionsBaseUrl"] + "/",
@@ -89,7 +140,12 @@ def main() -> int:
     started = check(
         api.post(
             f"{b}/connection",
-            json={"mode": "application", "tenant": e["tenantId"], "returnUrl": e["returnUrl"]},
+            json={
+                "mode": "application",
+                "tenant": e["tenantId"],
+                "returnUrl": e["returnUrl"],
+                "expectedAccount": e["admin"]["username"],  # the flow finishes only for them
+            },
         ),
         200,
     )
@@ -111,9 +167,9 @@ def main() -> int:
 
     step("3. Register resources: a room, a desk (not mapped), a paid amenity")
     for rid, body in {
-        "boardroom-4a": {"name": "Board Room 4A", "kind": "room", "timeZone": "Europe/Amsterdam", "capacity": 12},
-        "desk-17": {"name": "Desk 17", "kind": "desk", "timeZone": "Europe/Amsterdam"},
-        "sauna": {"name": "Rooftop sauna", "kind": "amenity", "paid": True, "timeZone": "Europe/Amsterdam"},
+        "boardroom-4a": {"name": "Board Room 4A", "kind": "room", "timeZone": TIME_ZONE, "capacity": 12},
+        "desk-17": {"name": "Desk 17", "kind": "desk", "timeZone": TIME_ZONE},
+        "sauna": {"name": "Rooftop sauna", "kind": "amenity", "paid": True, "timeZone": TIME_ZONE},
     }.items():  # fmt: skip
         check(api.put(f"{b}/resources/{rid}", json=body), 200, 201)
     for r in check(api.get(f"{b}/resources"), 200):
@@ -145,29 +201,36 @@ def main() -> int:
     check(api.put(f"{b}/settings", json={"defaultUserEmail": e["admin"]["username"]}), 200)
     show("companies", check(api.get(f"{b}/companies"), 200))
 
-    # The first free hours tomorrow (the demo can run again and again against one `make run`).
-    day = (datetime.now(UTC) + timedelta(days=1)).replace(hour=7, minute=0, second=0, microsecond=0)
-    window = {"from": day.isoformat(), "to": (day + timedelta(hours=12)).isoformat()}
+    # The first two free hours from tomorrow on, "tomorrow" and the hours in the building's time
+    # zone (the demo can run again and again against one `make run`: each run leaves its Outlook
+    # booking behind, so a full tomorrow moves it on to the next day).
+    first_day = now.astimezone(zone).date() + timedelta(days=1)
+    search = {
+        "from": _local(first_day, DAY_HOURS[0], zone).isoformat(),
+        "to": _local(first_day + timedelta(days=SEARCH_DAYS - 1), DAY_HOURS[1], zone).isoformat(),
+    }
     free = check(
         api.get(
             f"{b}/availability",
-            params={**window, "resourceId": "boardroom-4a", "slotMinutes": 60},
+            params={**search, "resourceId": "boardroom-4a", "slotMinutes": 60},
         ),
         200,
     )["resources"][0]["free"]
-    hours = [
-        datetime.fromisoformat(slot["start"].replace("Z", "+00:00"))
-        for slot in free
-        if datetime.fromisoformat(slot["end"].replace("Z", "+00:00"))
-        - datetime.fromisoformat(slot["start"].replace("Z", "+00:00"))
-        >= timedelta(hours=1)
-    ]
+    hours = free_windows(free, MEETING, now, zone)
     if len(hours) < 2:
         print(
-            "   no two free hours left tomorrow: restart `make run` with a clean .devstack/azurite"
+            f"   no two free hours left in the {SEARCH_DAYS} days from tomorrow"
+            f" ({DAY_HOURS[0]:02}:00-{DAY_HOURS[1]:02}:00 {TIME_ZONE}):"
+            " restart `make run` with a clean .devstack/azurite"
         )
         return 1
     tomorrow, later = hours[0], hours[1]
+    picked = ", ".join(f"{t.astimezone(zone):%a %d %b %H:%M}" for t in (tomorrow, later))
+    show(f"free hours picked ({TIME_ZONE})", picked)
+    window = {
+        "from": _local(tomorrow.astimezone(zone).date(), DAY_HOURS[0], zone).isoformat(),
+        "to": _local(later.astimezone(zone).date(), DAY_HOURS[1], zone).isoformat(),
+    }
 
     step("7. Book Board Room 4A in the platform (written through to Outlook)")
     booking = check(
@@ -177,7 +240,7 @@ def main() -> int:
             json={
                 "resourceId": "boardroom-4a",
                 "start": tomorrow.isoformat(),
-                "end": (tomorrow + timedelta(hours=1)).isoformat(),
+                "end": (tomorrow + MEETING).isoformat(),
                 "title": "Quarterly planning",
                 "booker": {"email": e["admin"]["username"], "name": "Avery Admin"},
             },
@@ -195,7 +258,7 @@ def main() -> int:
             json={
                 "subject": "Design review",
                 "start": {"dateTime": later.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
-                "end": {"dateTime": (later + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+                "end": {"dateTime": (later + MEETING).strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
                 "attendees": [{"emailAddress": {"address": room["mailbox"]}, "type": "resource"}],
             },
         ),
@@ -218,7 +281,7 @@ def main() -> int:
             break
         time.sleep(0.25)
     show(f"busy after {time.monotonic() - t0:.1f} s", availability["resources"][0]["busy"])
-    show("first free slots", availability["resources"][0].get("free", [])[:4])
+    show("first free runs", availability["resources"][0].get("free", [])[:4])
 
     step("10. Bookings with attribution (the Outlook booker is a Contoso person)")
     bookings = check(api.get(f"{b}/bookings", params={"from": query["from"], "to": query["to"], "source": "all"}), 200)  # fmt: skip
