@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 
 from devstack.stack import start_stack
-from shared import storage
-from shared.busy import BusyBlock, BusyStore
+from shared.availability.busy import BusyBlock, BusyStore
+from shared.storage import tablestore
 from tests.e2e.booking_fixtures import connect_application, graph_stats
 from tests.e2e.conftest import client_token, functions_client
 
@@ -79,10 +79,10 @@ def seed(connection_string: str, building: str, day: datetime) -> float:
     from azure.data.tables import TableServiceClient
 
     service = TableServiceClient.from_connection_string(connection_string)
-    resources = service.create_table_if_not_exists(storage.RESOURCES)
-    busy = BusyStore(service.create_table_if_not_exists(storage.BUSY))
+    resources = service.create_table_if_not_exists(tablestore.RESOURCES)
+    busy = BusyStore(service.create_table_if_not_exists(tablestore.BUSY))
     t0 = time.perf_counter()
-    storage.submit_in_chunks(
+    tablestore.submit_in_chunks(
         resources,
         [
             ("upsert", {"PartitionKey": building, "RowKey": f"res-{i:03d}", "name": f"Desk {i}",

@@ -192,9 +192,11 @@ class Bench:
         return per_change[0]
 
     def rounds(self, resource: str) -> int:
-        from shared import clients, storage
+        from shared.storage import clients, tablestore
 
-        state = storage.get_entity(clients.table(storage.DELTA_STATE), self.building, resource)
+        state = tablestore.get_entity(
+            clients.table(tablestore.DELTA_STATE), self.building, resource
+        )
         return int(state["rounds"]) if state else 0
 
     # ------------------------------------------------------------ 3. per room per day

@@ -15,7 +15,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack.azurite import start_azurite
-from shared import clients, directory
+from shared.directory import people
+from shared.storage import clients
 
 ROWS = 10_000
 RUNS = 3
@@ -49,24 +50,24 @@ def main() -> None:
         imports, rejects, listings = [], [], []
         for run in range(RUNS):
             building = f"bench-{run}"
-            directory.put_company(
+            people.put_company(
                 tables, building, "contoso", {"name": "C", "domains": ["contoso.com"]}
             )
 
             t0 = time.perf_counter()
-            report = directory.import_users(tables, building, directory.parse_users_csv(bad))
+            report = people.import_users(tables, building, people.parse_users_csv(bad))
             rejects.append(time.perf_counter() - t0)
             assert report.imported == 0 and len(report.rejected) == 1
 
             t0 = time.perf_counter()
-            report = directory.import_users(tables, building, directory.parse_users_csv(good))
+            report = people.import_users(tables, building, people.parse_users_csv(good))
             imports.append(time.perf_counter() - t0)
             assert report.imported == ROWS
 
             t0 = time.perf_counter()
             seen, token = 0, None
             while True:
-                page = directory.list_users(tables, building, "1000", token)
+                page = people.list_users(tables, building, "1000", token)
                 seen += len(page["value"])
                 token = page["continuationToken"]
                 if token is None:

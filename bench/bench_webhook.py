@@ -91,8 +91,9 @@ def connect(stack: Stack, tenant: dict[str, Any], building: str) -> None:
 def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) -> list[Any]:
     """One real subscription per bench room, made as ensure_subscription makes it; returns the
     records (with their clientStates alongside)."""
-    from shared import clients, storage, subscriptions
-    from shared.connections import default_deps
+    from shared.connect.connections import default_deps
+    from shared.storage import clients, tablestore
+    from shared.subscriptions import service as subscriptions
 
     connection = default_deps().connections.get(building)
     assert connection is not None and connection.status == "connected"
@@ -135,7 +136,7 @@ def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) ->
             response.json()["id"], building, mailbox, connection.connection_id,
             tenant["id"].lower(), nonce, key.check,
         )  # fmt: skip
-        storage.put_entity(
+        tablestore.put_entity(
             clients.table(subscriptions.TABLE), subscriptions.record_entity(record, now)
         )
         return record, state
@@ -144,11 +145,11 @@ def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) ->
         made = list(pool.map(one, rooms))
     index = [
         ("upsert", {"PartitionKey": subscriptions.index_partition(building),
-                    "RowKey": storage.escape_key(r.mailbox),
+                    "RowKey": tablestore.escape_key(r.mailbox),
                     **subscriptions.active_index(r, expiry, now)})
         for r, _ in made
     ]  # fmt: skip
-    storage.submit_in_chunks(clients.table(subscriptions.TABLE), index)
+    tablestore.submit_in_chunks(clients.table(subscriptions.TABLE), index)
     http.close()
     return made
 

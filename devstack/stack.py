@@ -43,7 +43,8 @@ class Stack:
         """Point shared/ in this process at the stack, for tests and benches that call the
         services directly (e.g. with an injected clock): the stack's settings in os.environ, and
         cached clients and services rebuilt on the way in and out."""
-        from shared import clients, connections
+        from shared.connect import connections
+        from shared.storage import clients
 
         saved = dict(os.environ)
         os.environ.update(self.settings)
@@ -96,7 +97,7 @@ def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> di
         "BB_RETURN_URL_ORIGINS": _origin(functions_base_url),
         "BB_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
         "BB_KEEPALIVE_SCHEDULE": "0 0 3 * * *",
-        "BB_POLL_SCHEDULE": "*/30 * * * * *",  # sync timers must index (shared/settings.py)
+        "BB_POLL_SCHEDULE": "*/30 * * * * *",  # sync timers must index (shared/core/settings.py)
         "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",
         "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # the timer must index; tests run it by hand
     }

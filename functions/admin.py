@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import azure.functions as func
 
 from functions.http import caller_for, handle_errors, json_response, read_json
-from shared.errors import PROBLEM_JSON, FieldError, Unprocessable, ValidationFailed, problem
+from shared.core.errors import PROBLEM_JSON, FieldError, Unprocessable, ValidationFailed, problem
 
 bp = func.Blueprint()
 # The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
@@ -42,7 +42,8 @@ def _created(body: object, created: bool) -> func.HttpResponse:
 @handle_errors
 def resource_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, registry
+    from shared.directory import registry
+    from shared.storage import clients
 
     view, created = registry.put_resource(
         clients.table, building, req.route_params["resource"], read_json(req)
@@ -54,7 +55,8 @@ def resource_put(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def resources_list(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, registry
+    from shared.directory import registry
+    from shared.storage import clients
 
     return json_response(registry.list_resources(clients.table, building))
 
@@ -63,7 +65,8 @@ def resources_list(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def resource_get(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, registry
+    from shared.directory import registry
+    from shared.storage import clients
 
     return json_response(
         registry.get_resource(clients.table, building, req.route_params["resource"])
@@ -74,7 +77,7 @@ def resource_get(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def resource_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import mapping
+    from shared.mapping import service as mapping
 
     mapping.delete_resource(mapping.default_mapping_deps(), building, req.route_params["resource"])
     return func.HttpResponse(status_code=204)
@@ -87,9 +90,10 @@ def resource_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def company_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    view, created = directory.put_company(
+    view, created = people.put_company(
         clients.table, building, req.route_params["company"], read_json(req)
     )
     return _created(view, created)
@@ -99,18 +103,20 @@ def company_put(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def companies_list(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    return json_response(directory.list_companies(clients.table, building))
+    return json_response(people.list_companies(clients.table, building))
 
 
 @bp.route(route=COMPANY, methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def company_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    directory.delete_company(clients.table, building, req.route_params["company"])
+    people.delete_company(clients.table, building, req.route_params["company"])
     return func.HttpResponse(status_code=204)
 
 
@@ -121,9 +127,10 @@ def company_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def user_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    view, created = directory.put_user(
+    view, created = people.put_user(
         clients.table, building, req.route_params["email"], read_json(req)
     )
     return _created(view, created)
@@ -133,18 +140,20 @@ def user_put(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def user_get(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    return json_response(directory.get_user(clients.table, building, req.route_params["email"]))
+    return json_response(people.get_user(clients.table, building, req.route_params["email"]))
 
 
 @bp.route(route=USER, methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def user_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    directory.delete_user(clients.table, building, req.route_params["email"])
+    people.delete_user(clients.table, building, req.route_params["email"])
     return func.HttpResponse(status_code=204)
 
 
@@ -152,9 +161,10 @@ def user_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def users_list(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    page = directory.list_users(
+    page = people.list_users(
         clients.table, building, req.params.get("top"), req.params.get("continuationToken")
     )
     return json_response({**page, "nextLink": _next_link(req.url, page["continuationToken"])})
@@ -173,18 +183,19 @@ def _next_link(url: str, token: str | None) -> str | None:
 @handle_errors
 def users_import(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
-    from shared.jsonbody import IMPORT_MAX_BYTES, check_size
+    from shared.core.jsonbody import IMPORT_MAX_BYTES, check_size
+    from shared.directory import people
+    from shared.storage import clients
 
     content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type == "text/csv":
         check_size(req.get_body(), IMPORT_MAX_BYTES)
-        records = directory.parse_users_csv(req.get_body())
+        records = people.parse_users_csv(req.get_body())
     elif content_type in ("", "application/json"):
         records = read_json(req, expect=list, max_bytes=IMPORT_MAX_BYTES)
     else:
         raise ValidationFailed([FieldError("Content-Type", "must be text/csv or application/json")])
-    report = directory.import_users(clients.table, building, records)
+    report = people.import_users(clients.table, building, records)
     body = {"imported": report.imported, "rejected": report.rejected}
     if not report.rejected:
         return json_response(body)
@@ -203,15 +214,17 @@ def users_import(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def settings_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    return json_response(directory.put_building_settings(clients.table, building, read_json(req)))
+    return json_response(people.put_building_settings(clients.table, building, read_json(req)))
 
 
 @bp.route(route="buildings/{building}/settings", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def settings_get(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared import clients, directory
+    from shared.directory import people
+    from shared.storage import clients
 
-    return json_response(directory.get_building_settings(clients.table, building))
+    return json_response(people.get_building_settings(clients.table, building))

@@ -1,7 +1,7 @@
 """Bookings and availability routes, and the outbox worker that writes bookings through to Outlook.
 
-Thin triggers: the caller is checked first (401/403), then one service of shared/bookings.py or
-shared/availability.py is called; errors become problem+json in `handle_errors`. Services are
+Thin triggers: the caller is checked first (401/403), then one service of shared/bookings/service.py or
+shared/availability/service.py is called; errors become problem+json in `handle_errors`. Services are
 imported inside the handlers so indexing the app imports no storage SDK (STYLE.md rule 1).
 """
 
@@ -32,7 +32,7 @@ def _building(req: func.HttpRequest) -> tuple[str, str]:
 @handle_errors
 def booking_create(req: func.HttpRequest) -> func.HttpResponse:
     building, actor = _building(req)
-    from shared.bookings import create_booking, default_booking_deps
+    from shared.bookings.service import create_booking, default_booking_deps
 
     view, created = create_booking(
         default_booking_deps(), building, read_json(req),
@@ -48,7 +48,7 @@ def booking_create(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
-    from shared.bookings import default_booking_deps, list_bookings
+    from shared.bookings.service import default_booking_deps, list_bookings
 
     return json_response(list_bookings(default_booking_deps(), building, dict(req.params)))
 
@@ -57,7 +57,7 @@ def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def booking_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
-    from shared.bookings import default_booking_deps, get_booking
+    from shared.bookings.service import default_booking_deps, get_booking
 
     return json_response(get_booking(default_booking_deps(), building, req.route_params["booking"]))
 
@@ -66,7 +66,7 @@ def booking_get(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def booking_update(req: func.HttpRequest) -> func.HttpResponse:
     building, actor = _building(req)
-    from shared.bookings import default_booking_deps, update_booking
+    from shared.bookings.service import default_booking_deps, update_booking
 
     view = update_booking(
         default_booking_deps(), building, req.route_params["booking"], read_json(req), actor=actor
@@ -78,7 +78,7 @@ def booking_update(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
     building, actor = _building(req)
-    from shared.bookings import cancel_booking, default_booking_deps
+    from shared.bookings.service import cancel_booking, default_booking_deps
 
     cancel_booking(default_booking_deps(), building, req.route_params["booking"], actor=actor)
     return func.HttpResponse(status_code=204)
@@ -88,19 +88,19 @@ def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def availability_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
-    from shared import clients, storage
-    from shared.availability import availability
-    from shared.busy import BusyStore
+    from shared.availability.busy import BusyStore
+    from shared.availability.service import availability
+    from shared.storage import clients, tablestore
 
-    busy = BusyStore(clients.table(storage.BUSY))
+    busy = BusyStore(clients.table(tablestore.BUSY))
     return json_response(availability(clients.table, busy, building, dict(req.params)))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="outbox", connection="AzureWebJobsStorage")
 def outbox_worker(msg: func.QueueMessage) -> None:
-    from shared.bookings import default_booking_deps, process_outbox
-    from shared.errors import ValidationFailed
-    from shared.outbox import OutboxMessage
+    from shared.bookings.outbox import OutboxMessage
+    from shared.bookings.service import default_booking_deps, process_outbox
+    from shared.core.errors import ValidationFailed
 
     try:
         message = OutboxMessage.decode(msg.get_body().decode("utf-8", "replace"))

@@ -19,7 +19,7 @@ logger = logging.getLogger(__name__)
 @bp.route(route="buildings/{building}/connection", methods=["POST"], auth_level=ANONYMOUS)
 @handle_errors
 def connection_start(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connections import default_deps, start_connect
+    from shared.connect.connections import default_deps, start_connect
 
     building = req.route_params["building"]
     caller = caller_for(req, building)
@@ -30,7 +30,7 @@ def connection_start(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="buildings/{building}/connection", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def connection_get(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connections import connection_status, default_deps
+    from shared.connect.connections import connection_status, default_deps
 
     building = req.route_params["building"]
     caller_for(req, building)
@@ -40,7 +40,7 @@ def connection_get(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="buildings/{building}/connection", methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def connection_delete(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connections import default_deps, disconnect
+    from shared.connect.connections import default_deps, disconnect
 
     building = req.route_params["building"]
     caller_for(req, building)
@@ -51,7 +51,7 @@ def connection_delete(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connections import complete_delegated, default_deps
+    from shared.connect.connections import complete_delegated, default_deps
 
     location = complete_delegated(default_deps(), dict(req.params))
     return _redirect(location)
@@ -60,7 +60,7 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="oauth/adminconsent", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def oauth_adminconsent(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connections import complete_admin_consent, default_deps
+    from shared.connect.connections import complete_admin_consent, default_deps
 
     location = complete_admin_consent(default_deps(), dict(req.params))
     return _redirect(location)
@@ -71,7 +71,7 @@ def oauth_adminconsent(req: func.HttpRequest) -> func.HttpResponse:
 def audit_list(req: func.HttpRequest) -> func.HttpResponse:
     from datetime import UTC, datetime
 
-    from shared.audit import default_audit, parse_query
+    from shared.graph.audit import default_audit, parse_query
 
     building = req.route_params["building"]
     caller_for(req, building)
@@ -82,7 +82,7 @@ def audit_list(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.timer_trigger(schedule="%BB_KEEPALIVE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def connection_keepalive(timer: func.TimerRequest) -> None:
-    from shared.connections import default_deps, keep_alive
+    from shared.connect.connections import default_deps, keep_alive
 
     counts = keep_alive(default_deps())
     logger.info("connection keep-alive: %s", counts)

@@ -10,14 +10,20 @@ from typing import TYPE_CHECKING, Any
 
 import azure.functions as func
 
-from shared.errors import PROBLEM_JSON, BookingBridgeError, FieldError, ValidationFailed, problem
-from shared.jsonbody import MAX_BYTES, parse_json
-from shared.settings import SettingsError
+from shared.core.errors import (
+    PROBLEM_JSON,
+    BookingBridgeError,
+    FieldError,
+    ValidationFailed,
+    problem,
+)
+from shared.core.jsonbody import MAX_BYTES, parse_json
+from shared.core.settings import SettingsError
 
 if TYPE_CHECKING:
-    # Only for annotations: importing shared.auth pulls in PyJWT and cryptography, which a cold
+    # Only for annotations: importing shared.api.auth pulls in PyJWT and cryptography, which a cold
     # start should pay on the first authenticated request, not at import.
-    from shared.auth import Caller
+    from shared.api.auth import Caller
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +76,7 @@ def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:
 
     Every non-anonymous route calls this first: 401 without a valid token, 403 for another building.
     """
-    from shared.auth import default_validator
+    from shared.api.auth import default_validator
 
     caller = default_validator().caller(req.headers.get("Authorization"))
     if building_id is not None:
@@ -80,7 +86,7 @@ def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:
 
 def read_json(req: func.HttpRequest, *, expect: type = dict, max_bytes: int = MAX_BYTES) -> Any:
     """The request body as JSON of the expected top-level type, or a 400 naming the body (413 over
-    `max_bytes`; nesting bounded by shared/jsonbody.py)."""
+    `max_bytes`; nesting bounded by shared/core/jsonbody.py)."""
     body = parse_json(req.get_body(), max_bytes=max_bytes)
     if not isinstance(body, expect):
         kind = "an object" if expect is dict else "an array"

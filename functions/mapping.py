@@ -1,4 +1,4 @@
-"""Calendar discovery and resource ↔ calendar mapping of a building (shared/mapping.py).
+"""Calendar discovery and resource ↔ calendar mapping of a building (shared/mapping/service.py).
 
 Every route takes a bearer token of Portal.Service or of a Building.Admin of that building, checked
 first (401 / 403) before anything is read. Services are imported inside the handlers so that
@@ -22,7 +22,7 @@ MAPPING = "buildings/{building}/resources/{resource}/mapping"
 def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    from shared.mapping import default_mapping_deps, list_calendars
+    from shared.mapping.service import default_mapping_deps, list_calendars
 
     found = list_calendars(default_mapping_deps(), building, dict(req.params), actor=caller.actor)
     return json_response(found)
@@ -33,7 +33,7 @@ def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
 def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    from shared.mapping import default_mapping_deps, list_room_lists
+    from shared.mapping.service import default_mapping_deps, list_room_lists
 
     return json_response(list_room_lists(default_mapping_deps(), building, actor=caller.actor))
 
@@ -43,7 +43,7 @@ def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
 def mapping_put(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    from shared.mapping import default_mapping_deps, map_resource
+    from shared.mapping.service import default_mapping_deps, map_resource
 
     view = map_resource(
         default_mapping_deps(), building, req.route_params["resource"], read_json(req),
@@ -57,7 +57,7 @@ def mapping_put(req: func.HttpRequest) -> func.HttpResponse:
 def mapping_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller_for(req, building)
-    from shared.mapping import default_mapping_deps, unmap
+    from shared.mapping.service import default_mapping_deps, unmap
 
     unmap(default_mapping_deps(), building, req.route_params["resource"])
     return func.HttpResponse(status_code=204)

@@ -12,7 +12,7 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handle_errors
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.health import default_checks, run_checks
+    from shared.api.health import default_checks, run_checks
 
     report = run_checks(default_checks())
     # 200 either way: the body says what is degraded; load balancers read `status`.
@@ -22,6 +22,6 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="openapi.json", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handle_errors
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.openapi import openapi_document
+    from shared.api.openapi import openapi_document
 
     return json_response(openapi_document())

@@ -28,7 +28,7 @@ param resourceGroupName string = ''
 @description('Optional: principal id of whoever runs azd (azd sets AZURE_PRINCIPAL_ID); gets Key Vault Secrets Officer so register-app.sh can store the client secret.')
 param principalId string = ''
 
-// BookingBridge settings (shared/settings.py documents each one).
+// BookingBridge settings (shared/core/settings.py documents each one).
 @description('BB_CLIENT_ID: application (client) id of the multi-tenant app registration (infra/scripts/register-app.sh prints it). Empty until registered: the app then reports itself misconfigured on /api/health.')
 param clientId string = ''
 

@@ -1,7 +1,7 @@
 // BookingBridge's Function App: Flex Consumption plan + site, and every app setting it gets.
 //
 // The app settings below are the complete list (one place to review). tests/unit/test_infra.py checks
-// them against shared/settings.py: every setting the code reads is set here, nothing is set that
+// them against shared/core/settings.py: every setting the code reads is set here, nothing is set that
 // nobody reads (except the commented platform settings), and no value carries a key or a secret.
 
 param name string
@@ -21,7 +21,7 @@ param deploymentContainerName string
 param applicationInsightsName string
 param keyVaultUri string
 
-// BookingBridge settings (shared/settings.py)
+// BookingBridge settings (shared/core/settings.py)
 param clientId string
 param apiAudience string
 param apiTenantId string
@@ -72,13 +72,13 @@ resource site 'Microsoft.Web/sites@2024-04-01' existing = {
 
 var appSettings = {
   // Functions host storage, identity-based (no connection string: shared keys are off). The host
-  // reads all three; shared/settings.py reads __accountName and __clientId for its own table and
+  // reads all three; shared/core/settings.py reads __accountName and __clientId for its own table and
   // queue clients.
   AzureWebJobsStorage__accountName: storageAccountName
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
 
-  // The app's own identity for Key Vault (azure-identity ManagedIdentityCredential, shared/clients.py).
+  // The app's own identity for Key Vault (azure-identity ManagedIdentityCredential, shared/storage/clients.py).
   AZURE_CLIENT_ID: identityClientId
 
   // Telemetry: the connection string only locates the resource (local auth is disabled); the
@@ -90,7 +90,7 @@ var appSettings = {
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
   PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: 'true'
 
-  // BookingBridge (shared/settings.py)
+  // BookingBridge (shared/core/settings.py)
   BB_KEY_VAULT_URL: keyVaultUri
   BB_AUTHORITY_HOST: authorityHost
   BB_GRAPH_BASE_URL: graphBaseUrl
@@ -102,7 +102,7 @@ var appSettings = {
   BB_API_AUDIENCE: !empty(apiAudience) ? apiAudience : (empty(clientId) ? '' : 'api://${clientId}')
   // Portal/admin tokens are issued by the deployment's tenant unless another is given.
   BB_API_TENANT_ID: !empty(apiTenantId) ? apiTenantId : tenant().tenantId
-  // Empty = the app's own origin (shared/settings.py).
+  // Empty = the app's own origin (shared/core/settings.py).
   BB_RETURN_URL_ORIGINS: returnUrlOrigins
   // Names of Key Vault secrets, not secrets: the app reads the values itself with its identity.
   BB_CLIENT_SECRET_NAME: clientSecretName
@@ -110,7 +110,7 @@ var appSettings = {
   // Timer triggers resolve %BB_KEEPALIVE_SCHEDULE% from app settings: without it the function
   // would not index.
   BB_KEEPALIVE_SCHEDULE: keepaliveSchedule
-  // Calendar sync (shared/sync.py): the mirrored window, the poll timer for calendars Graph cannot
+  // Calendar sync (shared/sync/worker.py): the mirrored window, the poll timer for calendars Graph cannot
   // notify about (adaptive interval between the two bounds) and the reconciliation sweep. The
   // schedules are %SETTING% expressions of timer triggers: without them the functions would not index.
   BB_SYNC_WINDOW_DAYS: '60'
@@ -118,12 +118,12 @@ var appSettings = {
   BB_POLL_MIN_SECONDS: '30'
   BB_POLL_MAX_SECONDS: '300'
   BB_RECONCILE_SCHEDULE: '0 */30 * * * *'
-  // Graph subscriptions (shared/subscriptions.py): the renewal timer's schedule (a %SETTING% of a
+  // Graph subscriptions (shared/subscriptions/service.py): the renewal timer's schedule (a %SETTING% of a
   // timer trigger), the lifetime asked for (capped at Graph's 4230 minutes) and the renewal margin.
   BB_RENEW_SCHEDULE: '0 */30 * * * *'
   BB_SUBSCRIPTION_MINUTES: '4230'
   BB_RENEW_MARGIN_MINUTES: '1440'
-  // Bookings write-through (shared/bookings.py): live Graph check of a slot before writing, the
+  // Bookings write-through (shared/bookings/service.py): live Graph check of a slot before writing, the
   // event's subject template, whether the booker is invited, and the outbox retry bound/backoff.
   BB_LIVE_CHECK: 'true'
   BB_BOOKING_SUBJECT: '{resourceName} – {bookerName}'

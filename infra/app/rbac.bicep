@@ -15,9 +15,9 @@ param applicationInsightsName string
 
 // Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roleDefinitionIds = {
-  // Tables: connections, mappings, bookings, busy blocks, sync state, audit (shared/clients.py table()).
+  // Tables: connections, mappings, bookings, busy blocks, sync state, audit (shared/storage/clients.py table()).
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
-  // Queues: notification work, booking outbox, poison queues (shared/clients.py queue(), queue triggers).
+  // Queues: notification work, booking outbox, poison queues (shared/storage/clients.py queue(), queue triggers).
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   // Blobs: the Flex Consumption deployment package and the Functions host's own blobs (leases,
   // timer schedule monitor). Owner, as the Flex samples use, because the host manages containers.

@@ -275,14 +275,14 @@ def sync_quiet(stack: Stack, building_ids: list[str]) -> bool:
     """No sync request queued and no round running for the buildings (delta state leases)."""
     from datetime import UTC, datetime
 
-    from shared import clients, storage
+    from shared.storage import clients, tablestore
 
     if queue_depth(stack) or queue_depth(stack, "graph-lifecycle"):
         return False
     now = datetime.now(UTC)
-    table = clients.table(storage.DELTA_STATE)
+    table = clients.table(tablestore.DELTA_STATE)
     for building in building_ids:
-        for row in storage.query_all(table, "PartitionKey eq @b", {"b": building}):
+        for row in tablestore.query_all(table, "PartitionKey eq @b", {"b": building}):
             until = row.get("leaseUntil")
             if until is not None and until > now:
                 return False

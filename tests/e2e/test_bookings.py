@@ -24,7 +24,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devstack.stack import Stack
-from shared.busy import BOOKING_PROPERTY_ID, BusyBlock, BusyStore, transaction_id
+from shared.availability.busy import BOOKING_PROPERTY_ID, BusyBlock, BusyStore, transaction_id
 from tests.e2e.booking_fixtures import (  # noqa: F401 - fixtures
     Booked,
     add_fault,
@@ -556,7 +556,7 @@ def test_callers_need_a_token_for_the_building(
 @pytest.fixture(scope="module")
 def service(bstack: Stack) -> Iterator[Any]:
     """shared/ in this process pointed at the module's stack (the same Azurite and emulator)."""
-    from shared import bookings
+    from shared.bookings import service as bookings
 
     with bstack.app_environment():
         yield bookings.default_booking_deps()
@@ -565,8 +565,8 @@ def service(bstack: Stack) -> Iterator[Any]:
 def test_the_watchdog_abandons_a_create_whose_request_died(
     bapi: httpx.Client, bb: Booked, service: Any
 ) -> None:
-    from shared import bookings
-    from shared.outbox import OutboxMessage
+    from shared.bookings import service as bookings
+    from shared.bookings.outbox import OutboxMessage
 
     now = datetime.now(UTC)
     start = datetime.fromisoformat(at(8, "09:00"))

@@ -157,7 +157,7 @@ def test_application_connect_is_an_oidc_sign_in_with_prompt_admin_consent(
     # The admin's delegated tokens from the code were not kept: no secret for this building.
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.secrets import connection_secret_name
+    from shared.storage.keyvault import connection_secret_name
 
     with pytest.raises(ResourceNotFoundError):
         secret_client(cstack).get_secret(connection_secret_name(building))
@@ -175,7 +175,7 @@ TID, OTHER, HOST = (
 
 
 def test_admin_consent_id_token_must_name_this_flow_and_the_requested_tenant() -> None:
-    from shared.connections import ConnectFailed, check_admin_consent_claims
+    from shared.connect.connections import ConnectFailed, check_admin_consent_claims
 
     good = {"aud": "client", "iss": f"{HOST}/{TID}/v2.0", "tid": TID, "oid": "o1", "nonce": "n1"}
 
@@ -202,7 +202,7 @@ def test_admin_consent_id_token_must_name_this_flow_and_the_requested_tenant() -
 
 
 def test_tenant_id_from_the_openid_configuration_issuer() -> None:
-    from shared.connections import tenant_id_from_issuer
+    from shared.connect.connections import tenant_id_from_issuer
 
     assert tenant_id_from_issuer(f"{HOST}/{TID}/v2.0", HOST + "/") == TID.lower()
     for issuer in (
@@ -245,7 +245,7 @@ def secret_client(stack: Stack) -> Any:
 
 
 def refresh_token_versions(stack: Stack, building: str) -> list[str]:
-    from shared.secrets import connection_secret_name
+    from shared.storage.keyvault import connection_secret_name
 
     client = secret_client(stack)
     name = connection_secret_name(building)
@@ -329,9 +329,9 @@ def test_tampered_or_missing_state_is_refused(
 def test_expired_state_is_refused_on_our_clock(
     cstack: Stack, service_env: None, building: str
 ) -> None:
-    from shared import connections
-    from shared.auth import Caller
-    from shared.errors import ValidationFailed
+    from shared.api.auth import Caller
+    from shared.connect import connections
+    from shared.core.errors import ValidationFailed
 
     deps = connections.default_deps()
     caller = Caller("tester", "t", frozenset({"Portal.Service"}), None)
@@ -542,7 +542,7 @@ def test_disconnect_deletes_the_secret_and_shows_disconnected(
     assert status(capi, building)["status"] == "disconnected"
     from azure.core.exceptions import ResourceNotFoundError
 
-    from shared.secrets import connection_secret_name
+    from shared.storage.keyvault import connection_secret_name
 
     with pytest.raises(ResourceNotFoundError):
         secret_client(cstack).get_secret(connection_secret_name(building))
@@ -556,8 +556,8 @@ def test_refresh_rotates_and_survives_access_token_expiry(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     demo_admin: str, service_env: None,
 ) -> None:  # fmt: skip
-    from shared import connections
-    from shared.graph import default_graph
+    from shared.connect import connections
+    from shared.graph.client import default_graph
 
     connect_and_remember(cstack, capi, canon, browser, building, demo_admin)
     before = status(capi, building)["lastRefreshAt"]
@@ -585,9 +585,9 @@ def test_revoked_grant_needs_reauth_and_reconnect_restores(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     service_env: None,
 ) -> None:  # fmt: skip
-    from shared import connections
-    from shared.errors import IdentityError
-    from shared.graph import default_graph
+    from shared.connect import connections
+    from shared.core.errors import IdentityError
+    from shared.graph.client import default_graph
 
     tenant = fresh_tenant(cstack)
     olivia = tenant["users"]["olivia"]
@@ -614,8 +614,8 @@ def test_inactive_refresh_token_needs_reauth_and_reconnect_restores(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     demo_admin: str, service_env: None,
 ) -> None:  # fmt: skip
-    from shared import connections
-    from shared.errors import IdentityError
+    from shared.connect import connections
+    from shared.core.errors import IdentityError
 
     connect_and_remember(cstack, capi, canon, browser, building, demo_admin)
     refresh_token_versions(cstack, building)
@@ -641,7 +641,7 @@ def test_no_token_material_in_logs_or_tables(
 ) -> None:
     from azure.data.tables import TableServiceClient
 
-    from shared.secrets import default_store, oidc_nonce, pkce_verifier
+    from shared.storage.keyvault import default_store, oidc_nonce, pkce_verifier
 
     caplog.set_level(logging.DEBUG)
     store = default_store()

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
-from shared.secrets import connection_secret_name
+from shared.storage.keyvault import connection_secret_name
 from tests.e2e.conftest import functions_client, user_token
 from tests.e2e.connect_fixtures import (  # noqa: F401 - fixtures
     admin_token_for,

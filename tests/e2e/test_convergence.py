@@ -311,8 +311,8 @@ class Seed:
 def _expected(
     r: Run, token: str, cal: Calendar, start: datetime, end: datetime
 ) -> dict[str, tuple[datetime, datetime]]:
-    from shared.busy import booking_id_from_transaction
-    from shared.syncplan import outlook_block_id, parse_graph_time
+    from shared.availability.busy import booking_id_from_transaction
+    from shared.sync.plan import outlook_block_id, parse_graph_time
 
     found: dict[str, tuple[datetime, datetime]] = {}
     for item in calendar_view(r.stack, token, cal.graph_mailbox, cal.calendar_id, start, end):
@@ -329,14 +329,16 @@ def _expected(
 
 def _segments(building: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
     """Every raw busy segment of the building in the window (not de-duplicated by the store)."""
-    from shared import clients, storage
-    from shared.busy import day_partition
+    from shared.availability.busy import day_partition
+    from shared.storage import clients, tablestore
 
-    table = clients.table(storage.BUSY)
+    table = clients.table(tablestore.BUSY)
     days = [(start + timedelta(days=i)).date() for i in range((end - start).days + 1)]
 
     def one(day: Any) -> list[dict[str, Any]]:
-        rows = storage.query_all(table, "PartitionKey eq @p", {"p": day_partition(building, day)})
+        rows = tablestore.query_all(
+            table, "PartitionKey eq @p", {"p": day_partition(building, day)}
+        )
         return [dict(x) for x in rows if str(x["RowKey"]).startswith("r|")]
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -349,12 +351,14 @@ def _when(value: Any) -> datetime:
 
 
 def _check(r: Run) -> None:
-    from shared import clients, storage
+    from shared.storage import clients, tablestore
 
     token = graph_token(r.stack)
     raw: dict[str, list[dict[str, Any]]] = {}
     for cal in r.calendars:
-        state = storage.get_entity(clients.table(storage.DELTA_STATE), cal.building, cal.resource)
+        state = tablestore.get_entity(
+            clients.table(tablestore.DELTA_STATE), cal.building, cal.resource
+        )
         assert state is not None, cal
         start, end = _when(state["windowStart"]), _when(state["windowEnd"])
         if cal.building not in raw:
@@ -394,12 +398,12 @@ def _check(r: Run) -> None:
 
 
 def _rounds(r: Run) -> dict[tuple[str, str], int]:
-    from shared import clients, storage
+    from shared.storage import clients, tablestore
 
-    table = clients.table(storage.DELTA_STATE)
+    table = clients.table(tablestore.DELTA_STATE)
     out = {}
     for cal in r.calendars:
-        state = storage.get_entity(table, cal.building, cal.resource)
+        state = tablestore.get_entity(table, cal.building, cal.resource)
         out[(cal.building, cal.resource)] = int(state["rounds"]) if state else 0
     return out
 

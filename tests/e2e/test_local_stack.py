@@ -10,7 +10,7 @@ import httpx
 import jwt
 
 from devstack.stack import Stack
-from shared.auth import caller_from_claims
+from shared.api.auth import caller_from_claims
 
 FIXED_KEYS = {
     "functionsBaseUrl", "emulatorBaseUrl", "authorityHost", "graphBaseUrl", "keyVaultUrl",

@@ -138,7 +138,7 @@ def world(
 
     scoped = scoped_tenant(cstack)
     scoped_building = new_building("map-s")
-    from shared.connections import Connection, default_deps
+    from shared.connect.connections import Connection, default_deps
 
     default_deps().connections.save(
         Connection(
@@ -445,8 +445,8 @@ def test_a_building_admin_never_reaches_another_buildings_calendars_or_mappings(
 
 @pytest.fixture(scope="module")
 def graph_layer(world: World) -> Iterator[Any]:
-    from shared import mapping
-    from shared.graph import default_graph
+    from shared.graph.client import default_graph
+    from shared.mapping import service as mapping
 
     graph = default_graph()
     assert graph.guard is not None  # the process's client is always guarded
@@ -474,9 +474,9 @@ def sent_requests(graph: Any) -> Iterator[list[str]]:
 def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
     cstack: Stack, capi: httpx.Client, world: World, graph_layer: Any
 ) -> None:
-    from shared.calendarguard import CalendarNotMapped, MappedCalendar
-    from shared.connections import default_deps
-    from shared.storage import RESOURCES
+    from shared.connect.connections import default_deps
+    from shared.graph.guard import CalendarNotMapped, MappedCalendar
+    from shared.storage.tablestore import RESOURCES
 
     graph, mapping = graph_layer
     b = world.delegated
@@ -556,10 +556,10 @@ def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
 def test_the_guard_in_application_mode_and_the_sync_requests(
     capi: httpx.Client, world: World, graph_layer: Any
 ) -> None:
-    from shared.calendarguard import CalendarNotMapped, MappedCalendar
-    from shared.connections import default_deps
-    from shared.storage import RESOURCES
-    from shared.syncqueue import SyncRequest
+    from shared.connect.connections import default_deps
+    from shared.graph.guard import CalendarNotMapped, MappedCalendar
+    from shared.storage.tablestore import RESOURCES
+    from shared.sync.queue import SyncRequest
 
     graph, mapping = graph_layer
     b = world.application
@@ -605,7 +605,7 @@ def test_deleting_a_mapped_resource_unmaps_it_through_sync(
     capi: httpx.Client, world: World, graph_layer: Any
 ) -> None:
     """DELETE resource "unmaps first" (API.md): sync hears of it and the calendar is released."""
-    from shared.syncqueue import SyncRequest
+    from shared.sync.queue import SyncRequest
 
     _, mapping = graph_layer
     b = world.application

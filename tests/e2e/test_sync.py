@@ -190,9 +190,9 @@ def within(seconds: float, check: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def delta_state(building: str, resource: str) -> dict[str, Any] | None:
-    from shared import clients, storage
+    from shared.storage import clients, tablestore
 
-    return storage.get_entity(clients.table(storage.DELTA_STATE), building, resource)
+    return tablestore.get_entity(clients.table(tablestore.DELTA_STATE), building, resource)
 
 
 # ---------------------------------------------------------------- the notification path
@@ -427,13 +427,13 @@ def test_expired_delta_token_means_a_new_baseline(sstack: Stack, world: World) -
 
 def test_forced_resync_reconciles_drift(sstack: Stack, sapi: httpx.Client, world: World) -> None:
     """A block Graph does not have (drift: a lost write, a bug) is removed by a full resync."""
-    from shared import clients, storage
-    from shared.busy import BusyBlock, BusyStore
+    from shared.availability.busy import BusyBlock, BusyStore
+    from shared.storage import clients, tablestore
 
     day = world.day + timedelta(days=14)
     ghost = BusyBlock(world.app, world.room, "o-ghost" + uuid.uuid4().hex[:8], day + timedelta(hours=9),
                       day + timedelta(hours=10), "outlook", outlook_event_id="gone")  # fmt: skip
-    BusyStore(clients.table(storage.BUSY)).put(ghost)
+    BusyStore(clients.table(tablestore.BUSY)).put(ghost)
     assert any(b["id"] == ghost.block_id for b in blocks(world.app, world.room))
     response = sapi.post(f"buildings/{world.app}/resources/{world.room}/sync")
     assert response.status_code == 202, response.text
@@ -506,8 +506,8 @@ def test_sync_health_per_mapping(sstack: Stack, sapi: httpx.Client, world: World
 
 
 def test_poison_messages_are_counted(sstack: Stack, sapi: httpx.Client, world: World) -> None:
-    from shared import clients
-    from shared.syncqueue import SyncRequest
+    from shared.storage import clients
+    from shared.sync.queue import SyncRequest
 
     clients.queue("notifications-poison").send_message(
         SyncRequest(world.delegated, "x@example.com", "notified").encode()
@@ -556,8 +556,8 @@ def test_concurrent_requests_for_one_calendar_run_one_round_at_a_time(world: Wor
     them. Never more than two rounds, never two at once."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from shared.sync import default_sync_deps, handle
-    from shared.syncqueue import SyncRequest
+    from shared.sync.queue import SyncRequest
+    from shared.sync.worker import default_sync_deps, handle
 
     deps = default_sync_deps()
     before = delta_state(world.app, world.room)

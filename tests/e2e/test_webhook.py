@@ -125,7 +125,7 @@ def world(
     wstack: Stack, wapi: httpx.Client, graph_caller: httpx.Client, svc: None, room: str
 ) -> dict[str, str]:
     """A connected building with the room mapped and subscribed."""
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     building = new_building()
     connect_building_application(wstack, wapi, graph_caller, building)
@@ -145,12 +145,13 @@ def log(wstack: Stack) -> HostLog:
 
 def index_of(world: dict[str, str]) -> dict[str, Any]:
     """The mailbox's subscription index entity, read now."""
-    from shared import clients, storage, subscriptions
+    from shared.storage import clients, tablestore
+    from shared.subscriptions import service as subscriptions
 
-    entity = storage.get_entity(
+    entity = tablestore.get_entity(
         clients.table(subscriptions.TABLE),
         subscriptions.index_partition(world["building"]),
-        storage.escape_key(world["mailbox"]),
+        tablestore.escape_key(world["mailbox"]),
     )
     assert entity is not None
     return dict(entity)
@@ -203,11 +204,11 @@ def inbox_line(log: HostLog, having: str, *, timeout: float = 5.0) -> str:
 def tables_snapshot() -> list[tuple[str, str, str]]:
     """Every entity of the subscriptions table, with its ETag (the only table the webhook path
     could write; the resources table changes with the sync worker's rounds meanwhile)."""
-    from shared import clients, storage
+    from shared.storage import clients, tablestore
 
     return sorted(
         (e["PartitionKey"], e["RowKey"], str(e.metadata.get("etag")))
-        for e in clients.table(storage.SUBSCRIPTIONS).query_entities("PartitionKey ne ''")
+        for e in clients.table(tablestore.SUBSCRIPTIONS).query_entities("PartitionKey ne ''")
     )
 
 
@@ -251,7 +252,7 @@ def test_subscription_made_through_our_handshake_with_graphs_rules(
 def test_ensure_is_idempotent_and_costs_no_graph_request(
     wstack: Stack, world: dict[str, str]
 ) -> None:
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     before = emulator_stats(wstack)["requests"]["byEndpoint"].get("POST /subscriptions")
     sub_id = index_of(world)["subscriptionId"]
@@ -357,9 +358,10 @@ def test_inbox_sends_one_message_per_dirty_mailbox_and_none_for_bad_items(
 ) -> None:
     """The webhook's service with its real collaborators, but private queues on the stack's
     Azurite: exactly what it sends can be read back (no worker consumes these)."""
-    from shared import clients, subscriptions
-    from shared.errors import DependencyError, ValidationFailed
-    from shared.syncqueue import SyncRequest
+    from shared.core.errors import DependencyError, ValidationFailed
+    from shared.storage import clients
+    from shared.subscriptions import service as subscriptions
+    from shared.sync.queue import SyncRequest
 
     suffix = uuid.uuid4().hex[:8]
     sync_q = clients.queue(f"test-sync-{suffix}")
@@ -518,7 +520,7 @@ def test_delegated_connection_subscribes_only_to_its_own_mailbox(
 ) -> None:
     """The admin's own calendar is watched (a delegated subscription, GRAPH.md §6.2); Olivia's
     calendar, shared with the admin, cannot be: ensure says None and the worker polls it."""
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     building = new_building("whd")
     admin = wstack.emulator.seed["tenant"]["users"]["admin"]
@@ -544,7 +546,7 @@ def test_delegated_connection_subscribes_only_to_its_own_mailbox(
 def test_release_after_unmap_and_delete_all(
     wstack: Stack, wapi: httpx.Client, world: dict[str, str]
 ) -> None:
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     deps = subscriptions.default_subscription_deps()
     building, mailbox = world["building"], world["mailbox"]
@@ -570,7 +572,7 @@ def test_disconnect_deletes_the_buildings_subscriptions_in_graph(
 ) -> None:
     """DELETE connection (API.md: "subscriptions deleted") goes through the connect service's
     disconnect hook, while the connection's credentials still work."""
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     # A room of its own: one calendar maps to one resource across buildings.
     room = str(wstack.emulator.seed["tenant"]["users"]["focus3c"]["mail"]).lower()
@@ -592,7 +594,7 @@ def test_renewal_keeps_a_subscription_alive_across_the_clock(
     when 225 minutes are left, the subscription outlives its original expiry."""
     from dataclasses import replace
 
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     assert wait_until(
         lambda: active(subscriptions.default_subscription_deps(), **world)  # after the release test
@@ -611,14 +613,14 @@ def test_renewal_keeps_a_subscription_alive_across_the_clock(
 
 def active(deps: Any, building: str, mailbox: str) -> Any:
     """ensure_subscription's answer once it is active (another caller may be creating it)."""
-    from shared import subscriptions
+    from shared.subscriptions import service as subscriptions
 
     info = subscriptions.ensure_subscription(deps, building, mailbox)
     return info if info is not None and info.status == "active" else None
 
 
 def emulator_parse(value: str) -> Any:
-    from shared.subscriptions import parse_graph_time
+    from shared.subscriptions.service import parse_graph_time
 
     parsed = parse_graph_time(value)
     assert parsed is not None, value
@@ -631,7 +633,8 @@ def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(
     """Issue 21: a small forged body repeating one unknown id 201 times was a 503, which would
     make Graph back off from our real endpoint. Distinct ids count, unknown ids are remembered
     briefly, and a POST that names no known subscription is forged traffic: 202, nothing sent."""
-    from shared import clients, subscriptions
+    from shared.storage import clients
+    from shared.subscriptions import service as subscriptions
 
     sub = current_subscription(wstack, world)
     unknown = documented_change(sub, subscriptionId=str(uuid.uuid4()))
@@ -664,7 +667,7 @@ def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(
     # The genuine item still gets through in its own POST, straight after the flood.
     result = subscriptions.receive(inbox, collection(documented_change(sub)))
     assert result.accepted == 1 and result.sync_requests == 1
-    from shared.syncqueue import SyncRequest
+    from shared.sync.queue import SyncRequest
 
     sent = [SyncRequest.decode(m.content) for m in sync_q.receive_messages(max_messages=32)]
     assert sent == [SyncRequest(world["building"], world["mailbox"], "notified")]

@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 from azure.data.tables import TableClient, TableServiceClient
 
-from shared import busy, storage
-from shared.busy import BusyBlock, BusyStore, SlotTaken
-from shared.errors import Conflict
+from shared.availability import busy
+from shared.availability.busy import BusyBlock, BusyStore, SlotTaken
+from shared.core.errors import Conflict
+from shared.storage import tablestore
 
 DAY = datetime(2031, 3, 4, tzinfo=UTC)
 
@@ -76,7 +77,7 @@ def raw_segments(table: TableClient, building: str) -> list[dict[str, Any]]:
     return [
         e
         for e in table.query_entities("RowKey ge 'r|' and RowKey lt 'r}'")
-        if storage.split_key(e["PartitionKey"])[0] == building
+        if tablestore.split_key(e["PartitionKey"])[0] == building
     ]
 
 

@@ -16,11 +16,11 @@ import requests
 from devstack.m365 import RunningEmulator, start_emulator
 from devstack.stack import DEMO_SCENARIO
 from devstack.tls import ensure_tls
-from shared.connections import Connection
-from shared.errors import GraphError
-from shared.graph import GraphClient, RetryPolicy
-from shared.secrets import AppCredential
-from shared.tokens import Identity
+from shared.connect.connections import Connection
+from shared.connect.tokens import Identity
+from shared.core.errors import GraphError
+from shared.graph.client import GraphClient, RetryPolicy
+from shared.storage.keyvault import AppCredential
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -18,9 +18,10 @@ import pytest
 from azure.data.tables import TableClient, UpdateMode
 
 from functions import admin
-from shared import clients, directory, registry, storage
-from shared.attribution import attribute
-from shared.errors import Conflict, StorageError
+from shared.core.errors import Conflict, StorageError
+from shared.directory import people, registry
+from shared.directory.attribution import attribute
+from shared.storage import clients, tablestore
 from tests.integration import auth_fixtures
 from tests.integration.auth_fixtures import ApiTokens
 
@@ -69,7 +70,7 @@ ROOM = {
 
 
 @pytest.fixture(scope="module")
-def tables(azurite: str) -> Iterator[storage.TableSource]:
+def tables(azurite: str) -> Iterator[tablestore.TableSource]:
     """App settings pointing at the session's Azurite; the app's own cached table clients."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AzureWebJobsStorage", azurite)
@@ -94,7 +95,7 @@ def handlers() -> dict[str, Callable[[func.HttpRequest], func.HttpResponse]]:
 
 @pytest.fixture
 def call(
-    tables: storage.TableSource,
+    tables: tablestore.TableSource,
     handlers: dict[str, Callable[[func.HttpRequest], func.HttpResponse]],
 ) -> Callable[..., func.HttpResponse]:
     def call(
@@ -243,9 +244,9 @@ def test_resource_validation_names_every_field_and_changes_nothing(
     ]
 
 
-def _map(tables: storage.TableSource, b: str, r: str, index_key: str, **extra: Any) -> None:
+def _map(tables: tablestore.TableSource, b: str, r: str, index_key: str, **extra: Any) -> None:
     """Stand in for the mapping feature: write mapping fields and the calendar index entry."""
-    tables(storage.RESOURCES).update_entity(
+    tables(tablestore.RESOURCES).update_entity(
         {
             "PartitionKey": b,
             "RowKey": r,
@@ -257,13 +258,13 @@ def _map(tables: storage.TableSource, b: str, r: str, index_key: str, **extra: A
         },
         mode=UpdateMode.MERGE,
     )
-    tables(storage.CALENDAR_INDEX).upsert_entity(
+    tables(tablestore.CALENDAR_INDEX).upsert_entity(
         {"PartitionKey": index_key, "RowKey": "map", "buildingId": b, "resourceId": r}
     )
 
 
 def test_mapping_survives_put_and_delete_unmaps(
-    call: Callable[..., func.HttpResponse], api_tokens: ApiTokens, tables: storage.TableSource
+    call: Callable[..., func.HttpResponse], api_tokens: ApiTokens, tables: tablestore.TableSource
 ) -> None:
     b, auth = _building(), api_tokens.service()
     call("resource_put", auth, ROOM, building=b, resource="r1")
@@ -283,7 +284,7 @@ def test_mapping_survives_put_and_delete_unmaps(
         index_key,
         syncStatus="error",
         syncReason="access_denied",
-        lastSyncAt=storage.utc_now().replace(microsecond=0),
+        lastSyncAt=tablestore.utc_now().replace(microsecond=0),
         lagSeconds=3,
     )
     renamed = _json(call("resource_put", auth, {**ROOM, "name": "4A"}, building=b, resource="r1"))
@@ -295,22 +296,24 @@ def test_mapping_survives_put_and_delete_unmaps(
     assert paid.status_code == 422 and _json(paid)["reason"] == "resource_mapped"
 
     assert call("resource_delete", auth, building=b, resource="r1").status_code == 204
-    assert storage.get_entity(tables(storage.RESOURCES), b, "r1") is None
-    assert storage.get_entity(tables(storage.CALENDAR_INDEX), index_key, "map") is None
+    assert tablestore.get_entity(tables(tablestore.RESOURCES), b, "r1") is None
+    assert tablestore.get_entity(tables(tablestore.CALENDAR_INDEX), index_key, "map") is None
 
 
-def test_unmap_releases_only_an_index_entry_that_points_back(tables: storage.TableSource) -> None:
+def test_unmap_releases_only_an_index_entry_that_points_back(
+    tables: tablestore.TableSource,
+) -> None:
     b = _building()
     registry.put_resource(tables, b, "r1", ROOM)
     index_key = uuid.uuid4().hex
     _map(tables, b, "r1", index_key)
     # The calendar has meanwhile been taken over by another resource: its entry must stay.
-    tables(storage.CALENDAR_INDEX).upsert_entity(
+    tables(tablestore.CALENDAR_INDEX).upsert_entity(
         {"PartitionKey": index_key, "RowKey": "map", "buildingId": b, "resourceId": "r2"}
     )
     assert registry.unmap_resource(tables, b, "r1") is True
     assert registry.get_resource(tables, b, "r1")["sync"]["status"] == "not_synced"
-    assert storage.get_entity(tables(storage.CALENDAR_INDEX), index_key, "map") is not None
+    assert tablestore.get_entity(tables(tablestore.CALENDAR_INDEX), index_key, "map") is not None
     assert registry.unmap_resource(tables, b, "r1") is False
     assert registry.unmap_resource(tables, b, "never-existed") is False
 
@@ -520,12 +523,12 @@ def _csv(rows: int, bad: dict[int, str] | None = None) -> bytes:
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
-def _all_users(b: str, tables: storage.TableSource) -> list[dict[str, Any]]:
-    return storage.query_all(tables(storage.USERS), "PartitionKey eq @b", {"b": b})
+def _all_users(b: str, tables: tablestore.TableSource) -> list[dict[str, Any]]:
+    return tablestore.query_all(tables(tablestore.USERS), "PartitionKey eq @b", {"b": b})
 
 
 def test_import_10000_users(
-    call: Callable[..., func.HttpResponse], api_tokens: ApiTokens, tables: storage.TableSource
+    call: Callable[..., func.HttpResponse], api_tokens: ApiTokens, tables: tablestore.TableSource
 ) -> None:
     b = _building()
     auth = api_tokens.admin(b)
@@ -544,7 +547,7 @@ def test_import_10000_users(
 
 
 def test_import_with_bad_rows_writes_nothing(
-    call: Callable[..., func.HttpResponse], api_tokens: ApiTokens, tables: storage.TableSource
+    call: Callable[..., func.HttpResponse], api_tokens: ApiTokens, tables: tablestore.TableSource
 ) -> None:
     b, auth = _building(), api_tokens.service()
     _company(call, auth, b)
@@ -670,22 +673,24 @@ def test_settings(call: Callable[..., func.HttpResponse], api_tokens: ApiTokens)
 # --- attribution over stored data -------------------------------------------------------------
 
 
-def test_attribution_from_stored_companies_users_and_settings(tables: storage.TableSource) -> None:
+def test_attribution_from_stored_companies_users_and_settings(
+    tables: tablestore.TableSource,
+) -> None:
     b = _building()
     for company, domains in (
         ("north", ["woodgrove.com"]),
         ("south", ["woodgrove.com"]),
         ("contoso", ["contoso.com"]),
     ):
-        directory.put_company(tables, b, company, {"name": company, "domains": domains})
-    directory.put_user(tables, b, "desk@woodgrove.com", {"name": "Desk", "companyId": "north"})
-    directory.put_building_settings(tables, b, {"defaultUserEmail": "desk@woodgrove.com"})
-    companies = directory.load_companies(tables, b)
-    settings = directory.load_building_settings(tables, b)
+        people.put_company(tables, b, company, {"name": company, "domains": domains})
+    people.put_user(tables, b, "desk@woodgrove.com", {"name": "Desk", "companyId": "north"})
+    people.put_building_settings(tables, b, {"defaultUserEmail": "desk@woodgrove.com"})
+    companies = people.load_companies(tables, b)
+    settings = people.load_building_settings(tables, b)
 
     class StoredUsers(dict[str, Any]):
         def get(self, key: str, default: Any = None) -> Any:  # point reads, as bookings will do
-            return directory.load_user(tables, b, key) or default
+            return people.load_user(tables, b, key) or default
 
     def who(email: str) -> tuple[str, str | None, str]:
         a = attribute(
@@ -704,15 +709,15 @@ def test_attribution_from_stored_companies_users_and_settings(tables: storage.Ta
 # --- storage base against the real service -----------------------------------------------------
 
 
-def test_a_failed_transaction_is_atomic_and_says_where(tables: storage.TableSource) -> None:
+def test_a_failed_transaction_is_atomic_and_says_where(tables: tablestore.TableSource) -> None:
     b = _building()
-    table = tables(storage.USERS)
+    table = tables(tablestore.USERS)
     table.create_entity({"PartitionKey": b, "RowKey": "r150", "name": "there"})
-    ops: list[storage.Operation] = [
+    ops: list[tablestore.Operation] = [
         ("create", {"PartitionKey": b, "RowKey": f"r{i:03d}", "name": "new"}) for i in range(200)
     ]
     with pytest.raises(Conflict) as err:
-        storage.submit_in_chunks(table, ops)
+        tablestore.submit_in_chunks(table, ops)
     assert err.value.reason == "exists"
     assert "chunk 2 of 2" in err.value.log_detail
     # Chunk 1 (r000-r099) committed; chunk 2 rolled back entirely (r100-r199 except r150 absent).
@@ -720,9 +725,11 @@ def test_a_failed_transaction_is_atomic_and_says_where(tables: storage.TableSour
     assert rows == {f"r{i:03d}" for i in range(100)} | {"r150"}
 
 
-def test_optimistic_replace_retries_after_a_concurrent_write(tables: storage.TableSource) -> None:
+def test_optimistic_replace_retries_after_a_concurrent_write(
+    tables: tablestore.TableSource,
+) -> None:
     b = _building()
-    table = tables(storage.SETTINGS)
+    table = tables(tablestore.SETTINGS)
     calls = 0
 
     def build(current: dict[str, Any] | None) -> dict[str, Any]:
@@ -732,7 +739,7 @@ def test_optimistic_replace_retries_after_a_concurrent_write(tables: storage.Tab
             table.upsert_entity({"PartitionKey": b, "RowKey": "x", "n": 100})
         return {"n": (current or {}).get("n", 0) + 1}
 
-    entity, created = storage.replace_optimistic(table, b, "x", build)
+    entity, created = tablestore.replace_optimistic(table, b, "x", build)
     assert calls == 2 and created is False and entity is not None and entity["n"] == 101
 
 
@@ -746,7 +753,7 @@ def test_unreachable_storage_is_a_transient_storage_error() -> None:
     )
     table = TableClient.from_connection_string(conn, "users", retry_total=0)
     with pytest.raises(StorageError) as err:
-        storage.get_entity(table, "b", "r")
+        tablestore.get_entity(table, "b", "r")
     assert err.value.transient is True
 
 
@@ -770,7 +777,7 @@ def test_every_route_checks_the_caller_first(
     name: str,
     call: Callable[..., func.HttpResponse],
     api_tokens: ApiTokens,
-    tables: storage.TableSource,
+    tables: tablestore.TableSource,
 ) -> None:
     a, b = _building(), _building()
     body = SAMPLE_BODIES.get(name)
@@ -787,8 +794,13 @@ def test_every_route_checks_the_caller_first(
         assert response.status_code == status, (name, headers, response.get_body())
         assert response.mimetype == "application/problem+json"
     # Refused callers changed nothing in building B.
-    for table in (storage.RESOURCES, storage.COMPANIES, storage.USERS, storage.SETTINGS):
-        assert storage.query_all(tables(table), "PartitionKey eq @b", {"b": b}) == []
+    for table in (
+        tablestore.RESOURCES,
+        tablestore.COMPANIES,
+        tablestore.USERS,
+        tablestore.SETTINGS,
+    ):
+        assert tablestore.query_all(tables(table), "PartitionKey eq @b", {"b": b}) == []
     # Portal.Service and B's own admin get past auth (whatever the route then answers).
     for headers in (api_tokens.service(), api_tokens.admin(a, b)):
         response = call(name, headers, body, **route)

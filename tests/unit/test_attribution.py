@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from shared.addresses import normalise_domain, normalise_email, without_subaddress
-from shared.attribution import Attribution, Company, User, attribute
+from shared.core.addresses import normalise_domain, normalise_email, without_subaddress
+from shared.directory.attribution import Attribution, Company, User, attribute
 
 CONTOSO = Company("contoso", "Contoso", ("contoso.com", "contoso.nl"))
 FABRIKAM = Company("fabrikam", "Fabrikam", ("fabrikam.com", "sales.fabrikam.com"))

@@ -9,8 +9,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.auth import JwksCache, TokenValidator
-from shared.errors import Forbidden, Unauthorized
+from shared.api.auth import JwksCache, TokenValidator
+from shared.core.errors import Forbidden, Unauthorized
 
 ISSUER = "https://login.example/tid-1/v2.0"
 AUDIENCE = "api://bookingbridge"

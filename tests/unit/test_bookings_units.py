@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 
-from shared import bookings
-from shared.availability import (
+from shared.availability.busy import (
+    BusyBlock,
+    booking_id_from_transaction,
+    transaction_id,
+    utc_days,
+)
+from shared.availability.service import (
     free_runs,
     iso_z,
     parse_instant,
@@ -18,7 +23,9 @@ from shared.availability import (
     parse_range,
     slot_boundaries,
 )
-from shared.bookings import (
+from shared.bookings import service as bookings
+from shared.bookings.outbox import OutboxMessage, backoff
+from shared.bookings.service import (
     Booking,
     BookingConfig,
     WriteFailed,
@@ -32,10 +39,8 @@ from shared.bookings import (
     subject_of,
     write_failure,
 )
-from shared.busy import BusyBlock, booking_id_from_transaction, transaction_id, utc_days
-from shared.errors import GraphError, GraphFailure, IdentityError, ValidationFailed
-from shared.outbox import OutboxMessage, backoff
-from shared.settings import SettingsError, load_settings
+from shared.core.errors import GraphError, GraphFailure, IdentityError, ValidationFailed
+from shared.core.settings import SettingsError, load_settings
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 AMS = zoneinfo.ZoneInfo("Europe/Amsterdam")

@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.calendarguard import (
+from shared.connect.connections import Account, Connection
+from shared.graph.client import BatchItem, GraphClient, RetryPolicy
+from shared.graph.guard import (
     DEFAULT_CALENDAR,
     CalendarGuard,
     CalendarNotMapped,
@@ -20,8 +22,6 @@ from shared.calendarguard import (
     classify,
     decide,
 )
-from shared.connections import Account, Connection
-from shared.graph import BatchItem, GraphClient, RetryPolicy
 
 D, C, MD, EV, W, S, B, SUB, R = (
     Kind.DISCOVERY,

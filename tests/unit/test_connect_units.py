@@ -8,18 +8,23 @@ import re
 
 import pytest
 
-from shared.connections import (
+from shared.connect.connections import (
     ConnectFailed,
     check_id_claims,
     missing_scopes,
     validate_return_url,
     with_status,
 )
-from shared.errors import ValidationFailed
-from shared.permissions import GRAPH_DELEGATED_SCOPES, granted_graph_scopes
-from shared.secrets import connection_secret_name, oidc_nonce, pkce_challenge, pkce_verifier
-from shared.settings import load_settings, origin_of
-from shared.tokens import codes_in, reason_for
+from shared.connect.tokens import codes_in, reason_for
+from shared.core.errors import ValidationFailed
+from shared.core.settings import load_settings, origin_of
+from shared.graph.permissions import GRAPH_DELEGATED_SCOPES, granted_graph_scopes
+from shared.storage.keyvault import (
+    connection_secret_name,
+    oidc_nonce,
+    pkce_challenge,
+    pkce_verifier,
+)
 
 ORIGINS = ("https://portal.contoso.com", "http://127.0.0.1:7071")
 
@@ -87,7 +92,7 @@ def test_default_return_origin_is_the_public_base_url(tmp_path: object) -> None:
     assert s.return_url_origins == ("https://bb.example",)
     assert s.client_secret_name == "bookingbridge-client-secret"
     assert s.client_certificate_name is None
-    from shared.settings import SettingsError
+    from shared.core.settings import SettingsError
 
     with pytest.raises(SettingsError) as raised:
         load_settings(

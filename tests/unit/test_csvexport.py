@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from shared.csvexport import FORMULA_TRIGGERS, neutralise, render
+from shared.core.csvexport import FORMULA_TRIGGERS, neutralise, render
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.errors import (
+from shared.core.errors import (
     BookingBridgeError,
     Conflict,
     FieldError,

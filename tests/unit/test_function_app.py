@@ -13,7 +13,7 @@ import sys
 
 import azure.functions as func
 
-from shared.openapi import openapi_document
+from shared.api.openapi import openapi_document
 
 
 def _functions() -> list[func.FunctionBuilder]:

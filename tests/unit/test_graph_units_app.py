@@ -9,9 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.connections import Connection
-from shared.errors import GraphError
-from shared.graph import (
+from shared.connect.connections import Connection
+from shared.core.errors import GraphError
+from shared.graph.client import (
     BatchItem,
     GraphClient,
     RetryPolicy,

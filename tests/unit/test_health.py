@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from shared.health import run_checks
+from shared.api.health import run_checks
 
 
 def test_all_ok() -> None:

@@ -1,7 +1,7 @@
 """Infrastructure as code, checked here without Azure and without the bicep CLI.
 
 - every `.bicep` file under infra/ parses with tree-sitter-bicep (and the check can fail);
-- the Function App's settings match what shared/settings.py reads (names extracted with `ast`, so
+- the Function App's settings match what shared/core/settings.py reads (names extracted with `ast`, so
   new settings are tracked automatically), apart from commented allow-lists;
 - each role the code's clients need is assigned to the app's identity, from one role map;
 - no secret in outputs, parameter defaults or app settings; storage, vault and telemetry hardened;
@@ -31,13 +31,13 @@ from tree_sitter import Language, Node, Parser
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
-SETTINGS_PY = ROOT / "shared" / "settings.py"
-CLIENTS_PY = ROOT / "shared" / "clients.py"
+SETTINGS_PY = ROOT / "shared" / "core" / "settings.py"
+CLIENTS_PY = ROOT / "shared" / "storage" / "clients.py"
 REGISTER_APP = INFRA / "scripts" / "register-app.sh"
 SCOPE_ROOMS = INFRA / "scripts" / "scope-rooms.ps1"
 GRAPH = "00000003-0000-0000-c000-000000000000"
 
-# Settings shared/settings.py reads that must NOT be set in Azure.
+# Settings shared/core/settings.py reads that must NOT be set in Azure.
 LOCAL_ONLY_SETTINGS = {
     # A connection string: Azurite locally. In Azure shared keys are off, so the app and the host
     # use the identity-based AzureWebJobsStorage__accountName / __clientId instead.
@@ -93,7 +93,7 @@ ROLE_SCOPE_TYPES = {
     "keyVaultSecretsOfficer": "Microsoft.KeyVault/vaults",
     "monitoringMetricsPublisher": "Microsoft.Insights/components",
 }
-# Which SDK in shared/clients.py needs which role on the app's identity.
+# Which SDK in shared/storage/clients.py needs which role on the app's identity.
 CLIENT_MODULE_ROLES = {
     "azure.data.tables": "storageTableDataContributor",
     "azure.storage.queue": "storageQueueDataContributor",
@@ -127,15 +127,17 @@ REDIRECT_PATHS = ["/oauth/callback", "/oauth/adminconsent"]
 
 
 def code_graph_permissions() -> tuple[set[str], set[str]]:
-    """(delegated scopes, application permissions) the code requests: shared/permissions.py.
+    """(delegated scopes, application permissions) the code requests: shared/graph/permissions.py.
 
-    Falls back to GRAPH.md's list (§1.2 + §2.2) where shared/permissions.py does not exist yet, so
+    Falls back to GRAPH.md's list (§1.2 + §2.2) where shared/graph/permissions.py does not exist yet, so
     this test does not depend on the order in which the two land.
     """
     try:
-        permissions = importlib.import_module("shared.permissions")
-    except ModuleNotFoundError as err:  # pragma: no cover - only before shared/permissions.py lands
-        if err.name != "shared.permissions":
+        permissions = importlib.import_module("shared.graph.permissions")
+    except (
+        ModuleNotFoundError
+    ) as err:  # pragma: no cover - only before shared/graph/permissions.py lands
+        if err.name != "shared.graph.permissions":
             raise
         return (
             {"openid", "profile", "offline_access", "User.Read", "Calendars.Read"}
@@ -422,11 +424,11 @@ def identifier_use(file: BicepFile, name: str) -> Node:
     raise AssertionError(f"{name} is not used in {file.rel}")
 
 
-# --- shared/settings.py and shared/clients.py, read with ast --------------------------------------
+# --- shared/core/settings.py and shared/storage/clients.py, read with ast --------------------------------------
 
 
 def reader_methods() -> set[str]:
-    """The public methods of shared/settings.py's _Reader: each takes the setting name first."""
+    """The public methods of shared/core/settings.py's _Reader: each takes the setting name first."""
     tree = ast.parse(SETTINGS_PY.read_text())
     reader = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "_Reader")
     return {
@@ -623,7 +625,7 @@ def test_every_setting_the_code_reads_is_set_and_nothing_else() -> None:
     assert read >= LOCAL_ONLY_SETTINGS, f"stale LOCAL_ONLY_SETTINGS: {LOCAL_ONLY_SETTINGS - read}"
     missing = read - LOCAL_ONLY_SETTINGS - bicep_names
     assert not missing, (
-        f"read by shared/settings.py but not set in the Bicep app settings: {missing}"
+        f"read by shared/core/settings.py but not set in the Bicep app settings: {missing}"
     )
     unread = bicep_names - read - PLATFORM_SETTINGS
     assert not unread, f"set in the Bicep but read by nothing: {unread}"
@@ -670,7 +672,7 @@ def test_bookingbridge_settings_have_the_documented_values() -> None:
         "infra/core/security/key-vault.bicep",
         "vault.properties.vaultUri",
     )
-    # Defaults (public cloud endpoints, secret name, timer schedule) are the ones shared/settings.py
+    # Defaults (public cloud endpoints, secret name, timer schedule) are the ones shared/core/settings.py
     # applies, both in the Bicep and in the azd parameter mapping ${NAME=default}.
     parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
     compared = set()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.settings import SettingsError, load_settings
+from shared.core.settings import SettingsError, load_settings
 
 GUID = "8a3c8f0e-2f6b-4a57-9f3e-1b2c3d4e5f60"
 VALID = {

@@ -1,4 +1,4 @@
-"""Pure parts of shared/subscriptions.py: clientState derivation, expiry, coalescing, renewal choice.
+"""Pure parts of shared/subscriptions/service.py: clientState derivation, expiry, coalescing, renewal choice.
 
 Storage, Key Vault, Graph and the webhook over HTTP are tested in tests/e2e/test_webhook.py.
 """
@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.connections import Account, Connection
-from shared.errors import ValidationFailed, problem
-from shared.subscriptions import (
+from shared.connect.connections import Account, Connection
+from shared.core.errors import ValidationFailed, problem
+from shared.subscriptions.service import (
     CLAIM_TTL,
     CLOCK_SKEW,
     FAILED_RETRY_AFTER,
@@ -39,7 +39,7 @@ from shared.subscriptions import (
     sort_items,
     validation_echo,
 )
-from shared.subscriptions import _needs_new as needs_new
+from shared.subscriptions.service import _needs_new as needs_new
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))

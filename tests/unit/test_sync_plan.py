@@ -1,4 +1,4 @@
-"""The pure sync plan (shared/syncplan.py): every row of its rule table, replays, recurrence, own
+"""The pure sync plan (shared/sync/plan.py): every row of its rule table, replays, recurrence, own
 bookings, baselines, and the Graph time parsing it relies on."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from shared.attribution import Attribution, Company, User, attribute
-from shared.busy import BusyBlock, transaction_id
-from shared.syncplan import (
+from shared.availability.busy import BusyBlock, transaction_id
+from shared.directory.attribution import Attribution, Company, User, attribute
+from shared.sync.plan import (
     Plan,
     Put,
     Remove,
@@ -426,7 +426,7 @@ def test_removals_are_planned_with_the_stored_block() -> None:
 
 
 def test_the_window_is_whole_utc_days_from_yesterday() -> None:
-    from shared.sync import current_window
+    from shared.sync.worker import current_window
 
     w = current_window(datetime(2026, 12, 1, 17, 45, tzinfo=UTC), 60)
     assert w == Window(datetime(2026, 11, 30, tzinfo=UTC), datetime(2027, 1, 30, tzinfo=UTC))
@@ -436,13 +436,13 @@ def test_the_window_is_whole_utc_days_from_yesterday() -> None:
 
 
 def _mapped(calendar: str = "CAL-1", mailbox: str = "room1@x.example") -> Any:
-    from shared.calendarguard import MappedCalendar
+    from shared.graph.guard import MappedCalendar
 
     return MappedCalendar("b1", "room-1", "t1", calendar, mailbox, mailbox)
 
 
 def test_when_a_new_baseline_is_needed() -> None:
-    from shared.sync import current_window, needs_baseline
+    from shared.sync.worker import current_window, needs_baseline
 
     wanted = current_window(DAY, 60)
     state = {
@@ -469,7 +469,7 @@ def test_when_a_new_baseline_is_needed() -> None:
 
 
 def test_adaptive_poll_interval() -> None:
-    from shared.sync import SyncConfig, next_poll_seconds
+    from shared.sync.worker import SyncConfig, next_poll_seconds
 
     config = SyncConfig(poll_min_seconds=30, poll_max_seconds=300)
     assert next_poll_seconds(None, False, config) == 30
@@ -501,9 +501,9 @@ def test_adaptive_poll_interval() -> None:
     ],
 )  # fmt: skip
 def test_failure_reason_codes(error: str, reason: str, transient: bool) -> None:
-    from shared.calendarguard import CalendarNotMapped
-    from shared.errors import GraphError, GraphFailure, IdentityError, StorageError
-    from shared.sync import reason_of
+    from shared.core.errors import GraphError, GraphFailure, IdentityError, StorageError
+    from shared.graph.guard import CalendarNotMapped
+    from shared.sync.worker import reason_of
 
     errors: dict[str, Exception] = {
         "reauth": IdentityError("x", error="invalid_grant", reauth=True),
@@ -523,8 +523,8 @@ def test_failure_reason_codes(error: str, reason: str, transient: bool) -> None:
 
 
 def test_sync_settings_defaults_and_refusals() -> None:
-    from shared.settings import SettingsError, load_settings
-    from shared.sync import SyncConfig
+    from shared.core.settings import SettingsError, load_settings
+    from shared.sync.worker import SyncConfig
     from tests.unit.test_settings import VALID
 
     s = load_settings(VALID)

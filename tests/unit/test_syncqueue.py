@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import ValidationFailed
-from shared.syncqueue import SyncRequest
+from shared.core.errors import ValidationFailed
+from shared.sync.queue import SyncRequest
 
 
 def test_round_trip_and_mailbox_lower_cased() -> None:

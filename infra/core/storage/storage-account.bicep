@@ -9,10 +9,10 @@ param tags object = {}
 @description('Blob container that holds the Flex Consumption deployment package.')
 param deploymentContainerName string
 
-@description('Tables to create up front. The app also creates its tables on first use (shared/clients.py).')
+@description('Tables to create up front. The app also creates its tables on first use (shared/storage/clients.py).')
 param tableNames array = []
 
-@description('Queues to create up front. The app also creates its queues on first use (shared/clients.py).')
+@description('Queues to create up front. The app also creates its queues on first use (shared/storage/clients.py).')
 param queueNames array = []
 
 @allowed(['Standard_LRS', 'Standard_ZRS', 'Standard_GRS', 'Standard_RAGRS'])

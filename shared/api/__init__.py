@@ -1,0 +1,1 @@
+"""The HTTP surface's own parts: who is calling, the OpenAPI description, health."""

@@ -1,0 +1,1 @@
+"""OpenAPI operations per API surface (collected by shared/api/openapi.py)."""

@@ -1,0 +1,393 @@
+"""OpenAPI operations of the building admin routes: resources, companies, users, settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
+from shared.api.openapi import ID_SCHEMA as _ID
+from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import json_content as _json
+from shared.api.openapi import path_parameters as _path
+from shared.api.openapi import ref as _ref
+from shared.directory.people import IMPORT_MAX_ROWS, TOP_DEFAULT, TOP_MAX
+from shared.directory.registry import CAPACITY_MAX, KINDS
+
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_REASON = {"type": ["string", "null"]}
+
+
+def _body(name: str) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+
+SCHEMAS: dict[str, Any] = {
+    "ResourceInput": {
+        "type": "object",
+        "required": ["name", "kind", "timeZone"],
+        "description": "Unknown fields are refused (400); `id` and `sync` are accepted and ignored.",
+        "properties": {
+            "name": _NAME,
+            "kind": {"enum": list(KINDS)},
+            "paid": {"type": "boolean", "default": False},
+            "timeZone": {"type": "string", "description": "IANA time zone, e.g. Europe/Amsterdam"},
+            "capacity": {"type": ["integer", "null"], "minimum": 0, "maximum": CAPACITY_MAX},
+        },
+    },
+    "Sync": {
+        "type": "object",
+        "required": ["status", "reason", "calendar", "lastSyncAt", "lagSeconds"],
+        "properties": {
+            "status": {"enum": ["synced", "not_synced", "not_supported", "pending", "error"]},
+            "reason": {
+                **_REASON,
+                "description": "What the admin can act on: paid_resource, not_mapped, "
+                "calendar_not_found, access_denied, reauth_required, subscription_failed, "
+                "throttled, disconnected, ...",
+            },
+            "calendar": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "properties": {
+                            "id": {"type": "string"},
+                            "name": {"type": ["string", "null"]},
+                            "mailbox": {"type": ["string", "null"]},
+                        },
+                    },
+                ]
+            },
+            "lastSyncAt": {"type": ["string", "null"], "format": "date-time"},
+            "lagSeconds": {"type": ["integer", "null"]},
+        },
+    },
+    "Resource": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "name": _NAME,
+            "kind": {"enum": list(KINDS)},
+            "paid": {"type": "boolean"},
+            "timeZone": {"type": "string"},
+            "capacity": {"type": ["integer", "null"]},
+            "sync": _ref("Sync"),
+        },
+    },
+    "CompanyInput": {
+        "type": "object",
+        "required": ["name", "domains"],
+        "properties": {
+            "name": _NAME,
+            "domains": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 50,
+                "uniqueItems": True,
+                "items": {"type": "string"},
+                "description": "Domain names; stored lower-cased (IDN in ASCII form). A subdomain "
+                "is a different domain: list it to match it.",
+            },
+        },
+    },
+    "Company": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "name": _NAME,
+            "domains": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "UserInput": {
+        "type": "object",
+        "required": ["name", "companyId"],
+        "properties": {"name": _NAME, "companyId": _ID},
+    },
+    "User": {
+        "type": "object",
+        "properties": {"email": _EMAIL, "name": _NAME, "companyId": _ID},
+    },
+    "UsersPage": {
+        "type": "object",
+        "required": ["value", "continuationToken", "nextLink"],
+        "properties": {
+            "value": {"type": "array", "items": _ref("User")},
+            "continuationToken": {
+                "type": ["string", "null"],
+                "description": "Opaque; pass back as ?continuationToken= for the next page. "
+                "null on the last page. A page may hold fewer than `top` users and still "
+                "have a next page.",
+            },
+            "nextLink": {
+                "type": ["string", "null"],
+                "description": "This URL with the next page's continuationToken, or null",
+            },
+        },
+    },
+    "UserImportRow": {
+        "type": "object",
+        "required": ["email", "name", "companyId"],
+        "description": "Unknown fields reject the row (422), as PUT /users/{email} refuses them.",
+        "properties": {"email": _EMAIL, "name": _NAME, "companyId": _ID},
+    },
+    "ImportReport": {
+        "type": "object",
+        "required": ["imported", "rejected"],
+        "properties": {
+            "imported": {"type": "integer"},
+            "rejected": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["row", "error"],
+                    "properties": {
+                        "row": {
+                            "type": "integer",
+                            "description": "1 = the first user (after the CSV header)",
+                        },
+                        "error": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+    "Settings": {
+        "type": "object",
+        "description": "PUT replaces: omitted fields take their defaults; unknown fields are refused.",
+        "properties": {
+            "defaultUserEmail": {
+                "type": ["string", "null"],
+                "format": "email",
+                "description": "A registered user of the building (else 422 unknown_user); bookers "
+                "whose domain matches several companies are attributed to this user. Default null.",
+            },
+            "storeExternalSubjects": {"type": "boolean", "default": False},
+        },
+    },
+}
+
+_BAD = {"400": PROBLEM}
+
+OPERATIONS: list[Operation] = [
+    (
+        "put",
+        "/buildings/{building}/resources/{resource}",
+        "Create or replace a resource (its calendar mapping is kept)",
+        "bearer",
+        {
+            "parameters": _path("building", "resource"),
+            "requestBody": _body("ResourceInput"),
+            "responses": {
+                "200": _json(_ref("Resource"), "Replaced"),
+                "201": _json(_ref("Resource"), "Created"),
+                **_BAD,
+                "422": PROBLEM,
+            },
+            "description": "400 names every bad field. 422 `resource_mapped`: a mapped resource "
+            "cannot become paid.",
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/resources",
+        "Resources of the building with their sync status",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "responses": {"200": _json({"type": "array", "items": _ref("Resource")}, "All")},
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/resources/{resource}",
+        "One resource with its sync status",
+        "bearer",
+        {
+            "parameters": _path("building", "resource"),
+            "responses": {"200": _json(_ref("Resource"), "The resource"), "404": PROBLEM},
+        },
+    ),
+    (
+        "delete",
+        "/buildings/{building}/resources/{resource}",
+        "Delete a resource (unmapping it first)",
+        "bearer",
+        {
+            "parameters": _path("building", "resource"),
+            "responses": {"204": {"description": "Gone (also when it did not exist)"}},
+        },
+    ),
+    (
+        "put",
+        "/buildings/{building}/companies/{company}",
+        "Create or replace a company and its email domains",
+        "bearer",
+        {
+            "parameters": _path("building", "company"),
+            "requestBody": _body("CompanyInput"),
+            "responses": {
+                "200": _json(_ref("Company"), "Replaced"),
+                "201": _json(_ref("Company"), "Created"),
+                **_BAD,
+            },
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/companies",
+        "Companies of the building",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "responses": {"200": _json({"type": "array", "items": _ref("Company")}, "All")},
+        },
+    ),
+    (
+        "delete",
+        "/buildings/{building}/companies/{company}",
+        "Delete a company",
+        "bearer",
+        {
+            "parameters": _path("building", "company"),
+            "responses": {
+                "204": {"description": "Gone (also when it did not exist)"},
+                "409": PROBLEM,
+            },
+            "description": "409 `company_in_use` while registered users belong to it.",
+        },
+    ),
+    (
+        "put",
+        "/buildings/{building}/users/{email}",
+        "Register or update a user",
+        "bearer",
+        {
+            "parameters": _path("building", "email"),
+            "requestBody": _body("UserInput"),
+            "responses": {
+                "200": _json(_ref("User"), "Replaced"),
+                "201": _json(_ref("User"), "Created"),
+                **_BAD,
+                "422": PROBLEM,
+            },
+            "description": "422 `unknown_company` when companyId names no company of the building.",
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/users/{email}",
+        "One registered user",
+        "bearer",
+        {
+            "parameters": _path("building", "email"),
+            "responses": {"200": _json(_ref("User"), "The user"), "404": PROBLEM},
+        },
+    ),
+    (
+        "delete",
+        "/buildings/{building}/users/{email}",
+        "Remove a registered user",
+        "bearer",
+        {
+            "parameters": _path("building", "email"),
+            "responses": {
+                "204": {"description": "Gone (also when it did not exist)"},
+                "409": PROBLEM,
+            },
+            "description": "409 `user_is_default` for the building's default user.",
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/users",
+        "Registered users, one page at a time",
+        "bearer",
+        {
+            "parameters": [
+                *_path("building"),
+                {
+                    "name": "top",
+                    "in": "query",
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": TOP_MAX,
+                        "default": TOP_DEFAULT,
+                    },
+                },
+                {"name": "continuationToken", "in": "query", "schema": {"type": "string"}},
+            ],
+            "responses": {"200": _json(_ref("UsersPage"), "A page"), **_BAD},
+        },
+    ),
+    (
+        "post",
+        "/buildings/{building}/users:import",
+        "Register users in bulk (all or nothing)",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "text/csv": {
+                        "schema": {"type": "string"},
+                        "example": "email,name,companyId\nann@contoso.com,Ann,contoso\n",
+                    },
+                    "application/json": {
+                        "schema": {"type": "array", "items": _ref("UserImportRow")}
+                    },
+                },
+            },
+            "description": "CSV (RFC 4180, UTF-8, header naming email, name, companyId in any "
+            "order and case, and no other column) or a JSON array of objects; at most "
+            f"{IMPORT_MAX_ROWS} users. Every row is validated first: a bad address, a missing "
+            "name, an unknown company, an address repeated in the file or an unknown field "
+            "(JSON; in CSV a value under no column, reported as `column <n>`) rejects the row. "
+            "Any rejected row → 422 (problem+json, reason `rows_rejected`, with `imported: 0` "
+            "and every rejected row) and nothing is written. Otherwise every user is upserted "
+            "(existing users updated, others untouched) and the answer is 200 with "
+            "`rejected: []`. A malformed file (not UTF-8, bad quoting, no header) is a 400; so "
+            "is a header that lacks a column, names an unknown one or one twice (naming "
+            "`header`; blank header cells are no column).",
+            "responses": {
+                "200": _json(_ref("ImportReport"), "Every user imported"),
+                **_BAD,
+                "422": {
+                    "description": "Rows rejected; nothing imported",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
+                                "allOf": [
+                                    {"$ref": "#/components/schemas/Problem"},
+                                    _ref("ImportReport"),
+                                ]
+                            }
+                        }
+                    },
+                },
+            },
+        },
+    ),
+    (
+        "put",
+        "/buildings/{building}/settings",
+        "Replace the building's settings",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "requestBody": _body("Settings"),
+            "responses": {"200": _json(_ref("Settings"), "Stored"), **_BAD, "422": PROBLEM},
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/settings",
+        "The building's settings (defaults where never set)",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "responses": {"200": _json(_ref("Settings"), "Current settings")},
+        },
+    ),
+]

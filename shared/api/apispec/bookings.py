@@ -1,0 +1,321 @@
+"""OpenAPI operations of bookings and availability (shared/bookings/service.py, shared/availability/service.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.api.openapi import ID_SCHEMA as _ID
+from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import json_content as _json
+from shared.api.openapi import path_parameters as _path
+from shared.api.openapi import ref as _ref
+from shared.availability.service import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
+from shared.bookings.service import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION, TITLE_MAX
+
+_TIME = {"type": "string", "format": "date-time"}
+_NULLABLE = {"type": ["string", "null"]}
+_BAD = {"400": PROBLEM}
+_RFC3339 = "RFC 3339 date-time with offset (`2026-12-01T09:00:00+01:00` or `Z`)"
+_WHOLE = "whole seconds (a fraction other than zeros is a 400 naming the field)"
+_MINUTES = int(MIN_DURATION.total_seconds() // 60)
+_BOOKING_TIMES = (
+    f"`start` and `end` are in {_WHOLE}; `end` is at least {_MINUTES} minute and at most "
+    f"{MAX_DURATION.days} days after `start`, and in the future (else a 400 naming `end`)."
+)
+
+
+def _query(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
+
+
+_RANGE = [
+    _query("from", f"Start of the range, {_RFC3339}", required=True, format="date-time"),
+    _query(
+        "to",
+        f"End of the range (exclusive, after `from`, at most {MAX_RANGE.days} days later)",
+        required=True,
+        format="date-time",
+    ),
+]
+_ATTRIBUTION = {
+    "type": ["object", "null"],
+    "properties": {
+        "kind": {"enum": ["user", "company", "default_user", "unattributed"]},
+        "companyId": _NULLABLE,
+        "userEmail": _NULLABLE,
+        "reason": {"type": "string"},
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "BookingInput": {
+        "type": "object",
+        "required": ["resourceId", "start", "end", "booker"],
+        "description": f"Unknown fields are refused (400). {_BOOKING_TIMES}",
+        "properties": {
+            "resourceId": _ID,
+            "start": {**_TIME, "description": f"{_RFC3339}, {_WHOLE}"},
+            "end": {
+                **_TIME,
+                "description": f"At least {_MINUTES} minute after start, at most "
+                f"{MAX_DURATION.days} days later, in the future; {_WHOLE}",
+            },
+            "title": {"type": "string", "maxLength": TITLE_MAX},
+            "booker": {
+                "type": "object",
+                "required": ["email", "name"],
+                "properties": {
+                    "email": {"type": "string", "format": "email"},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                },
+            },
+        },
+    },
+    "BookingPatch": {
+        "type": "object",
+        "minProperties": 1,
+        "description": "Unknown fields are refused (400). The booking as changed obeys the rules "
+        f"of a new one: {_BOOKING_TIMES}",
+        "properties": {"start": _TIME, "end": _TIME, "title": {"type": "string"}},
+    },
+    "Booking": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "source": {"const": "platform"},
+            "status": {"enum": ["confirmed", "cancelled"]},
+            "syncState": {
+                "enum": ["synced", "pending", "failed"],
+                "description": "The Outlook event: written (synced), to be written by the outbox "
+                "(pending), or given up on (failed, see lastError).",
+            },
+            "resourceId": {"type": "string"},
+            "start": _TIME,
+            "end": _TIME,
+            "title": {"type": "string"},
+            "booker": {
+                "type": "object",
+                "properties": {"email": {"type": "string"}, "name": {"type": "string"}},
+            },
+            "outlookEventId": _NULLABLE,
+            "companyId": _NULLABLE,
+            "attribution": _ATTRIBUTION,
+            "lastError": {
+                "type": ["object", "null"],
+                "description": "reason: graph_unavailable, retries_exhausted, access_denied, "
+                "calendar_not_found, event_not_found, reauth_required, not_connected, not_mapped, "
+                "calendar_not_mapped, calendar_changed, ...",
+                "properties": {
+                    "reason": {"type": "string"},
+                    "status": {"type": "integer"},
+                    "code": {"type": "string"},
+                    "at": _TIME,
+                },
+            },
+            "attempts": {"type": "integer"},
+            "createdAt": _TIME,
+            "updatedAt": _TIME,
+        },
+    },
+    "ExternalBooking": {
+        "type": "object",
+        "description": "A booking made directly in Outlook (mirrored by sync).",
+        "properties": {
+            "id": {"type": "string"},
+            "source": {"const": "outlook"},
+            "status": {"const": "confirmed"},
+            "resourceId": {"type": "string"},
+            "start": _TIME,
+            "end": _TIME,
+            "title": {**_NULLABLE, "description": "only when the building stores subjects"},
+            "showAs": {"type": "string"},
+            "outlookEventId": _NULLABLE,
+            "bookingId": _NULLABLE,
+            "companyId": _NULLABLE,
+            "attribution": _ATTRIBUTION,
+        },
+    },
+    "Availability": {
+        "type": "object",
+        "properties": {
+            "start": _TIME,
+            "end": _TIME,
+            "slotMinutes": {"type": ["integer", "null"]},
+            "resources": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "resourceId": {"type": "string"},
+                        "timeZone": {"type": "string"},
+                        "busy": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "start": _TIME,
+                                    "end": _TIME,
+                                    "source": {"enum": ["platform", "outlook"]},
+                                    "bookingId": _NULLABLE,
+                                    "companyId": _NULLABLE,
+                                    "showAs": {"type": "string"},
+                                },
+                            },
+                        },
+                        "free": {
+                            "type": "array",
+                            "description": "With slotMinutes: runs of free slots aligned to the "
+                            "resource's local midnight, merged.",
+                            "items": {
+                                "type": "object",
+                                "properties": {"start": _TIME, "end": _TIME},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+OPERATIONS: list[Operation] = [
+    (
+        "post",
+        "/buildings/{building}/bookings",
+        "Book a mapped resource; the booking is written through to its Outlook calendar",
+        "bearer",
+        {
+            "parameters": [
+                *_path("building"),
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "A repeated key returns the first booking (header "
+                    "`Idempotent-Replayed: true`); with another body, 422.",
+                    "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("BookingInput")}},
+            },
+            "responses": {
+                "201": _json(_ref("Booking"), "Booked (syncState says whether Outlook has it)"),
+                **_BAD,
+                "409": PROBLEM,
+                "422": PROBLEM,
+            },
+            "description": "409 `slot_taken`: the slot overlaps a platform or Outlook booking; "
+            "409 `request_in_progress`: the same Idempotency-Key is still being served. 422 "
+            "`not_supported` (paid resource), `not_mapped`, `idempotency_key_reused`.",
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/bookings",
+        "Platform and Outlook bookings in a range",
+        "bearer",
+        {
+            "parameters": [
+                *_path("building"),
+                *_RANGE,
+                _query("resourceId", "Only this resource", pattern=_ID["pattern"], type="string"),
+                _query(
+                    "source", "Which bookings (default all)", enum=["platform", "outlook", "all"]
+                ),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "value": {
+                                "type": "array",
+                                "items": {"oneOf": [_ref("Booking"), _ref("ExternalBooking")]},
+                            }
+                        },
+                    },
+                    "Ordered by start",
+                ),
+                **_BAD,
+            },
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/bookings/{booking}",
+        "One platform booking",
+        "bearer",
+        {
+            "parameters": _path("building", "booking"),
+            "responses": {"200": _json(_ref("Booking"), "The booking"), "404": PROBLEM},
+        },
+    ),
+    (
+        "patch",
+        "/buildings/{building}/bookings/{booking}",
+        "Move or retitle a booking",
+        "bearer",
+        {
+            "parameters": _path("building", "booking"),
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("BookingPatch")}},
+            },
+            "responses": {
+                "200": _json(_ref("Booking"), "Updated"),
+                **_BAD,
+                "404": PROBLEM,
+                "409": PROBLEM,
+            },
+            "description": "409 `slot_taken` (the new slot is booked), `booking_cancelled`, "
+            "`concurrent_update`.",
+        },
+    ),
+    (
+        "delete",
+        "/buildings/{building}/bookings/{booking}",
+        "Cancel a booking; its Outlook event is removed",
+        "bearer",
+        {
+            "parameters": _path("building", "booking"),
+            "responses": {
+                "204": {"description": "Cancelled (also when it already was)"},
+                "404": PROBLEM,
+            },
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/availability",
+        "Busy blocks (with provenance) and free slots, from Table Storage",
+        "bearer",
+        {
+            "parameters": [
+                *_path("building"),
+                *_RANGE,
+                _query(
+                    "resourceId",
+                    "Only this resource (must exist)",
+                    pattern=_ID["pattern"],
+                    type="string",
+                ),
+                _query(
+                    "slotMinutes",
+                    "Also list free time on this grid",
+                    type="integer",
+                    minimum=SLOT_MINUTES_MIN,
+                    maximum=SLOT_MINUTES_MAX,
+                ),
+            ],
+            "responses": {"200": _json(_ref("Availability"), "Per resource"), **_BAD},
+        },
+    ),
+]

@@ -1,0 +1,217 @@
+"""OpenAPI operations of the connection to Microsoft 365 (connect, callbacks, status) and audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import json_content as _json
+from shared.api.openapi import ref as _ref
+from shared.graph.audit import MAX_LIMIT
+
+_BUILDING = {
+    "name": "building",
+    "in": "path",
+    "required": True,
+    "description": "Building id (1–64 of A-Z a-z 0-9 . _ -)",
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}  # fmt: skip
+
+
+_REDIRECT = {
+    "302": {
+        "description": "To the flow's returnUrl with `?status=connected` or "
+        "`?status=error&reason=<code>`",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    "400": PROBLEM,
+}
+
+SCHEMAS: dict[str, Any] = {
+    "ConnectRequest": {
+        "type": "object",
+        "required": ["mode", "returnUrl"],
+        "properties": {
+            "mode": {"enum": ["delegated", "application"]},
+            "tenant": {
+                "type": "string",
+                "description": "Application mode: tenant id or verified domain",
+            },
+            "returnUrl": {
+                "type": "string",
+                "format": "uri",
+                "description": "Where the browser returns; its origin must be allow-listed "
+                "(BB_RETURN_URL_ORIGINS)",
+            },
+            "loginHint": {
+                "type": "string",
+                "maxLength": 256,
+                "description": "Pre-fills the Microsoft sign-in; for a Portal.Service caller also "
+                "the expected account when expectedAccount is absent",
+            },
+            "expectedAccount": {
+                "type": "string",
+                "maxLength": 256,
+                "description": "The account that is to sign in (user principal name or object "
+                "id). Required for a Portal.Service caller (or loginHint); a Building.Admin "
+                "always connects their own account. Anyone else signing in ends the flow with "
+                "reason account_mismatch, nothing stored.",
+            },
+        },
+    },
+    "ConnectStarted": {
+        "type": "object",
+        "required": ["authorizeUrl"],
+        "properties": {"authorizeUrl": {"type": "string", "format": "uri"}},
+    },
+    "Connection": {
+        "type": "object",
+        "required": ["status", "scopes"],
+        "properties": {
+            "status": {"enum": ["connected", "reauth_required", "disconnected", "error"]},
+            "mode": {"enum": ["delegated", "application", None]},
+            "account": {
+                "type": ["object", "null"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "displayName": _NULLABLE_STRING,
+                    "mail": _NULLABLE_STRING,
+                    "userPrincipalName": _NULLABLE_STRING,
+                },
+            },
+            "tenantId": _NULLABLE_STRING,
+            "scopes": {"type": "array", "items": {"type": "string"}},
+            "connectedAt": {"type": ["string", "null"], "format": "date-time"},
+            "lastRefreshAt": {"type": ["string", "null"], "format": "date-time"},
+            "reason": _NULLABLE_STRING,
+        },
+    },
+    "AuditRecord": {
+        "type": "object",
+        "properties": {
+            "time": {"type": "string", "format": "date-time"},
+            "actor": {"type": "string"},
+            "building": {"type": "string"},
+            "connection": {"type": "string"},
+            "operation": {"type": "string"},
+            "mailbox": _NULLABLE_STRING,
+            "calendar": _NULLABLE_STRING,
+            "result": {"type": "string"},
+            "status": {"type": "integer"},
+            "requestId": _NULLABLE_STRING,
+            "clientRequestId": _NULLABLE_STRING,
+        },
+    },
+}
+
+OPERATIONS: list[Operation] = [
+    (
+        "post",
+        "/buildings/{building}/connection",
+        "Start connecting the building to Microsoft 365 (delegated sign-in or admin consent)",
+        "bearer",
+        {
+            "parameters": [_BUILDING],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ConnectRequest")}},
+            },
+            "responses": {
+                "200": _json(_ref("ConnectStarted"), "Send the admin's browser here"),
+                "400": PROBLEM,
+            },
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/connection",
+        "The building's connection: status, mode, account, tenant, scopes",
+        "bearer",
+        {
+            "parameters": [_BUILDING],
+            "responses": {"200": _json(_ref("Connection"), "Connection status")},
+        },
+    ),
+    (
+        "delete",
+        "/buildings/{building}/connection",
+        "Disconnect: subscriptions and the refresh token deleted, mappings kept as not_synced",
+        "bearer",
+        {"parameters": [_BUILDING], "responses": {"204": {"description": "Disconnected"}}},
+    ),
+    (
+        "get",
+        "/oauth/callback",
+        "Microsoft's redirect after delegated sign-in (code or error, state)",
+        "anonymous",
+        {
+            "parameters": [
+                _query("code", "Authorization code", {"type": "string"}),
+                _query("state", "The flow's single-use state", {"type": "string"}),
+                _query("error", "Error code from the identity platform", {"type": "string"}),
+                _query("error_description", "AADSTS description", {"type": "string"}),
+            ],
+            "responses": _REDIRECT,
+        },
+    ),
+    (
+        "get",
+        "/oauth/adminconsent",
+        "Microsoft's redirect after an application connect: an OpenID Connect sign-in with "
+        "prompt=admin_consent; the tenant comes only from the verified id token (tid must equal "
+        "the requested tenant), then a client-credentials token confirms the consent. The v2 "
+        "admin-consent shape (admin_consent, tenant without a code) is refused "
+        "(consent_unverifiable): anyone can type it.",
+        "anonymous",
+        {
+            "parameters": [
+                _query("code", "Authorization code of this flow", {"type": "string"}),
+                _query("state", "The flow's single-use state", {"type": "string"}),
+                _query("session_state", "Ignored", {"type": "string"}),
+                _query("error", "Error code from the identity platform", {"type": "string"}),
+                _query("error_description", "Error text (not shown)", {"type": "string"}),
+            ],
+            "responses": _REDIRECT,
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/audit",
+        "Audit records of Microsoft Graph calendar reads and writes, newest first",
+        "bearer",
+        {
+            "parameters": [
+                _BUILDING,
+                _query(
+                    "from",
+                    "Start (RFC 3339); default: 24 h before `to`",
+                    {"type": "string", "format": "date-time"},
+                ),
+                _query(
+                    "to", "End (RFC 3339); default: now", {"type": "string", "format": "date-time"}
+                ),
+                _query(
+                    "limit",
+                    "At most this many records (default 100)",
+                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                ),
+            ],
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"records": {"type": "array", "items": _ref("AuditRecord")}},
+                    },
+                    "Audit records",
+                ),
+                "400": PROBLEM,
+            },
+        },
+    ),
+]

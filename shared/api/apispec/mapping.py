@@ -1,0 +1,170 @@
+"""OpenAPI operations of calendar discovery and resource ↔ calendar mapping (shared/mapping/service.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import json_content as _json
+from shared.api.openapi import path_parameters as _path
+from shared.api.openapi import ref as _ref
+from shared.mapping.service import CALENDAR_ID_MAX
+
+_EMAIL = {"type": "string", "format": "email", "maxLength": 254}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_NOT_CONNECTED = (
+    "422 `not_connected` (no live connection) or `reauth_required` (an administrator must "
+    "reconnect)."
+)
+
+
+def _query(name: str, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": _EMAIL}  # fmt: skip
+
+
+SCHEMAS: dict[str, Any] = {
+    "Calendar": {
+        "type": "object",
+        "required": ["id", "name", "owner", "kind", "canEdit", "mailbox"],
+        "properties": {
+            "id": {
+                "type": ["string", "null"],
+                "description": "The id to map (Graph calendar id). For a room: its default "
+                "calendar's id in application mode, or the account's copy of it when it was "
+                "shared with the account (delegated). null for a room this connection cannot "
+                "read (see reason).",
+            },
+            "name": {"type": "string"},
+            "owner": {
+                "type": "object",
+                "properties": {"name": _NULLABLE_STRING, "address": _NULLABLE_STRING},
+            },
+            "kind": {
+                "enum": ["room", "personal", "shared"],
+                "description": "room: a room mailbox; personal: the connected account's own "
+                "calendar (application mode: the named mailbox's own); shared: a calendar "
+                "another person shared with the account",
+            },
+            "canEdit": {"type": "boolean", "description": "Only these can be mapped"},
+            "mailbox": {
+                "type": "string",
+                "description": "Whose calendar it is (the owner's address); send it back with "
+                "`id` to map",
+            },
+            "reason": {
+                **_NULLABLE_STRING,
+                "description": "Why canEdit is false: access_denied (outside the app's Exchange "
+                "RBAC scope, or not shared with the account), calendar_not_found, not_writable "
+                "(read-only), unavailable (Graph failed; try again)",
+            },
+            "mappedResourceId": {
+                **_NULLABLE_STRING,
+                "description": "The resource of this building mapped to this calendar",
+            },
+        },
+    },
+    "RoomList": {
+        "type": "object",
+        "properties": {"name": _NULLABLE_STRING, "address": _EMAIL},
+    },
+    "MappingInput": {
+        "type": "object",
+        "required": ["calendarId", "mailbox"],
+        "description": "A calendar from GET /buildings/{building}/calendars (`id`, `mailbox`).",
+        "properties": {
+            "calendarId": {"type": "string", "minLength": 1, "maxLength": CALENDAR_ID_MAX},
+            "mailbox": _EMAIL,
+        },
+    },
+}
+
+OPERATIONS: list[Operation] = [
+    (
+        "get",
+        "/buildings/{building}/calendars",
+        "Calendars this building's connection may map",
+        "bearer",
+        {
+            "parameters": [
+                *_path("building"),
+                _query(
+                    "mailbox",
+                    "Only this mailbox's calendars (e.g. a room the Places API does not list "
+                    "yet, or a mailbox in the app's Exchange RBAC scope): 422 `mailbox_not_found` "
+                    "or `access_denied` when the connection cannot read it",
+                ),
+                _query(
+                    "roomList",
+                    "Only the rooms of this room list (its email address, see "
+                    "GET /buildings/{building}/roomlists); 422 `room_list_not_found`",
+                ),
+            ],
+            "description": "Delegated: the account's own calendars, calendars shared with it, "
+            "and (with Place.Read.All) the tenant's rooms. Application: the tenant's rooms "
+            "(Places API), each probed for access; 422 `places_not_granted` without "
+            "Place.Read.All (use ?mailbox=). " + _NOT_CONNECTED,
+            "responses": {
+                "200": _json({"type": "array", "items": _ref("Calendar")}, "Calendars"),
+                "400": PROBLEM,
+                "422": PROBLEM,
+                "503": PROBLEM,
+            },
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/roomlists",
+        "Room lists of the connected tenant (Places API)",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "description": "422 `places_not_granted` without Place.Read.All. " + _NOT_CONNECTED,
+            "responses": {
+                "200": _json({"type": "array", "items": _ref("RoomList")}, "Room lists"),
+                "422": PROBLEM,
+                "503": PROBLEM,
+            },
+        },
+    ),
+    (
+        "put",
+        "/buildings/{building}/resources/{resource}/mapping",
+        "Map a resource to a calendar (starts its sync)",
+        "bearer",
+        {
+            "parameters": _path("building", "resource"),
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("MappingInput")}},
+            },
+            "description": "The calendar is read through Microsoft Graph and must be visible to "
+            "the connection and writable. 422 reasons: `not_supported` (paid resource), "
+            "`calendar_not_found`, `access_denied`, `not_writable`, `not_connected`, "
+            "`reauth_required`. 409 `calendar_mapped`: the calendar is mapped to another "
+            "resource (of any building). Mapping the same calendar again is a 200 that changes "
+            "nothing; mapping another calendar releases the previous one. The resource's sync "
+            "status becomes `pending` (`awaiting_first_sync`) until the first sync.",
+            "responses": {
+                "200": _json(_ref("Resource"), "The mapped resource"),
+                "400": PROBLEM,
+                "404": PROBLEM,
+                "409": PROBLEM,
+                "422": PROBLEM,
+                "503": PROBLEM,
+            },
+        },
+    ),
+    (
+        "delete",
+        "/buildings/{building}/resources/{resource}/mapping",
+        "Remove a resource's calendar mapping",
+        "bearer",
+        {
+            "parameters": _path("building", "resource"),
+            "description": "Idempotent (204 also when it was not mapped); the calendar is "
+            "never read or written again. 404 for an unknown resource.",
+            "responses": {"204": {"description": "Unmapped"}, "404": PROBLEM},
+        },
+    ),
+]

@@ -1,0 +1,132 @@
+"""The OpenAPI 3.1 description of BookingBridge's HTTP API, served at GET /api/openapi.json.
+
+Kept true by tests/unit/test_function_app.py: every HTTP route of the app is described here and every path
+here is a route of the app.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+BODY_RULES = (
+    "A JSON body nests at most 32 levels (400 naming `body`) and is at most 1 MiB "
+    "(users:import 8 MiB; the Graph webhook 4 MiB) (413)."
+)
+
+# (method, path relative to /api, summary, auth: "anonymous" | "bearer", extra operation fields)
+Operation = tuple[str, str, str, str, dict[str, Any]]
+
+# Helpers every surface's description uses (shared/api/apispec/*.py).
+ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+EMAIL_SCHEMA: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 254}
+_ID_TEXT = "(1–64 of A-Z a-z 0-9 . _ -)"
+PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "building": (f"Building id {_ID_TEXT}", ID_SCHEMA),
+    "resource": (f"Resource id {_ID_TEXT}", ID_SCHEMA),
+    "company": (f"Company id {_ID_TEXT}", ID_SCHEMA),
+    "booking": ("Booking id (as returned by POST)", ID_SCHEMA),
+    "email": ("Email address (percent-encoded); compared lower-cased, `+tag` kept", EMAIL_SCHEMA),
+}
+
+
+def ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def path_parameters(*names: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": PATH_PARAMETERS[name][0],
+            "schema": PATH_PARAMETERS[name][1],
+        }
+        for name in names
+    ]
+
+
+# Each API surface describes its own operations in shared/api/apispec/<surface>.py as
+#   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
+# so features add routes without editing a shared list.
+SURFACES = ("ops", "admin", "connect", "graph", "mapping", "sync", "bookings")
+
+COMPONENTS: dict[str, Any] = {
+    "securitySchemes": {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "Token from the configured issuer; roles Portal.Service or Building.Admin.",
+        }
+    },
+    "schemas": {
+        "Problem": {
+            "type": "object",
+            "required": ["type", "title", "status", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "detail": {"type": "string"},
+                "reason": {"type": "string"},
+                "errors": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "field": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "responses": {
+        "Problem": {
+            "description": "Problem details (RFC 9457)",
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        }
+    },
+}
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    schemas = dict(COMPONENTS["schemas"])
+    operations: list[Operation] = []
+    for surface in SURFACES:
+        module = importlib.import_module(f"shared.api.apispec.{surface}")
+        operations.extend(module.OPERATIONS)
+        schemas.update(getattr(module, "SCHEMAS", {}))
+    for method, path, summary, auth, extra in operations:
+        operation: dict[str, Any] = {"summary": summary, **extra}
+        operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
+        if auth != "anonymous":
+            operation.setdefault("responses", {}).update({"401": PROBLEM, "403": PROBLEM})
+        if "requestBody" in operation:  # every body is read by shared/core/jsonbody.py's rules
+            responses = operation.setdefault("responses", {})
+            responses.setdefault("400", PROBLEM)
+            responses.setdefault("413", PROBLEM)
+            operation["requestBody"].setdefault("description", BODY_RULES)
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "BookingBridge",
+            "version": "0.1.0",
+            "description": "Workplace booking platform ↔ Microsoft 365 calendars.",
+        },
+        "servers": [{"url": "/api"}],
+        "paths": paths,
+        "components": {**COMPONENTS, "schemas": schemas},
+    }

@@ -1,1 +1,0 @@
-"""OpenAPI operations per API surface (collected by shared/openapi.py)."""

@@ -1,0 +1,1 @@
+"""Busy blocks and free slots, from Table Storage."""

@@ -1,0 +1,310 @@
+"""Availability of a building's resources, served from Table Storage (never from Graph).
+
+`GET /buildings/{b}/availability?from&to[&resourceId][&slotMinutes]` answers, per resource, its busy
+blocks with provenance (platform booking or Outlook, company, showAs) and, with `slotMinutes`, its
+free time. Reads: the building's resources (one partition query) and `BusyStore.blocks` (one
+partition query per UTC day of the range, whole building at once); a single resource is filtered by
+RowKey prefix in the same day partitions.
+
+Free time: slots of `slotMinutes` aligned to the resource's local midnight (09:00, 09:30, ... in its
+IANA zone, so a 30-minute grid stays on the half hour across DST), kept when they lie inside the
+range and overlap no busy block (`showAs: free` blocks do not count), merged into maximal runs so a
+31-day range stays a short list. Times in responses are UTC `Z`.
+
+Also the query-string time helpers shared with the bookings routes (`parse_instant`,
+`parse_range`): RFC 3339 with an offset, nothing else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, TypedDict
+
+from shared.availability.busy import BusyBlock, BusyStore
+from shared.core.errors import FieldError, ValidationFailed
+from shared.core.validate import check_building, valid_id
+from shared.storage import tablestore
+from shared.storage.tablestore import TableSource
+
+MAX_RANGE = timedelta(days=31)
+SLOT_MINUTES_MIN = 5
+SLOT_MINUTES_MAX = 240
+# Busy statuses that make a resource unavailable (Graph freeBusyStatus); `free` does not.
+NOT_BUSY = frozenset({"free"})
+
+# RFC 3339 date-time: seconds required, fraction optional, offset required ("Z" or ±hh:mm).
+_RFC3339 = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+
+class BusyOut(TypedDict):
+    start: str
+    end: str
+    source: str
+    bookingId: str | None
+    companyId: str | None
+    showAs: str
+
+
+class FreeOut(TypedDict):
+    start: str
+    end: str
+
+
+class ResourceAvailabilityOut(TypedDict, total=False):
+    resourceId: str
+    timeZone: str
+    busy: list[BusyOut]
+    free: list[FreeOut]
+
+
+class AvailabilityOut(TypedDict):
+    start: str
+    end: str
+    slotMinutes: int | None
+    resources: list[ResourceAvailabilityOut]
+
+
+# --- time parsing -----------------------------------------------------------------------------
+
+
+def parse_instant(field: str, value: Any) -> datetime:
+    """An RFC 3339 date-time with offset → aware UTC datetime, else ValidationFailed on `field`.
+
+    A query string's unencoded `+` arrives as a space (`09:00:00 01:00`); that one form is read as
+    the `+` it was, since no other reading exists.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r".+\d \d{2}:\d{2}", text):
+            text = text[:-6] + "+" + text[-5:]
+        m = _RFC3339.match(text)
+        if m:
+            day, clock, fraction, offset = m.groups()
+            fraction = (fraction or "")[:7]  # Python reads at most 6 digits
+            offset = "+00:00" if offset in ("Z", "z") else offset
+            try:
+                return datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}").astimezone(UTC)
+            except ValueError:
+                pass
+    raise ValidationFailed(
+        [FieldError(field, "must be an RFC 3339 date-time with offset, e.g. 2026-12-01T09:00:00Z")]
+    )
+
+
+def parse_range(params: Mapping[str, str]) -> tuple[datetime, datetime]:
+    """`from` and `to` (both required, from < to, at most 31 days apart), naming each bad one."""
+    errors: list[FieldError] = []
+    bounds: dict[str, datetime] = {}
+    for name in ("from", "to"):
+        raw = params.get(name)
+        if raw is None or raw == "":
+            errors.append(FieldError(name, "is required"))
+            continue
+        try:
+            bounds[name] = parse_instant(name, raw)
+        except ValidationFailed as err:
+            errors.extend(err.errors)
+    if not errors:
+        if bounds["from"] >= bounds["to"]:
+            errors.append(FieldError("to", "must be after from"))
+        elif bounds["to"] - bounds["from"] > MAX_RANGE:
+            errors.append(FieldError("to", f"must be at most {MAX_RANGE.days} days after from"))
+    if errors:
+        raise ValidationFailed(errors)
+    return bounds["from"], bounds["to"]
+
+
+def parse_slot_minutes(raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not raw.isdigit() or not SLOT_MINUTES_MIN <= int(raw) <= SLOT_MINUTES_MAX:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "slotMinutes",
+                    f"must be an integer from {SLOT_MINUTES_MIN} to {SLOT_MINUTES_MAX}",
+                )
+            ]
+        )
+    return int(raw)
+
+
+def iso_z(value: datetime) -> str:
+    """UTC `Z`, seconds precision (what every response carries)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- free time (pure) ---------------------------------------------------------------------------
+
+
+def slot_boundaries(
+    start: datetime, end: datetime, slot_minutes: int, zone: zoneinfo.ZoneInfo
+) -> list[datetime]:
+    """UTC instants of the local grid (local midnight + k·slot) that fall in [start, end], sorted.
+
+    Walking wall-clock times day by day keeps the grid on local time across DST changes: a wall
+    time that happens twice (autumn) gives both instants, one that never happens (spring) none.
+    """
+    first_day = start.astimezone(zone).date() - timedelta(days=1)
+    last_day = end.astimezone(zone).date() + timedelta(days=1)
+    found: set[datetime] = set()
+    day = first_day
+    step = timedelta(minutes=slot_minutes)
+    while day <= last_day:
+        wall = datetime.combine(day, time(0))
+        next_day = wall + timedelta(days=1)
+        while wall < next_day:
+            for fold in (0, 1):
+                instant = wall.replace(tzinfo=zone, fold=fold).astimezone(UTC)
+                exists = instant.astimezone(zone).replace(tzinfo=None) == wall
+                if exists and start <= instant <= end:
+                    found.add(instant)
+            wall += step
+        day = date.fromordinal(day.toordinal() + 1)
+    return sorted(found)
+
+
+def free_runs(
+    start: datetime, end: datetime, busy: Sequence[BusyBlock], edges: Sequence[datetime]
+) -> list[tuple[datetime, datetime]]:
+    """Maximal runs of grid slots (between consecutive `edges`, from `slot_boundaries`) inside
+    [start, end) that overlap no busy block.
+
+    Works on the gaps between busy blocks rather than slot by slot: each gap is snapped inwards to
+    the grid, so the cost is O(blocks · log slots) however fine the grid.
+    """
+    gaps: list[tuple[datetime, datetime]] = []
+    cursor = start
+    for b_start, b_end in sorted((b.start, b.end) for b in busy if b.show_as not in NOT_BUSY):
+        if b_start > cursor:
+            gaps.append((cursor, min(b_start, end)))
+        cursor = max(cursor, b_end)
+        if cursor >= end:
+            break
+    if cursor < end:
+        gaps.append((cursor, end))
+    runs: list[tuple[datetime, datetime]] = []
+    for gap_start, gap_end in gaps:
+        first = bisect.bisect_left(edges, gap_start)
+        last = bisect.bisect_right(edges, gap_end) - 1
+        if first < last:
+            runs.append((edges[first], edges[last]))
+    return runs
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AvailabilityQuery:
+    start: datetime
+    end: datetime
+    resource_id: str | None
+    slot_minutes: int | None
+
+
+def parse_query(params: Mapping[str, str]) -> AvailabilityQuery:
+    errors: list[FieldError] = []
+    start = end = datetime.now(UTC)
+    try:
+        start, end = parse_range(params)
+    except ValidationFailed as err:
+        errors.extend(err.errors)
+    slot = None
+    try:
+        slot = parse_slot_minutes(params.get("slotMinutes"))
+    except ValidationFailed as err:
+        errors.extend(err.errors)
+    resource_id = params.get("resourceId") or None
+    if resource_id is not None and not valid_id(resource_id):
+        errors.append(FieldError("resourceId", "must be 1–64 characters of A-Z a-z 0-9 . _ -"))
+    if errors:
+        raise ValidationFailed(errors)
+    return AvailabilityQuery(start, end, resource_id, slot)
+
+
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return zoneinfo.ZoneInfo("UTC")
+
+
+def busy_view(block: BusyBlock) -> BusyOut:
+    return {
+        "start": iso_z(block.start),
+        "end": iso_z(block.end),
+        "source": block.source,
+        "bookingId": block.booking_id or (block.block_id if block.source == "platform" else None),
+        "companyId": block.company_id,
+        "showAs": block.show_as,
+    }
+
+
+def resources_of(
+    tables: TableSource, building_id: str, resource_id: str | None
+) -> list[tablestore.Entity]:
+    """The building's resources (or the one asked for: unknown → 400 naming `resourceId`)."""
+    table = tables(tablestore.RESOURCES)
+    if resource_id is not None:
+        entity = tablestore.get_entity(table, building_id, resource_id)
+        if entity is None:
+            raise ValidationFailed([FieldError("resourceId", "is not a resource of this building")])
+        return [entity]
+    return tablestore.query_all(
+        table, "PartitionKey eq @b", {"b": building_id}, select=["RowKey", "timeZone"]
+    )
+
+
+def availability(
+    tables: TableSource, busy: BusyStore, building_id: str, params: Mapping[str, str]
+) -> AvailabilityOut:
+    """The answer of the availability route (module docstring)."""
+    check_building(building_id)
+    query = parse_query(params)
+    resources = resources_of(tables, building_id, query.resource_id)
+    # The resources' ids (not None) let the store read the building as concurrent key ranges.
+    blocks = busy.blocks(
+        building_id, query.start, query.end, resource_ids=[str(r["RowKey"]) for r in resources]
+    )
+    return {
+        "start": iso_z(query.start),
+        "end": iso_z(query.end),
+        "slotMinutes": query.slot_minutes,
+        "resources": assemble(resources, blocks, query),
+    }
+
+
+def assemble(
+    resources: Iterable[Mapping[str, Any]], blocks: Iterable[BusyBlock], query: AvailabilityQuery
+) -> list[ResourceAvailabilityOut]:
+    by_resource: dict[str, list[BusyBlock]] = {}
+    for block in blocks:
+        by_resource.setdefault(block.resource_id, []).append(block)
+    grids: dict[str, list[datetime]] = {}  # resources mostly share a zone: one grid per zone
+    out: list[ResourceAvailabilityOut] = []
+    for entity in sorted(resources, key=lambda e: str(e["RowKey"])):
+        resource_id = str(entity["RowKey"])
+        zone_name = str(entity.get("timeZone") or "UTC")
+        mine = by_resource.get(resource_id, [])
+        item: ResourceAvailabilityOut = {
+            "resourceId": resource_id,
+            "timeZone": zone_name,
+            "busy": [busy_view(b) for b in mine],
+        }
+        if query.slot_minutes is not None:
+            if zone_name not in grids:
+                grids[zone_name] = slot_boundaries(
+                    query.start, query.end, query.slot_minutes, _zone(zone_name)
+                )
+            runs = free_runs(query.start, query.end, mine, grids[zone_name])
+            item["free"] = [{"start": iso_z(s), "end": iso_z(e)} for s, e in runs]
+        out.append(item)
+    return out

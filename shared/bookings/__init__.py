@@ -1,0 +1,1 @@
+"""Platform bookings and their write-through to Outlook."""

@@ -1,0 +1,334 @@
+"""Application settings: one typed, frozen object, read lazily from app settings (environment).
+
+Nothing reads the environment at import time (an import-time failure would make every function
+silently disappear after deploy). `get_settings()` reads and validates everything on first use and,
+if anything is missing or malformed, raises one `SettingsError` naming every problem at once.
+
+Endpoints are settings so one code path serves Azure and the local stack:
+
+| setting | meaning | default |
+|---|---|---|
+| `AzureWebJobsStorage` | storage connection string (local stack / Azurite) | - |
+| `AzureWebJobsStorage__accountName` | or: account name for identity-based access (Azure) | - |
+| `AzureWebJobsStorage__clientId` | user-assigned identity for storage (Azure) | - |
+| `BB_KEY_VAULT_URL` | Key Vault holding refresh tokens, client secret, clientState keys | required |
+| `BB_AUTHORITY_HOST` | Microsoft identity platform host | `https://login.microsoftonline.com` |
+| `BB_GRAPH_BASE_URL` | Microsoft Graph base URL including version | `https://graph.microsoft.com/v1.0` |
+| `BB_CA_BUNDLE` | extra CA file trusted for the endpoints above (local TLS) | none |
+| `BB_CLIENT_ID` | BookingBridge's own (multi-tenant) app registration | required |
+| `BB_PUBLIC_BASE_URL` | where Microsoft reaches this app, e.g. `https://x.azurewebsites.net/api` | required |
+| `BB_API_AUDIENCE` | `aud` of bearer tokens the API accepts (e.g. `api://bookingbridge`) | required |
+| `BB_API_TENANT_ID` | tenant whose issuer signs portal/admin bearer tokens | required |
+| `BB_RETURN_URL_ORIGINS` | comma-separated origins a connect flow may return to (`https://portal.contoso.com`) | the origin of `BB_PUBLIC_BASE_URL` |
+| `BB_CLIENT_SECRET_NAME` | Key Vault secret holding the app registration's client secret (used unless a certificate is named) | `bookingbridge-client-secret` |
+| `BB_CLIENT_CERTIFICATE_NAME` | Key Vault secret holding a PEM (private key + certificate); when set, the app authenticates with the certificate instead of the secret | none |
+| `BB_KEEPALIVE_SCHEDULE` | NCRONTAB of the timer that refreshes idle delegated grants (read by the host as `%BB_KEEPALIVE_SCHEDULE%`; must be set as an app setting) | `0 0 3 * * *` (daily) |
+| `BB_SYNC_WINDOW_DAYS` | days ahead each mapped calendar is mirrored (delta window: today − 1 day … today + N days, UTC; 1–365) | `60` |
+| `BB_POLL_SCHEDULE` | NCRONTAB of the timer that polls calendars Graph cannot notify us about (`%BB_POLL_SCHEDULE%`; must be set as an app setting) | `*/30 * * * * *` (every 30 s) |
+| `BB_POLL_MIN_SECONDS` | a polled calendar's interval after a round that found changes (2–3600) | `30` |
+| `BB_POLL_MAX_SECONDS` | the interval it doubles to while idle (≥ the minimum, ≤ 86400) | `300` |
+| `BB_RECONCILE_SCHEDULE` | NCRONTAB of the reconciliation sweep: a delta round for every mapped calendar (`%BB_RECONCILE_SCHEDULE%`; must be set as an app setting) | `0 */30 * * * *` (every 30 min) |
+| `BB_RENEW_SCHEDULE` | NCRONTAB of the timer that renews Graph subscriptions before they expire (`%BB_RENEW_SCHEDULE%`; must be set as an app setting) | `0 */30 * * * *` (every 30 min) |
+| `BB_SUBSCRIPTION_MINUTES` | lifetime asked for a Graph subscription, in minutes (≥ 60); capped at Graph's 4230 for Outlook events | `4230` |
+| `BB_RENEW_MARGIN_MINUTES` | renew a subscription once it expires within this many minutes (≥ 30) | `1440` (24 h) |
+| `BB_LIVE_CHECK` | before writing a booking, read the mapped calendar's slot on Graph (closes the gap with Outlook bookings not yet synced) | `true` |
+| `BB_BOOKING_SUBJECT` | subject of the Outlook event of a booking; placeholders `{resourceName}`, `{bookerName}`, `{bookerEmail}`, `{title}` | `{resourceName} – {bookerName}` |
+| `BB_INVITE_BOOKER` | add the booker as an attendee of the event (Exchange then mails them an invitation) | `false` |
+| `BB_OUTBOX_MAX_ATTEMPTS` | write-through attempts of a booking change before it is marked failed (1–50) | `8` |
+| `BB_OUTBOX_BACKOFF_SECONDS` | delay before the first outbox retry, doubled per attempt (1–3600) | `30` |
+| `BB_OUTBOX_BACKOFF_MAX_SECONDS` | the longest delay between outbox retries (≥ the first, ≤ 86400; 8 attempts ≈ 45 min with the defaults) | `900` |
+| `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
+| `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
+
+The app's own credential towards the identity platform (code redemption, refresh, client
+credentials): `BB_CLIENT_CERTIFICATE_NAME` set → certificate; otherwise the client secret named by
+`BB_CLIENT_SECRET_NAME`. A federated credential (managed identity as the app's credential) is not
+supported yet.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# What a booking's Outlook subject may name (BB_BOOKING_SUBJECT).
+SUBJECT_PLACEHOLDERS = frozenset({"resourceName", "bookerName", "bookerEmail", "title"})
+
+
+class SettingsError(RuntimeError):
+    """One or more settings are missing or malformed; the message names every one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid app settings: " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Either a connection string (Azurite, or a key-based account) or identity-based endpoints."""
+
+    connection_string: str | None
+    table_endpoint: str | None
+    queue_endpoint: str | None
+    client_id: str | None
+
+
+@dataclass(frozen=True)
+class IdentitySettings:
+    """How the app itself authenticates to Azure resources (Key Vault; storage when identity-based)."""
+
+    client_id: str | None
+    tenant_id: str | None
+    client_secret: str | None  # local stack only; in Azure the managed identity needs none
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    key_vault_url: str
+    authority_host: str
+    graph_base_url: str
+    ca_bundle: str | None
+    client_id: str
+    public_base_url: str
+    api_audience: str
+    api_tenant_id: str
+    identity: IdentitySettings
+    return_url_origins: tuple[str, ...] = ()
+    client_secret_name: str = "bookingbridge-client-secret"  # noqa: S105 - a name, not a secret
+    client_certificate_name: str | None = None
+    keepalive_schedule: str = "0 0 3 * * *"
+    sync_window_days: int = 60
+    poll_schedule: str = "*/30 * * * * *"
+    poll_min_seconds: int = 30
+    poll_max_seconds: int = 300
+    reconcile_schedule: str = "0 */30 * * * *"
+    renew_schedule: str = "0 */30 * * * *"
+    subscription_minutes: int = 4230
+    renew_margin_minutes: int = 1440
+    live_check: bool = True
+    booking_subject: str = "{resourceName} – {bookerName}"
+    invite_booker: bool = False
+    outbox_max_attempts: int = 8
+    outbox_backoff_seconds: int = 30
+    outbox_backoff_max_seconds: int = 900
+
+    @property
+    def verify(self) -> str | bool:
+        """What TLS clients should trust: our CA file if configured, else the system store."""
+        return self.ca_bundle or True
+
+
+class _Reader:
+    """Collects problems instead of failing on the first, so one error names them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name, "").strip()
+        return value or default
+
+    def required(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            self.problems.append(f"{name} is missing")
+            return ""
+        return value
+
+    def url(self, name: str, default: str | None = None, *, https: bool = True) -> str:
+        value = self.get(name, default) if default is not None else self.required(name)
+        if not value:
+            return ""
+        parts = urlsplit(value)
+        if parts.scheme not in (("https",) if https else ("https", "http")) or not parts.netloc:
+            wanted = "an https URL" if https else "an http(s) URL"
+            self.problems.append(f"{name} must be {wanted}, got {value!r}")
+            return ""
+        return value.rstrip("/")
+
+    def guid(self, name: str, *, required: bool = True) -> str | None:
+        value = self.required(name) if required else self.get(name)
+        if value and not _GUID.match(value):
+            self.problems.append(f"{name} must be a GUID")
+        return value
+
+    def origins(self, name: str, default: str) -> tuple[str, ...]:
+        raw = self.get(name)
+        if raw is None:
+            return (default,) if default else ()
+        found: list[str] = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            origin = origin_of(item)
+            if origin is None or origin != item.rstrip("/").lower():
+                self.problems.append(f"{name}: {item!r} is not an origin like https://host[:port]")
+                continue
+            found.append(origin)
+        return tuple(found)
+
+    def secret_name(self, name: str, default: str | None = None) -> str | None:
+        value = self.get(name, default)
+        if value is not None and not _SECRET_NAME.match(value):
+            self.problems.append(f"{name} must be a Key Vault secret name (1-127 of 0-9a-zA-Z-)")
+        return value
+
+    def schedule(self, name: str, default: str) -> str:
+        value = self.get(name, default) or default
+        if len(value.split()) != 6:
+            self.problems.append(f"{name} must be a 6-field NCRONTAB expression")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            value = minimum - 1
+        if not minimum <= value <= maximum:
+            self.problems.append(f"{name} must be an integer from {minimum} to {maximum}")
+            return default
+        return value
+
+    def flag(self, name: str, default: str) -> bool:
+        """A boolean; the default is spelled as the app setting would be ("true" / "false")."""
+        raw = (self.get(name, default) or default).lower()
+        if raw in ("true", "1", "yes"):
+            return True
+        if raw in ("false", "0", "no"):
+            return False
+        self.problems.append(f"{name} must be true or false")
+        return default == "true"
+
+    def template(self, name: str, default: str, placeholders: frozenset[str]) -> str:
+        """A `str.format` template using only the named placeholders (checked once, here)."""
+        value = self.get(name, default) or default
+        try:
+            used = {f for _, f, _, _ in string.Formatter().parse(value) if f is not None}
+        except ValueError:
+            used = {"?"}
+        if not used <= placeholders or len(value) > 255:
+            names = ", ".join("{" + p + "}" for p in sorted(placeholders))
+            self.problems.append(f"{name} may use only {names} (≤ 255 characters)")
+            return default
+        return value
+
+    def file(self, name: str) -> str | None:
+        value = self.get(name)
+        if value and not Path(value).is_file():
+            self.problems.append(f"{name} names a file that does not exist: {value}")
+        return value
+
+
+def load_settings(env: Mapping[str, str]) -> Settings:
+    """Build settings from a mapping (the environment, or a test's dict)."""
+    r = _Reader(env)
+    connection_string = r.get("AzureWebJobsStorage")
+    account = r.get("AzureWebJobsStorage__accountName")
+    if connection_string is None and account is None:
+        r.problems.append("AzureWebJobsStorage or AzureWebJobsStorage__accountName is missing")
+    storage = StorageSettings(
+        connection_string=connection_string,
+        table_endpoint=None if connection_string else f"https://{account}.table.core.windows.net",
+        queue_endpoint=None if connection_string else f"https://{account}.queue.core.windows.net",
+        client_id=r.get("AzureWebJobsStorage__clientId"),
+    )
+    settings = Settings(
+        storage=storage,
+        # Key Vault URLs end with "/" by convention; the client accepts either.
+        key_vault_url=r.url("BB_KEY_VAULT_URL"),
+        authority_host=r.url("BB_AUTHORITY_HOST", "https://login.microsoftonline.com"),
+        graph_base_url=r.url("BB_GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"),
+        ca_bundle=r.file("BB_CA_BUNDLE"),
+        client_id=r.guid("BB_CLIENT_ID") or "",
+        # Plain http is allowed here only because the local Functions host has no TLS.
+        public_base_url=r.url("BB_PUBLIC_BASE_URL", https=False),
+        api_audience=r.required("BB_API_AUDIENCE"),
+        api_tenant_id=r.guid("BB_API_TENANT_ID") or "",
+        identity=IdentitySettings(
+            client_id=r.get("AZURE_CLIENT_ID"),
+            tenant_id=r.get("AZURE_TENANT_ID"),
+            client_secret=r.get("AZURE_CLIENT_SECRET"),
+        ),
+    )
+    settings = replace(
+        settings,
+        return_url_origins=r.origins(
+            "BB_RETURN_URL_ORIGINS", origin_of(settings.public_base_url) or ""
+        ),
+        client_secret_name=r.secret_name("BB_CLIENT_SECRET_NAME", "bookingbridge-client-secret")
+        or "",
+        client_certificate_name=r.secret_name("BB_CLIENT_CERTIFICATE_NAME"),
+        keepalive_schedule=r.schedule("BB_KEEPALIVE_SCHEDULE", "0 0 3 * * *"),
+        sync_window_days=r.integer("BB_SYNC_WINDOW_DAYS", 60, minimum=1, maximum=365),
+        poll_schedule=r.schedule("BB_POLL_SCHEDULE", "*/30 * * * * *"),
+        poll_min_seconds=r.integer("BB_POLL_MIN_SECONDS", 30, minimum=2, maximum=3600),
+        poll_max_seconds=r.integer("BB_POLL_MAX_SECONDS", 300, minimum=2, maximum=86400),
+        reconcile_schedule=r.schedule("BB_RECONCILE_SCHEDULE", "0 */30 * * * *"),
+        renew_schedule=r.schedule("BB_RENEW_SCHEDULE", "0 */30 * * * *"),
+        # More than 4230 is accepted and capped where it is used (shared/subscriptions/service.py).
+        subscription_minutes=r.integer(
+            "BB_SUBSCRIPTION_MINUTES", 4230, minimum=60, maximum=525_600
+        ),
+        renew_margin_minutes=r.integer(
+            "BB_RENEW_MARGIN_MINUTES", 1440, minimum=30, maximum=525_600
+        ),
+        live_check=r.flag("BB_LIVE_CHECK", "true"),
+        booking_subject=r.template(
+            "BB_BOOKING_SUBJECT", "{resourceName} – {bookerName}", SUBJECT_PLACEHOLDERS
+        ),
+        invite_booker=r.flag("BB_INVITE_BOOKER", "false"),
+        outbox_max_attempts=r.integer("BB_OUTBOX_MAX_ATTEMPTS", 8, minimum=1, maximum=50),
+        outbox_backoff_seconds=r.integer("BB_OUTBOX_BACKOFF_SECONDS", 30, minimum=1, maximum=3600),
+        outbox_backoff_max_seconds=r.integer(
+            "BB_OUTBOX_BACKOFF_MAX_SECONDS", 900, minimum=1, maximum=86400
+        ),
+    )
+    if settings.outbox_backoff_max_seconds < settings.outbox_backoff_seconds:
+        r.problems.append(
+            "BB_OUTBOX_BACKOFF_MAX_SECONDS must not be below BB_OUTBOX_BACKOFF_SECONDS"
+        )
+    if settings.poll_max_seconds < settings.poll_min_seconds:
+        r.problems.append("BB_POLL_MAX_SECONDS must not be below BB_POLL_MIN_SECONDS")
+    if settings.identity.client_secret and not (
+        settings.identity.client_id and settings.identity.tenant_id
+    ):
+        r.problems.append("AZURE_CLIENT_SECRET needs AZURE_CLIENT_ID and AZURE_TENANT_ID")
+    if r.problems:
+        raise SettingsError(r.problems)
+    return settings
+
+
+def origin_of(url: str) -> str | None:
+    """`scheme://host[:port]` of an absolute http(s) URL, lower-cased; None if it has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    default_port = 443 if parts.scheme == "https" else 80
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    suffix = f":{port}" if port is not None and port != default_port else ""
+    return f"{parts.scheme}://{host}{suffix}"
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read on first use. Tests call `get_settings.cache_clear()`."""
+    return load_settings(os.environ)

@@ -1,0 +1,1 @@
+"""Who and what is in a building: resources, companies, users, attribution."""

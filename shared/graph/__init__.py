@@ -1,0 +1,1 @@
+"""Talking to Microsoft Graph: the client, the mapped-calendar guard, permissions, audit."""

@@ -1,0 +1,1 @@
+"""Which Outlook calendar a resource is: discovery and mapping."""

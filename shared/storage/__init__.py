@@ -1,0 +1,1 @@
+"""Where state lives: Table Storage helpers, the process's clients, Key Vault."""

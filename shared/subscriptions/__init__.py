@@ -1,0 +1,1 @@
+"""Graph change notifications: subscriptions, the webhook inbox, lifecycle."""

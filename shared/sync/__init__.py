@@ -1,0 +1,1 @@
+"""Outlook -> platform: the sync worker, its plan and its queue."""
