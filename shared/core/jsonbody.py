@@ -19,24 +19,29 @@ MAX_DEPTH = 32
 MAX_BYTES = 1024 * 1024  # 1 MiB: any single-object body
 IMPORT_MAX_BYTES = 8 * 1024 * 1024  # users:import, JSON or CSV: 20,000 rows of ~100 bytes, and room
 # Strings first (brackets inside them do not nest); an unterminated string ends the text.
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.DOTALL)
-_BRACKET = re.compile(rb"[\[\]{}]")
-_OPEN = frozenset(b"[{")
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)  # "unrolled": no per-byte branch
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+_INNERMOST = re.compile(rb"\[\]|\{\}")  # one pass removes exactly one level of nesting
 
 
 def too_deep(data: bytes, max_depth: int = MAX_DEPTH) -> bool:
-    """Whether `data` opens more than `max_depth` arrays/objects inside each other."""
+    """Whether `data` opens more than `max_depth` arrays/objects inside each other.
+
+    In C-speed passes: strings dropped, everything but brackets dropped, then each pass removes
+    the innermost pairs, so a body `d` levels deep takes `d` passes (real bodies: 3 to 6).
+    """
     if data.count(b"[") + data.count(b"{") <= max_depth:
         return False  # the common case: not even that many brackets in all
-    depth = 0
-    for match in _BRACKET.finditer(_STRING.sub(b"", data)):
-        if match.group()[0] in _OPEN:
-            depth += 1
-            if depth > max_depth:
-                return True
-        else:
-            depth -= 1
-    return False
+    rest = _STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    for _ in range(max_depth):
+        shorter = _INNERMOST.sub(b"", rest)
+        if len(shorter) == len(rest):
+            break  # unbalanced brackets only: invalid JSON, which json.loads names
+        rest = shorter
+    # What is left is unclosed or more than max_depth deep.
+    return rest.count(b"[") + rest.count(b"{") > max_depth or (
+        len(rest) > 0 and _INNERMOST.search(rest) is not None
+    )
 
 
 def check_size(raw: bytes, max_bytes: int, field: str = "body") -> None:
