@@ -17,7 +17,8 @@ from starlette.routing import BaseRoute, Route
 
 from . import attendant
 from .control import build_control_routes, build_root_control_routes
-from .routes import JSON_TYPE, Req, Router, parse_query
+from .messages import JSON_TYPE, Req, parse_query
+from .routes import Router
 from .store import GraphState
 
 __all__ = [

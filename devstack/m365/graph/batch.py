@@ -12,12 +12,14 @@ import asyncio
 import json
 import random
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .errors import GraphError
+from .messages import Reply, Req, parse_query
 
-if TYPE_CHECKING:
-    from .routes import Reply, Req, Router
+# The router's dispatch, passed in: each inner request is handled exactly like an outer one.
+Dispatch = Callable[[Req], Awaitable[Reply]]
 
 MAX_REQUESTS = 20
 
@@ -26,9 +28,7 @@ def _bad(message: str) -> GraphError:
     return GraphError(400, "BadRequest", message)
 
 
-async def run_batch(router: Router, req: Req) -> Reply:
-    from .routes import Reply, Req, parse_query
-
+async def run_batch(dispatch: Dispatch, req: Req) -> Reply:
     if req.method.upper() != "POST":
         raise GraphError(405, "Request_BadRequest", "Method not allowed.")
     body = req.json()
@@ -72,7 +72,7 @@ async def run_batch(router: Router, req: Req) -> Reply:
             if payload is None
             else (payload.encode() if isinstance(payload, str) else json.dumps(payload).encode())
         )
-        reply = await router.dispatch(
+        reply = await dispatch(
             Req(str(item["method"]).upper(), path, parse_query(raw_query), headers, raw)
         )
         out_headers = {

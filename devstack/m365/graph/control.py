@@ -16,8 +16,9 @@ from starlette.routing import BaseRoute, Route
 
 from . import events as ev
 from .errors import GraphError
+from .messages import prefs
 from .model import EventRec, Mailbox
-from .routes import Router, prefs
+from .routes import Router
 
 if TYPE_CHECKING:
     from .store import GraphState

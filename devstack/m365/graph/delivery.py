@@ -24,17 +24,20 @@ import os
 import time
 import urllib.parse
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
+from .config import GraphConfig
 from .errors import GraphError
+from .faults import Faults
+from .stats import Stats
 from .timezones import iso_utc
 
 if TYPE_CHECKING:
     from .model import EventRec, Mailbox
-    from .store import GraphState
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +94,23 @@ class Pending:
     scheduled: bool = False
 
 
+class Host(Protocol):
+    """What delivery needs of the Graph state. A protocol, not the state's class, because the
+    state owns a Notifier: naming the class here would make the two modules import each other."""
+
+    config: GraphConfig
+    faults: Faults
+    stats: Stats
+    loop: asyncio.AbstractEventLoop | None
+    change_hooks: list[Callable[[Mailbox, EventRec, str], None]]
+
+    def now(self) -> dt.datetime: ...
+
+    def call_later(self, delay: float, fn: Callable[[], Any]) -> None: ...
+
+
 class Notifier:
-    def __init__(self, state: GraphState) -> None:
+    def __init__(self, state: Host) -> None:
         self.state = state
         self.subscriptions: dict[str, Subscription] = {}
         self.pending: dict[str, Pending] = {}

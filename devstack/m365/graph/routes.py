@@ -9,16 +9,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-import re
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
+from . import batch, places, schedule, subscriptions, views
 from . import events as ev
-from . import places, schedule, subscriptions, views
 from .errors import GraphError, bad_request, error_body, item_not_found
+from .messages import Prefs, Reply, Req, Run, prefs
 from .model import Calendar, EventRec, Mailbox
 from .odata import parse_expand, parse_filter
 from .permissions import (
@@ -30,73 +29,7 @@ from .permissions import (
     require_user_read,
 )
 from .store import WRITE_ROLES, GraphState
-from .timezones import iso_utc, prefer_timezone
-
-JSON_TYPE = "application/json; odata.metadata=minimal; odata.streaming=true; charset=utf-8"
-
-
-@dataclass
-class Req:
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes = b""
-
-    def json(self) -> Any:
-        if not self.body.strip():
-            return None
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            raise GraphError(
-                400,
-                "BadRequest",
-                "Unable to read JSON request payload. Please "
-                "ensure Content-Type header is set and payload is of valid JSON "
-                "format.",
-            ) from None
-
-
-@dataclass
-class Reply:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Prefs:
-    tz: str | None
-    immutable: bool
-    max_page: int | None
-
-
-def parse_query(raw: str) -> dict[str, str]:
-    """Form-decoding, as Graph does: an unencoded `+` becomes a space (and breaks offsets)."""
-    out: dict[str, str] = {}
-    for part in raw.split("&"):
-        if not part:
-            continue
-        k, _, v = part.partition("=")
-        out[urllib.parse.unquote_plus(k)] = urllib.parse.unquote_plus(v)
-    return out
-
-
-_MAXPAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.I)
-
-
-def prefs(headers: dict[str, str]) -> Prefs:
-    prefer = headers.get("prefer", "")
-    m = _MAXPAGE.search(prefer)
-    return Prefs(
-        prefer_timezone(prefer),
-        bool(re.search(r'IdType\s*=\s*"?ImmutableId"?', prefer, re.I)),
-        int(m.group(1)) if m else None,
-    )
-
-
-Run = Callable[[], Awaitable[Reply]]
+from .timezones import iso_utc
 
 
 class Router:
@@ -115,9 +48,7 @@ class Router:
         mailbox_label: str | None = None
         try:
             if req.path.rstrip("/").lower() == "/$batch":
-                from .batch import run_batch
-
-                reply = await run_batch(self, req)
+                reply = await batch.run_batch(self.dispatch, req)
             else:
                 caller = authenticate(state, req.headers.get("authorization"))
                 with state.lock:
@@ -207,7 +138,7 @@ class Router:
                 )
             return mb, self.mailbox_op(caller, req, mb, segs[2:])
         if head == "subscriptions":
-            return subscriptions.route(self, caller, req, segs[1:])
+            return subscriptions.route(self.state, self.base, caller, req, segs[1:])
         if head == "places":
             require_places(caller)
             base = f"{self.base}/{'/'.join(urllib.parse.quote(s) for s in segs)}"

@@ -13,16 +13,15 @@ import datetime as dt
 import re
 import urllib.parse
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .delivery import Subscription
 from .errors import GraphError, bad_request
+from .messages import Reply, Req, Run, prefs
 from .model import Mailbox
 from .permissions import Caller, extension_forbidden, require_subscription_scope
+from .store import GraphState
 from .timezones import parse_local
-
-if TYPE_CHECKING:
-    from .routes import Reply, Req, Router, Run
 
 MAX_MINUTES = 4230
 MAX_PER_MAILBOX = 1000
@@ -44,8 +43,8 @@ def _parse_expiry(value: Any) -> dt.datetime:
     return naive.replace(tzinfo=tz or dt.UTC).astimezone(dt.UTC)
 
 
-def _check_expiry(router: Router, when: dt.datetime, operation: str) -> None:
-    now = router.state.now()
+def _check_expiry(state: GraphState, when: dt.datetime, operation: str) -> None:
+    now = state.now()
     if when <= now:
         raise _invalid("Subscription expiration date time cannot be in the past.")
     if when > now + dt.timedelta(minutes=MAX_MINUTES):
@@ -56,25 +55,24 @@ def _check_expiry(router: Router, when: dt.datetime, operation: str) -> None:
         )
 
 
-def _check_url(router: Router, url: Any, name: str) -> str:
+def _check_url(state: GraphState, url: Any, name: str) -> str:
     if not isinstance(url, str) or not url:
         raise _invalid(f"{name} is required.")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
-    if parts.scheme == "http" and loopback and router.state.config.allow_http_loopback:
+    if parts.scheme == "http" and loopback and state.config.allow_http_loopback:
         return url
     raise _invalid(f"Subscription validation request failed. {name} must be an https URL.")
 
 
-def route(router: Router, caller: Caller, req: Req, rest: list[str]) -> tuple[Mailbox | None, Run]:
-    from .routes import Reply
-
-    state = router.state
+def route(
+    state: GraphState, base: str, caller: Caller, req: Req, rest: list[str]
+) -> tuple[Mailbox | None, Run]:
     notifier = state.notifier
     method = req.method.upper()
-    ctx = f"{router.base}/$metadata#subscriptions"
+    ctx = f"{base}/$metadata#subscriptions"
 
     def own(sub_id: str) -> Subscription:
         sub = notifier.subscriptions.get(sub_id)
@@ -149,16 +147,16 @@ def route(router: Router, caller: Caller, req: Req, rest: list[str]) -> tuple[Ma
                 }:
                     raise extension_forbidden("Create")
             expiry = _parse_expiry(body.get("expirationDateTime"))
-            _check_expiry(router, expiry, "Create")
+            _check_expiry(state, expiry, "Create")
             client_state = body.get("clientState")
             if client_state is not None and (
                 not isinstance(client_state, str) or len(client_state) > 128
             ):
                 raise _invalid("clientState must be a string of at most 128 characters.")
-            url = _check_url(router, body.get("notificationUrl"), "notificationUrl")
+            url = _check_url(state, body.get("notificationUrl"), "notificationUrl")
             lifecycle = body.get("lifecycleNotificationUrl")
             if lifecycle is not None:
-                lifecycle = _check_url(router, lifecycle, "lifecycleNotificationUrl")
+                lifecycle = _check_url(state, lifecycle, "lifecycleNotificationUrl")
             if body.get("includeResourceData"):
                 raise _invalid("includeResourceData is not supported by this emulator.")
             count = sum(
@@ -177,8 +175,6 @@ def route(router: Router, caller: Caller, req: Req, rest: list[str]) -> tuple[Ma
             await notifier.validate_endpoint(url)
             if lifecycle:
                 await notifier.validate_endpoint(lifecycle)
-            from .routes import prefs
-
             sub = Subscription(
                 id=str(uuid.uuid4()),
                 tenant_id=target.tenant_id,
@@ -235,10 +231,10 @@ def route(router: Router, caller: Caller, req: Req, rest: list[str]) -> tuple[Ma
                 )
             if "expirationDateTime" in body:
                 expiry = _parse_expiry(body["expirationDateTime"])
-                _check_expiry(router, expiry, "Update")
+                _check_expiry(state, expiry, "Update")
                 sub.expiration = expiry
             if "notificationUrl" in body and body["notificationUrl"] != sub.notification_url:
-                url = _check_url(router, body["notificationUrl"], "notificationUrl")
+                url = _check_url(state, body["notificationUrl"], "notificationUrl")
                 await notifier.validate_endpoint(url)
                 sub.notification_url = url
             # Renewing also reauthorizes (with the caller's current token).

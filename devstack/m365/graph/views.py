@@ -14,18 +14,14 @@ forced via the control API: 410 Gone with a `Location` to restart, or 400 `syncS
 from __future__ import annotations
 
 import datetime as dt
-import secrets
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from typing import Any
 
+from .deltatokens import DeltaStore, Round, Snapshot
 from .errors import GraphError
 from .events import event_json, item_change_key, item_id, item_key, view_items
 from .model import Mailbox, occurrence_id
 from .store import GraphState
 from .timezones import parse_query_datetime
-
-MAX_TOKENS = 50_000
 
 
 def window(query: dict[str, str]) -> tuple[dt.datetime, dt.datetime]:
@@ -47,52 +43,6 @@ def window(query: dict[str, str]) -> tuple[dt.datetime, dt.datetime]:
             "The parameter 'EndDateTime' must be later than 'StartDateTime'.",
         )
     return start, end
-
-
-@dataclass
-class Snapshot:
-    """What a client saw at the end of a round: item key → (changeKey, rest id, immutable id)."""
-
-    mailbox: tuple[str, str]
-    calendar_ids: frozenset[str]
-    start: dt.datetime
-    end: dt.datetime
-    path: str  # for the 410 Location header
-    items: dict[str, tuple[str, str, str]]
-    seq: int
-
-
-@dataclass
-class Round:
-    snapshot: Snapshot  # the snapshot the round ends with (becomes the deltaLink)
-    entries: list[tuple[str, Any]]  # ("item", (event key, occ)) | ("removed", (rest, immutable))
-    page_size: int
-
-
-@dataclass
-class DeltaStore:
-    snapshots: OrderedDict[str, Snapshot] = field(default_factory=OrderedDict)
-    pages: OrderedDict[str, tuple[Round, int]] = field(default_factory=OrderedDict)
-    expired: dict[str, str] = field(default_factory=dict)  # token → mode
-
-    def _put(self, table: OrderedDict[str, Any], value: Any) -> str:
-        token = secrets.token_urlsafe(24)
-        table[token] = value
-        if len(table) > MAX_TOKENS:
-            table.popitem(last=False)
-        return token
-
-    def expire(self, mode: str, mailbox: tuple[str, str] | None = None) -> int:
-        n = 0
-        tables: tuple[OrderedDict[str, Any], ...] = (self.snapshots, self.pages)
-        for table in tables:
-            items: list[tuple[str, Any]] = list(table.items())
-            for token, value in items:
-                snap: Snapshot = value if isinstance(value, Snapshot) else value[0].snapshot
-                if mailbox is None or snap.mailbox == mailbox:
-                    self.expired[token] = mode
-                    n += 1
-        return n
 
 
 def _snapshot_items(
