@@ -4,7 +4,10 @@ Nothing reads the environment at import time (an import-time failure would make 
 silently disappear after deploy). `get_settings()` reads and validates everything on first use and,
 if anything is missing or malformed, raises one `SettingsError` naming every problem at once.
 
-Endpoints are settings so one code path serves Azure and the local stack:
+Endpoints are settings so one code path serves Azure and the local stack. The table is the
+documentation of every setting; tests/unit/test_settings.py holds it to `load_settings` (names,
+defaults, which are required) and to `TIMER_SCHEDULES` (whose "default" is the value to set: the
+host has no default for a timer schedule).
 
 | setting | meaning | default |
 |---|---|---|
@@ -22,13 +25,13 @@ Endpoints are settings so one code path serves Azure and the local stack:
 | `BB_RETURN_URL_ORIGINS` | comma-separated origins a connect flow may return to (`https://portal.contoso.com`) | the origin of `BB_PUBLIC_BASE_URL` |
 | `BB_CLIENT_SECRET_NAME` | Key Vault secret holding the app registration's client secret (used unless a certificate is named) | `bookingbridge-client-secret` |
 | `BB_CLIENT_CERTIFICATE_NAME` | Key Vault secret holding a PEM (private key + certificate); when set, the app authenticates with the certificate instead of the secret | none |
-| `BB_KEEPALIVE_SCHEDULE` | NCRONTAB of the timer that refreshes idle delegated grants (read by the host as `%BB_KEEPALIVE_SCHEDULE%`; must be set as an app setting) | `0 0 3 * * *` (daily) |
+| `BB_KEEPALIVE_SCHEDULE` | NCRONTAB of the timer that refreshes idle delegated grants (read by the host as `%BB_KEEPALIVE_SCHEDULE%`; must be set, see `TIMER_SCHEDULES`) | `0 0 3 * * *` (daily) |
 | `BB_SYNC_WINDOW_DAYS` | days ahead each mapped calendar is mirrored (delta window: today − 1 day … today + N days, UTC; 1–365) | `60` |
-| `BB_POLL_SCHEDULE` | NCRONTAB of the timer that polls calendars Graph cannot notify us about (`%BB_POLL_SCHEDULE%`; must be set as an app setting) | `*/30 * * * * *` (every 30 s) |
+| `BB_POLL_SCHEDULE` | NCRONTAB of the timer that polls calendars Graph cannot notify us about (`%BB_POLL_SCHEDULE%`; must be set) | `*/30 * * * * *` (every 30 s) |
 | `BB_POLL_MIN_SECONDS` | a polled calendar's interval after a round that found changes (2–3600) | `30` |
 | `BB_POLL_MAX_SECONDS` | the interval it doubles to while idle (≥ the minimum, ≤ 86400) | `300` |
-| `BB_RECONCILE_SCHEDULE` | NCRONTAB of the reconciliation sweep: a delta round for every mapped calendar (`%BB_RECONCILE_SCHEDULE%`; must be set as an app setting) | `0 */30 * * * *` (every 30 min) |
-| `BB_RENEW_SCHEDULE` | NCRONTAB of the timer that renews Graph subscriptions before they expire (`%BB_RENEW_SCHEDULE%`; must be set as an app setting) | `0 */30 * * * *` (every 30 min) |
+| `BB_RECONCILE_SCHEDULE` | NCRONTAB of the reconciliation sweep: a delta round for every mapped calendar (`%BB_RECONCILE_SCHEDULE%`; must be set) | `0 */30 * * * *` (every 30 min) |
+| `BB_RENEW_SCHEDULE` | NCRONTAB of the timer that renews Graph subscriptions before they expire (`%BB_RENEW_SCHEDULE%`; must be set) | `0 */30 * * * *` (every 30 min) |
 | `BB_SUBSCRIPTION_MINUTES` | lifetime asked for a Graph subscription, in minutes (≥ 60); capped at Graph's 4230 for Outlook events | `4230` |
 | `BB_RENEW_MARGIN_MINUTES` | renew a subscription once it expires within this many minutes (≥ 30) | `1440` (24 h) |
 | `BB_LIVE_CHECK` | before writing a booking, read the mapped calendar's slot on Graph (closes the gap with Outlook bookings not yet synced) | `true` |
@@ -53,7 +56,7 @@ import os
 import re
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,6 +64,18 @@ _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
 # What a booking's Outlook subject may name (BB_BOOKING_SUBJECT).
 SUBJECT_PLACEHOLDERS = frozenset({"resourceName", "bookerName", "bookerEmail", "title"})
+
+# The timers' schedules, as NCRONTAB. The Functions host reads them (`%BB_..._SCHEDULE%` in
+# functions/), the app does not: a timer whose setting is missing does not index, so these are not
+# defaults but the values every deployment sets (infra/app/api.bicep and local.settings.example.json,
+# both tested against this; devstack/stack.py). `load_settings` checks a set schedule's shape so a
+# typo is named with the other problems instead of silently dropping a timer.
+TIMER_SCHEDULES = {
+    "BB_KEEPALIVE_SCHEDULE": "0 0 3 * * *",  # refresh idle delegated grants: daily
+    "BB_POLL_SCHEDULE": "*/30 * * * * *",  # poll calendars Graph cannot notify about: 30 s
+    "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",  # a delta round for every mapped calendar: 30 min
+    "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # renew Graph subscriptions before they expire: 30 min
+}
 
 
 class SettingsError(RuntimeError):
@@ -92,6 +107,7 @@ class IdentitySettings:
 
 @dataclass(frozen=True)
 class Settings:
+    # No field defaults: `load_settings` is the one place a default is written (each once).
     storage: StorageSettings
     key_vault_url: str
     authority_host: str
@@ -102,24 +118,20 @@ class Settings:
     api_audience: str
     api_tenant_id: str
     identity: IdentitySettings
-    return_url_origins: tuple[str, ...] = ()
-    client_secret_name: str = "bookingbridge-client-secret"  # noqa: S105 - a name, not a secret
-    client_certificate_name: str | None = None
-    keepalive_schedule: str = "0 0 3 * * *"
-    sync_window_days: int = 60
-    poll_schedule: str = "*/30 * * * * *"
-    poll_min_seconds: int = 30
-    poll_max_seconds: int = 300
-    reconcile_schedule: str = "0 */30 * * * *"
-    renew_schedule: str = "0 */30 * * * *"
-    subscription_minutes: int = 4230
-    renew_margin_minutes: int = 1440
-    live_check: bool = True
-    booking_subject: str = "{resourceName} – {bookerName}"
-    invite_booker: bool = False
-    outbox_max_attempts: int = 8
-    outbox_backoff_seconds: int = 30
-    outbox_backoff_max_seconds: int = 900
+    return_url_origins: tuple[str, ...]
+    client_secret_name: str
+    client_certificate_name: str | None
+    sync_window_days: int
+    poll_min_seconds: int
+    poll_max_seconds: int
+    subscription_minutes: int
+    renew_margin_minutes: int
+    live_check: bool
+    booking_subject: str
+    invite_booker: bool
+    outbox_max_attempts: int
+    outbox_backoff_seconds: int
+    outbox_backoff_max_seconds: int
 
     @property
     def verify(self) -> str | bool:
@@ -183,11 +195,11 @@ class _Reader:
             self.problems.append(f"{name} must be a Key Vault secret name (1-127 of 0-9a-zA-Z-)")
         return value
 
-    def schedule(self, name: str, default: str) -> str:
-        value = self.get(name, default) or default
-        if len(value.split()) != 6:
+    def schedule(self, name: str) -> None:
+        """Only checked: the host reads timer schedules, the app never uses them (TIMER_SCHEDULES)."""
+        value = self.get(name)
+        if value is not None and len(value.split()) != 6:
             self.problems.append(f"{name} must be a 6-field NCRONTAB expression")
-        return value
 
     def integer(self, name: str, default: int, *, minimum: int, maximum: int) -> int:
         raw = self.get(name)
@@ -245,6 +257,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         queue_endpoint=None if connection_string else f"https://{account}.queue.core.windows.net",
         client_id=r.get("AzureWebJobsStorage__clientId"),
     )
+    # Plain http is allowed here only because the local Functions host has no TLS.
+    public_base_url = r.url("BB_PUBLIC_BASE_URL", https=False)
     settings = Settings(
         storage=storage,
         # Key Vault URLs end with "/" by convention; the client accepts either.
@@ -253,8 +267,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         graph_base_url=r.url("BB_GRAPH_BASE_URL", "https://graph.microsoft.com/v1.0"),
         ca_bundle=r.file("BB_CA_BUNDLE"),
         client_id=r.guid("BB_CLIENT_ID") or "",
-        # Plain http is allowed here only because the local Functions host has no TLS.
-        public_base_url=r.url("BB_PUBLIC_BASE_URL", https=False),
+        public_base_url=public_base_url,
         api_audience=r.required("BB_API_AUDIENCE"),
         api_tenant_id=r.guid("BB_API_TENANT_ID") or "",
         identity=IdentitySettings(
@@ -262,22 +275,13 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             tenant_id=r.get("AZURE_TENANT_ID"),
             client_secret=r.get("AZURE_CLIENT_SECRET"),
         ),
-    )
-    settings = replace(
-        settings,
-        return_url_origins=r.origins(
-            "BB_RETURN_URL_ORIGINS", origin_of(settings.public_base_url) or ""
-        ),
+        return_url_origins=r.origins("BB_RETURN_URL_ORIGINS", origin_of(public_base_url) or ""),
         client_secret_name=r.secret_name("BB_CLIENT_SECRET_NAME", "bookingbridge-client-secret")
         or "",
         client_certificate_name=r.secret_name("BB_CLIENT_CERTIFICATE_NAME"),
-        keepalive_schedule=r.schedule("BB_KEEPALIVE_SCHEDULE", "0 0 3 * * *"),
         sync_window_days=r.integer("BB_SYNC_WINDOW_DAYS", 60, minimum=1, maximum=365),
-        poll_schedule=r.schedule("BB_POLL_SCHEDULE", "*/30 * * * * *"),
         poll_min_seconds=r.integer("BB_POLL_MIN_SECONDS", 30, minimum=2, maximum=3600),
         poll_max_seconds=r.integer("BB_POLL_MAX_SECONDS", 300, minimum=2, maximum=86400),
-        reconcile_schedule=r.schedule("BB_RECONCILE_SCHEDULE", "0 */30 * * * *"),
-        renew_schedule=r.schedule("BB_RENEW_SCHEDULE", "0 */30 * * * *"),
         # More than 4230 is accepted and capped where it is used (shared/subscriptions/service.py).
         subscription_minutes=r.integer(
             "BB_SUBSCRIPTION_MINUTES", 4230, minimum=60, maximum=525_600
@@ -296,6 +300,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             "BB_OUTBOX_BACKOFF_MAX_SECONDS", 900, minimum=1, maximum=86400
         ),
     )
+    for schedule in TIMER_SCHEDULES:
+        r.schedule(schedule)
     if settings.outbox_backoff_max_seconds < settings.outbox_backoff_seconds:
         r.problems.append(
             "BB_OUTBOX_BACKOFF_MAX_SECONDS must not be below BB_OUTBOX_BACKOFF_SECONDS"

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
-from shared.core.settings import SettingsError, load_settings
+from shared.core import settings as settings_module
+from shared.core.settings import TIMER_SCHEDULES, SettingsError, load_settings
+from tests.unit.test_infra import settings_read_by_code
 
 GUID = "8a3c8f0e-2f6b-4a57-9f3e-1b2c3d4e5f60"
 VALID = {
@@ -67,3 +73,65 @@ def test_ca_bundle_is_what_clients_verify_with(tmp_path) -> None:
     ca = tmp_path / "ca.pem"
     ca.write_text("-----BEGIN CERTIFICATE-----\n")
     assert load_settings({**VALID, "BB_CA_BUNDLE": str(ca)}).verify == str(ca)
+
+
+# --- the documentation table, the example settings and the timers, held to the code ----------------
+
+ROOT = Path(__file__).resolve().parents[2]
+CELL = re.compile(r"`([^`]+)`")
+
+
+def documented_settings() -> dict[str, str]:
+    """Setting name -> the "default" cell of shared/core/settings.py's documentation table."""
+    table: dict[str, str] = {}
+    for line in (settings_module.__doc__ or "").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.startswith("| `") or len(cells) != 3:
+            continue
+        for name in CELL.findall(cells[0]):
+            table[name] = cells[2]
+    return table
+
+
+def test_the_documentation_table_is_the_code() -> None:
+    table = documented_settings()
+    read = settings_read_by_code()
+    assert set(table) == set(read), set(table) ^ set(read)
+    for name, default in read.items():
+        cell = table[name]
+        if default is None:
+            # No literal default: either required, or a value computed or left unset.
+            assert not cell.startswith("`"), (name, cell)
+        else:
+            assert CELL.match(cell) and CELL.match(cell).group(1) == default, (name, cell, default)
+    # "required" exactly where load_settings refuses to start without the setting.
+    required = {name for name, cell in table.items() if cell == "required"}
+    assert required == set(VALID) - {"AzureWebJobsStorage"}
+    for name in required:
+        with pytest.raises(SettingsError) as info:
+            load_settings({k: v for k, v in VALID.items() if k != name})
+        assert any(name in p for p in info.value.problems), name
+
+
+def test_every_timer_schedule_is_known_and_checked() -> None:
+    used = {
+        m
+        for path in (ROOT / "functions").glob("*.py")
+        for m in re.findall(r"%(\w+)%", path.read_text())
+    }
+    assert used == set(TIMER_SCHEDULES), used ^ set(TIMER_SCHEDULES)
+    for name, value in TIMER_SCHEDULES.items():
+        assert len(value.split()) == 6, name
+        with pytest.raises(SettingsError, match=name):
+            load_settings({**VALID, name: "every day"})
+
+
+def test_the_example_local_settings_are_complete() -> None:
+    values = json.loads((ROOT / "local.settings.example.json").read_text())["Values"]
+    # Without its schedule `func start` cannot index a timer (TIMER_SCHEDULES).
+    for name, value in TIMER_SCHEDULES.items():
+        assert values.get(name) == value, name
+    # Nothing the app does not read, apart from the worker runtime the host needs locally.
+    assert set(values) - set(settings_read_by_code()) == {"FUNCTIONS_WORKER_RUNTIME"}
+    # Everything required is there and well-formed (the CA path is a placeholder to replace).
+    load_settings({k: v for k, v in values.items() if k != "BB_CA_BUNDLE"})

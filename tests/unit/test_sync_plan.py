@@ -523,13 +523,14 @@ def test_failure_reason_codes(error: str, reason: str, transient: bool) -> None:
 
 
 def test_sync_settings_defaults_and_refusals() -> None:
-    from shared.core.settings import SettingsError, load_settings
+    from shared.core.settings import TIMER_SCHEDULES, SettingsError, load_settings
     from shared.sync.worker import SyncConfig
     from tests.unit.test_settings import VALID
 
     s = load_settings(VALID)
     assert SyncConfig.of(s) == SyncConfig(window_days=60, poll_min_seconds=30, poll_max_seconds=300)
-    assert (s.poll_schedule, s.reconcile_schedule) == ("*/30 * * * * *", "0 */30 * * * *")
+    schedules = (TIMER_SCHEDULES["BB_POLL_SCHEDULE"], TIMER_SCHEDULES["BB_RECONCILE_SCHEDULE"])
+    assert schedules == ("*/30 * * * * *", "0 */30 * * * *")
     custom = load_settings({**VALID, "BB_SYNC_WINDOW_DAYS": "14", "BB_POLL_MIN_SECONDS": "5",
                             "BB_POLL_MAX_SECONDS": "60"})  # fmt: skip
     assert SyncConfig.of(custom) == SyncConfig(14, 5, 60)
