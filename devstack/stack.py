@@ -43,20 +43,17 @@ class Stack:
         """Point shared/ in this process at the stack, for tests and benches that call the
         services directly (e.g. with an injected clock): the stack's settings in os.environ, and
         cached clients and services rebuilt on the way in and out."""
-        from shared.connect import connections
-        from shared.storage import clients
+        from shared import wiring
 
         saved = dict(os.environ)
         os.environ.update(self.settings)
-        clients.reset_clients()
-        connections.reset_default_deps()
+        wiring.reset()  # also the process's clients and settings
         try:
             yield
         finally:
             os.environ.clear()
             os.environ.update(saved)
-            clients.reset_clients()
-            connections.reset_default_deps()
+            wiring.reset()
 
     def stop(self) -> None:
         if self._stopped:

@@ -19,50 +19,55 @@ logger = logging.getLogger(__name__)
 @bp.route(route="buildings/{building}/connection", methods=["POST"], auth_level=ANONYMOUS)
 @handle_errors
 def connection_start(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connect.connections import default_deps, start_connect
+    from shared import wiring
+    from shared.connect.connections import start_connect
 
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    url = start_connect(default_deps(), building, caller, read_json(req))
+    url = start_connect(wiring.connect_deps(), building, caller, read_json(req))
     return json_response({"authorizeUrl": url})
 
 
 @bp.route(route="buildings/{building}/connection", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def connection_get(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connect.connections import connection_status, default_deps
+    from shared import wiring
+    from shared.connect.connections import connection_status
 
     building = req.route_params["building"]
     caller_for(req, building)
-    return json_response(connection_status(default_deps(), building))
+    return json_response(connection_status(wiring.connect_deps(), building))
 
 
 @bp.route(route="buildings/{building}/connection", methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def connection_delete(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connect.connections import default_deps, disconnect
+    from shared import wiring
+    from shared.connect.connections import disconnect
 
     building = req.route_params["building"]
     caller_for(req, building)
-    disconnect(default_deps(), building)
+    disconnect(wiring.connect_deps(), building)
     return func.HttpResponse(status_code=204)
 
 
 @bp.route(route="oauth/callback", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connect.connections import complete_delegated, default_deps
+    from shared import wiring
+    from shared.connect.connections import complete_delegated
 
-    location = complete_delegated(default_deps(), dict(req.params))
+    location = complete_delegated(wiring.connect_deps(), dict(req.params))
     return _redirect(location)
 
 
 @bp.route(route="oauth/adminconsent", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def oauth_adminconsent(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.connect.connections import complete_admin_consent, default_deps
+    from shared import wiring
+    from shared.connect.connections import complete_admin_consent
 
-    location = complete_admin_consent(default_deps(), dict(req.params))
+    location = complete_admin_consent(wiring.connect_deps(), dict(req.params))
     return _redirect(location)
 
 
@@ -71,20 +76,22 @@ def oauth_adminconsent(req: func.HttpRequest) -> func.HttpResponse:
 def audit_list(req: func.HttpRequest) -> func.HttpResponse:
     from datetime import UTC, datetime
 
-    from shared.graph.audit import default_audit, parse_query
+    from shared import wiring
+    from shared.graph.audit import parse_query
 
     building = req.route_params["building"]
     caller_for(req, building)
     start, end, limit = parse_query(dict(req.params), datetime.now(UTC))
-    records = default_audit().query(building, start, end, limit)
+    records = wiring.audit_log().query(building, start, end, limit)
     return json_response({"records": [r.to_api() for r in records]})
 
 
 @bp.timer_trigger(schedule="%BB_KEEPALIVE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def connection_keepalive(timer: func.TimerRequest) -> None:
-    from shared.connect.connections import default_deps, keep_alive
+    from shared import wiring
+    from shared.connect.connections import keep_alive
 
-    counts = keep_alive(default_deps())
+    counts = keep_alive(wiring.connect_deps())
     logger.info("connection keep-alive: %s", counts)
 
 

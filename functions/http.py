@@ -21,8 +21,8 @@ from shared.core.jsonbody import MAX_BYTES, parse_json
 from shared.core.settings import SettingsError
 
 if TYPE_CHECKING:
-    # Only for annotations: importing shared.api.auth pulls in PyJWT and cryptography, which a cold
-    # start should pay on the first authenticated request, not at import.
+    # Only for annotations: importing shared.api.auth (and shared.wiring, in caller_for) pulls in
+    # PyJWT and cryptography, which a cold start should pay on the first authenticated request.
     from shared.api.auth import Caller
 
 logger = logging.getLogger(__name__)
@@ -76,9 +76,9 @@ def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:
 
     Every non-anonymous route calls this first: 401 without a valid token, 403 for another building.
     """
-    from shared.api.auth import default_validator
+    from shared import wiring
 
-    caller = default_validator().caller(req.headers.get("Authorization"))
+    caller = wiring.token_validator().caller(req.headers.get("Authorization"))
     if building_id is not None:
         caller.require_building(building_id)
     return caller

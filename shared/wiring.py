@@ -16,10 +16,29 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from shared.api.auth import TokenValidator, validator_for
+from shared.connect.connections import (
+    CONNECTIONS_TABLE,
+    FLOWS_TABLE,
+    ConnectDeps,
+    Connection,
+    ConnectionRepository,
+    FlowRepository,
+    discover_tenant_id,
+    mark_mappings_not_synced,
+)
+from shared.connect.tokens import Identity, TokenProvider, TokenResult
 from shared.core.settings import Settings, get_settings
-from shared.storage import clients
+from shared.graph.audit import AUDIT_TABLE, AuditLog
+from shared.graph.client import GraphClient
+from shared.graph.guard import CalendarGuard
+from shared.mapping.service import load_mapped
+from shared.storage import clients, tablestore
+from shared.storage.keyvault import SecretStore
+from shared.subscriptions.service import disconnect_hook
 
 T = TypeVar("T")
 
@@ -55,10 +74,95 @@ def reset() -> None:
 # (builders for the shared collaborators: secret store, Graph client, audit log)
 
 
+@per_settings
+def secret_store(settings: Settings) -> SecretStore:
+    """Key Vault on the cached SecretClient (the factory, so `reset_clients()` takes effect)."""
+
+    def rebuild() -> None:  # Key Vault refused our token: a new client and credential, once
+        clients.secret_client.cache_clear()
+        clients.credential.cache_clear()
+
+    return SecretStore(clients.secret_client, rebuild)
+
+
+@per_settings
+def audit_log(settings: Settings) -> AuditLog:
+    return AuditLog(lambda: clients.table(AUDIT_TABLE))
+
+
+@per_settings
+def graph_client(settings: Settings) -> GraphClient:
+    """The process's Graph client: the shared httpx client, the connections' token provider, the
+    audit log, and the mapped-calendar guard on the resources table."""
+    return GraphClient(
+        clients.http_client(),
+        settings.graph_base_url,
+        token_provider(),
+        audit_log(),
+        guard=CalendarGuard(lambda building: load_mapped(clients.table, building)),
+    )
+
+
 # ---------------------------------------------------------------- api (auth, health)
 
 
+@per_settings
+def token_validator(settings: Settings) -> TokenValidator:
+    """Bearer tokens of the API (its JWKS cache lives inside: kept across invocations)."""
+    return validator_for(settings, clients.http_client)
+
+
 # ---------------------------------------------------------------- connect
+
+
+@per_settings
+def connection_repository(settings: Settings) -> ConnectionRepository:
+    return ConnectionRepository(lambda: clients.table(CONNECTIONS_TABLE))
+
+
+@per_settings
+def token_provider(settings: Settings) -> TokenProvider:
+    """Access tokens per connection (its caches must live across invocations)."""
+    store = secret_store()
+    identity = Identity(
+        settings.client_id,
+        settings.authority_host,
+        lambda: store.app_credential(settings.client_secret_name, settings.client_certificate_name),
+        clients.msal_http_session(),
+    )
+    return TokenProvider(identity, store, connection_repository(), _utc_now)
+
+
+@per_settings
+def connect_deps(settings: Settings) -> ConnectDeps:
+    tokens = token_provider()
+    graph = graph_client()
+
+    def read_me(connection: Connection, result: TokenResult) -> dict[str, Any]:
+        return graph.read_me_with(connection, result.access_token)
+
+    def mark_mappings_not_synced_hook(connection: Connection) -> None:
+        mark_mappings_not_synced(lambda: clients.table(tablestore.RESOURCES), connection)
+
+    return ConnectDeps(
+        settings=settings,
+        connections=connection_repository(),
+        flows=FlowRepository(lambda: clients.table(FLOWS_TABLE)),
+        secrets=secret_store(),
+        identity=tokens.identity,
+        tokens=tokens,
+        read_me=read_me,
+        resolve_tenant=lambda domain: discover_tenant_id(
+            clients.http_client(), settings.authority_host, domain
+        ),
+        audit=audit_log().record,
+        # Subscriptions first: they are deleted while the connection's credentials still work.
+        on_disconnect=(disconnect_hook, mark_mappings_not_synced_hook),
+    )
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 # ---------------------------------------------------------------- directory and mapping

@@ -13,17 +13,21 @@ every 30 s) when a token names an unknown key id, which is how Entra key rollove
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 
 from shared.core.errors import Forbidden, Unauthorized
+
+if TYPE_CHECKING:
+    import httpx
+
+    from shared.core.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -151,23 +155,26 @@ def _bearer(authorization: str | None) -> str:
     return token.strip()
 
 
-@functools.cache
-def default_validator() -> TokenValidator:
-    """The process's validator for the configured issuer (settings + the shared httpx client)."""
-    from shared.core.settings import get_settings
-    from shared.storage import clients
-
-    s = get_settings()
-    tenant_base = f"{s.authority_host}/{s.api_tenant_id}"
+def validator_for(settings: Settings, http: Callable[[], httpx.Client]) -> TokenValidator:
+    """A validator for the configured issuer; `http` gives the client the JWKS are fetched with."""
+    tenant_base = f"{settings.authority_host}/{settings.api_tenant_id}"
 
     def fetch() -> dict[str, Any]:
-        http = clients.http_client()
-        config = http.get(f"{tenant_base}/v2.0/.well-known/openid-configuration")
+        config = http().get(f"{tenant_base}/v2.0/.well-known/openid-configuration")
         config.raise_for_status()
-        keys = http.get(config.json()["jwks_uri"])
+        keys = http().get(config.json()["jwks_uri"])
         keys.raise_for_status()
         result: dict[str, Any] = keys.json()
         return result
 
     # Entra v2 tokens for our API carry the client id as `aud`; v1 ones the identifier URI.
-    return TokenValidator(f"{tenant_base}/v2.0", [s.api_audience, s.client_id], JwksCache(fetch))
+    return TokenValidator(
+        f"{tenant_base}/v2.0", [settings.api_audience, settings.client_id], JwksCache(fetch)
+    )
+
+
+def default_validator() -> TokenValidator:
+    """Deprecated alias of `shared.wiring.token_validator` (removed at the end of issue 12)."""
+    from shared import wiring
+
+    return wiring.token_validator()

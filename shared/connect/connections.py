@@ -49,7 +49,6 @@ import json
 import logging
 import re
 import secrets as pysecrets
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -69,6 +68,7 @@ from shared.core.errors import (
 )
 from shared.core.settings import Settings, origin_of
 from shared.core.validate import check_building
+from shared.directory.registry import is_mapped
 from shared.graph.audit import AuditEntry
 from shared.graph.permissions import (
     GRAPH_DEFAULT_SCOPE,
@@ -645,24 +645,14 @@ def _iso(value: datetime | None) -> str | None:
 # ---------------------------------------------------------------- service
 
 
-def delete_subscriptions_hook(connection: Connection) -> None:
-    """Disconnect hook: delete the building's Graph subscriptions (best effort), while the
-    connection's credentials still work (hooks run before the secret is deleted)."""
-    from shared.subscriptions.service import disconnect_hook  # subscriptions imports this module
-
-    disconnect_hook(connection)
-
-
-def mark_mappings_not_synced_hook(connection: Connection) -> None:
+def mark_mappings_not_synced(resources: Callable[[], TableClient], connection: Connection) -> None:
     """Disconnect hook: keep the building's mappings but show them `not_synced` (`disconnected`).
 
-    The registry (shared/directory/registry.py) keeps mapping and sync fields on the resource entity; the
-    sync feature sets `syncStatus` back when the building is connected and synced again.
+    The registry (shared/directory/registry.py) keeps mapping and sync fields on the resource
+    entity; the sync feature sets `syncStatus` back when the building is connected and synced again.
+    `resources` gives the resources table (the wiring binds it).
     """
-    from shared.directory.registry import is_mapped
-    from shared.storage import clients
-
-    table = clients.table(tablestore.RESOURCES)
+    table = resources()
 
     def build(current: tablestore.Entity | None) -> tablestore.Entity | None:
         if current is None or not is_mapped(current):
@@ -685,10 +675,9 @@ class ConnectDeps:
     tokens: TokenProvider
     read_me: Callable[[Connection, TokenResult], dict[str, Any]]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-    on_disconnect: tuple[Callable[[Connection], None], ...] = (
-        delete_subscriptions_hook,
-        mark_mappings_not_synced_hook,
-    )
+    # Run by `disconnect` before the secret goes, so Graph can still be told (the wiring passes
+    # the subscriptions' hook and `mark_mappings_not_synced`).
+    on_disconnect: tuple[Callable[[Connection], None], ...] = ()
     # verified domain -> tenant id, None if unknown (`discover_tenant_id` in `default_deps`)
     resolve_tenant: Callable[[str], str | None] = _no_tenant_discovery
     audit: Callable[[AuditEntry], None] = lambda entry: None
@@ -1104,57 +1093,18 @@ def keep_alive(deps: ConnectDeps, *, older_than: timedelta = KEEPALIVE_AFTER) ->
     return counts
 
 
-# ---------------------------------------------------------------- wiring
-
-_deps: ConnectDeps | None = None
-_deps_lock = threading.Lock()
+# ---------------------------------------------------------------- deprecated aliases
 
 
 def default_deps() -> ConnectDeps:
-    """The process's collaborators (cached: the token provider's caches must live across calls)."""
-    global _deps
-    from shared.core.settings import get_settings
-    from shared.graph.audit import default_audit
-    from shared.graph.client import default_graph
-    from shared.storage import clients
-    from shared.storage.keyvault import default_store
+    """Deprecated alias of `shared.wiring.connect_deps` (removed at the end of issue 12)."""
+    from shared import wiring
 
-    with _deps_lock:
-        settings = get_settings()
-        if _deps is not None and _deps.settings is settings:
-            return _deps
-        store = default_store()
-        connections = ConnectionRepository(lambda: clients.table(CONNECTIONS_TABLE))
-        identity = Identity(
-            settings.client_id,
-            settings.authority_host,
-            lambda: store.app_credential(
-                settings.client_secret_name, settings.client_certificate_name
-            ),
-            clients.msal_http_session(),
-        )
-        tokens = TokenProvider(identity, store, connections, lambda: datetime.now(UTC))
-
-        def read_me(connection: Connection, result: TokenResult) -> dict[str, Any]:
-            return default_graph().read_me_with(connection, result.access_token)
-
-        _deps = ConnectDeps(
-            settings=settings,
-            connections=connections,
-            flows=FlowRepository(lambda: clients.table(FLOWS_TABLE)),
-            secrets=store,
-            identity=identity,
-            tokens=tokens,
-            read_me=read_me,
-            resolve_tenant=lambda domain: discover_tenant_id(
-                clients.http_client(), settings.authority_host, domain
-            ),
-            audit=default_audit().record,
-        )
-        return _deps
+    return wiring.connect_deps()
 
 
 def reset_default_deps() -> None:
-    global _deps
-    with _deps_lock:
-        _deps = None
+    """Deprecated alias of `shared.wiring.reset` (removed at the end of issue 12)."""
+    from shared import wiring
+
+    wiring.reset()

@@ -196,6 +196,7 @@ def _entry_from(e: Any) -> AuditEntry:
 
 
 def default_audit() -> AuditLog:
-    from shared.storage import clients
+    """Deprecated alias of `shared.wiring.audit_log` (removed at the end of issue 12)."""
+    from shared import wiring
 
-    return AuditLog(lambda: clients.table(AUDIT_TABLE))
+    return wiring.audit_log()

@@ -651,31 +651,11 @@ def _operation(method: str, path: str, base: str) -> str:
     return f"{method} /" + "/".join(folded)
 
 
-# ---------------------------------------------------------------- wiring
-
-_graph: GraphClient | None = None
-_graph_lock = threading.Lock()
+# ---------------------------------------------------------------- deprecated alias
 
 
 def default_graph() -> GraphClient:
-    """The process's Graph client on the shared httpx client and the connect service's tokens,
-    guarded by the building's mapped calendars (the resources table)."""
-    global _graph
-    from shared.connect.connections import default_deps
-    from shared.core.settings import get_settings
-    from shared.graph.audit import default_audit
-    from shared.mapping.service import load_mapped
-    from shared.storage import clients
+    """Deprecated alias of `shared.wiring.graph_client` (removed at the end of issue 12)."""
+    from shared import wiring
 
-    deps = default_deps()
-    with _graph_lock:
-        http = clients.http_client()
-        if _graph is None or _graph.http is not http or _graph.tokens is not deps.tokens:
-            _graph = GraphClient(
-                http,
-                get_settings().graph_base_url,
-                deps.tokens,
-                default_audit(),
-                guard=CalendarGuard(lambda building: load_mapped(clients.table, building)),
-            )
-        return _graph
+    return wiring.graph_client()

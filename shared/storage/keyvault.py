@@ -100,7 +100,6 @@ class SecretStore:
         self._reset = reset
         self._lock = threading.Lock()
         self._flow_keys: dict[str, FlowKey] = {}  # by version, plus "" for the current one
-        self.settings_id = 0
 
     @property
     def _client(self) -> SecretClient:
@@ -262,23 +261,8 @@ def _store_error(action: str, name: str, exc: Exception) -> SecretStoreError:
     )
 
 
-_store: SecretStore | None = None
-_store_lock = threading.Lock()
-
-
 def default_store() -> SecretStore:
-    """The process's store on the cached SecretClient."""
-    global _store
-    from shared.core.settings import get_settings
-    from shared.storage import clients
+    """Deprecated alias of `shared.wiring.secret_store` (removed at the end of issue 12)."""
+    from shared import wiring
 
-    def reset() -> None:
-        clients.secret_client.cache_clear()
-        clients.credential.cache_clear()
-
-    with _store_lock:
-        if _store is None or _store.settings_id != id(get_settings()):
-            # The factory, not a client: reset_clients() and `reset` take effect at once.
-            _store = SecretStore(clients.secret_client, reset)
-            _store.settings_id = id(get_settings())  # another stack/vault: forget cached keys
-        return _store
+    return wiring.secret_store()

@@ -1,6 +1,6 @@
 """API bearer tokens for integration tests, in one place.
 
-Today a test-only RSA key signs the tokens and `shared.api.auth.default_validator` is replaced by a
+Today a test-only RSA key signs the tokens and `shared.wiring.token_validator` is replaced by a
 validator that trusts that key (`caller_for` looks the validator up at call time). When the identity
 emulator issues API tokens, switch `api_tokens` to emulator-issued tokens here; tests only use the
 `ApiTokens` methods and do not change.
@@ -19,7 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-import shared.api.auth
+import shared.wiring
 from shared.api.auth import BUILDING_ADMIN, PORTAL_SERVICE, JwksCache, TokenValidator
 
 TENANT = "0a0a0a0a-0000-4000-8000-000000000001"
@@ -75,5 +75,5 @@ def api_tokens(monkeypatch: pytest.MonkeyPatch) -> ApiTokens:
     tokens = ApiTokens()
     jwk = _signing_key()[1]
     validator = TokenValidator(ISSUER, [AUDIENCE], JwksCache(lambda: {"keys": [jwk]}))
-    monkeypatch.setattr(shared.api.auth, "default_validator", lambda: validator)
+    monkeypatch.setattr(shared.wiring, "token_validator", lambda: validator)
     return tokens
