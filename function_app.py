@@ -8,7 +8,11 @@ import azure.functions as func
 
 from functions import admin, bookings, connect, graph_webhook, mapping, ops, sync
 
-app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+# No app-wide auth level: every route states ANONYMOUS itself (the API checks bearer tokens in
+# shared/api/auth.py, and Graph's webhook cannot send a function key). Left at the library's
+# FUNCTION default, a route that forgot its level shows up as such in the indexing test, which
+# checks every HTTP trigger (tests/unit/test_function_app.py); an ANONYMOUS default would hide it.
+app = func.FunctionApp()
 
 for blueprint in (
     ops.bp,

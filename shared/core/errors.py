@@ -12,12 +12,11 @@
     ├── PayloadTooLarge                413 a body over its size limit (shared/core/jsonbody.py)
     ├── UnsupportedMediaType           415 (shared/subscriptions/service.py) the webhook only takes JSON
     ├── Unprocessable                  422 understood but not doable (`reason` code: not_supported, ...)
-    ├── DependencyError                503 a dependency failed; `transient` says whether to retry
-    │   ├── GraphError                 carries Graph's status, code and request id
-    │   ├── IdentityError              the identity platform refused (AADSTS code, `reauth` flag)
-    │   ├── SecretStoreError           Key Vault
-    │   └── StorageError               Table / Queue storage
-    └── SettingsUnusable               500 configuration problem (logged with detail, generic to callers)
+    └── DependencyError                503 a dependency failed; `transient` says whether to retry
+        ├── GraphError                 carries Graph's status, code and request id
+        ├── IdentityError              the identity platform refused (AADSTS code, `reauth` flag)
+        ├── SecretStoreError           Key Vault
+        └── StorageError               Table / Queue storage
 
 Subclasses live beside the code that raises them; the tree above lists them all. Services raise
 these; triggers call `problem(err)` to turn any of them into (status, body). Callers never
@@ -169,12 +168,7 @@ class StorageError(DependencyError):
     slug = "storage"
 
 
-class SettingsUnusable(BookingBridgeError):
-    title = "Service misconfigured"
-    slug = "settings"
-
-
-def problem(err: BookingBridgeError, *, instance: str | None = None) -> tuple[int, dict[str, Any]]:
+def problem(err: BookingBridgeError) -> tuple[int, dict[str, Any]]:
     """Map an error to (HTTP status, problem+json body). The only place errors become HTTP."""
     public_detail = (
         err.detail if err.status < 500 or isinstance(err, DependencyError) else err.title
@@ -189,6 +183,4 @@ def problem(err: BookingBridgeError, *, instance: str | None = None) -> tuple[in
         body["reason"] = err.reason
     if isinstance(err, ValidationFailed):
         body["errors"] = [{"field": e.field, "message": e.message} for e in err.errors]
-    if instance:
-        body["instance"] = instance
     return err.status, body

@@ -39,6 +39,16 @@ def test_every_binding_is_a_parameter() -> None:
         assert f.get_trigger() is not None, f.get_function_name()
 
 
+def test_every_http_route_states_anonymous_and_leaves_auth_to_the_api() -> None:
+    # function_app.py sets no app-wide level, so a route that omits its own is FUNCTION here.
+    levels = {
+        f.get_function_name(): f.get_trigger().auth_level
+        for f in _functions()
+        if f.get_trigger().get_binding_name() == "httpTrigger"
+    }
+    assert levels and set(levels.values()) == {func.AuthLevel.ANONYMOUS}, levels
+
+
 def test_every_http_route_is_in_openapi_and_back() -> None:
     routes: set[tuple[str, str]] = set()
     for f in _functions():
