@@ -1,5 +1,5 @@
 """Calendar sync: the queue worker, the poll and reconciliation timers, sync health and forced
-resync. Thin triggers: parse, call shared/sync/worker.py, map the result."""
+resync. Thin triggers: parse, call shared/sync/ (worker, polling, health), map the result."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def sync_worker(msg: func.QueueMessage) -> None:
 
 @bp.timer_trigger(schedule="%BB_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_poll(timer: func.TimerRequest) -> None:
-    from shared.sync.worker import default_sync_deps, poll_due
+    from shared.sync.polling import poll_due
+    from shared.sync.worker import default_sync_deps
 
     sent = poll_due(default_sync_deps())
     if sent:
@@ -43,7 +44,8 @@ def sync_poll(timer: func.TimerRequest) -> None:
 
 @bp.timer_trigger(schedule="%BB_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_reconcile(timer: func.TimerRequest) -> None:
-    from shared.sync.worker import default_sync_deps, reconcile_all
+    from shared.sync.polling import reconcile_all
+    from shared.sync.worker import default_sync_deps
 
     logger.info("sync reconcile: %d calendars enqueued", reconcile_all(default_sync_deps()))
 
@@ -53,7 +55,8 @@ def sync_reconcile(timer: func.TimerRequest) -> None:
 def sync_health_get(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller_for(req, building)
-    from shared.sync.worker import default_sync_deps, sync_health
+    from shared.sync.health import sync_health
+    from shared.sync.worker import default_sync_deps
 
     return json_response(sync_health(default_sync_deps(), building))
 
@@ -64,7 +67,8 @@ def sync_health_get(req: func.HttpRequest) -> func.HttpResponse:
 def sync_resync(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller_for(req, building)
-    from shared.sync.worker import default_sync_deps, force_resync
+    from shared.sync.health import force_resync
+    from shared.sync.worker import default_sync_deps
 
     request = force_resync(default_sync_deps(), building, req.route_params["resource"])
     return json_response(

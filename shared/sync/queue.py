@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from shared.core.errors import FieldError, ValidationFailed
+from shared.storage import tablestore
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 QUEUE = "notifications"
+POISON_QUEUE = QUEUE + "-poison"  # where the host moves a message after its last retry
 
 Reason = Literal["notified", "mapped", "unmapped", "resync", "missed", "reconcile"]
 REASONS: frozenset[str] = frozenset(
@@ -49,3 +54,16 @@ class SyncRequest:
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise ValidationFailed([FieldError("message", "not a sync request")]) from exc
+
+
+def send(queue: QueueClient, request: SyncRequest, delay: float = 0) -> None:
+    """Put a request on the sync queue, visible after `delay` seconds (whole seconds; less than
+    one is now)."""
+    with tablestore.storage_errors("enqueue sync request"):
+        queue.send_message(request.encode(), visibility_timeout=int(delay) if delay >= 1 else None)
+
+
+def peek(queue: QueueClient, limit: int) -> list[str]:
+    """The bodies of up to `limit` messages at the head of a queue, leaving them there."""
+    with tablestore.storage_errors(f"peek {queue.queue_name}"):
+        return [str(m.content) for m in queue.peek_messages(max_messages=limit)]

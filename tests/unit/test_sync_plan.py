@@ -422,11 +422,11 @@ def test_removals_are_planned_with_the_stored_block() -> None:
     assert isinstance(action, Remove) and action.block is before
 
 
-# ---------------------------------------------------------------- the worker's pure helpers
+# ---------------------------------------------------------------- the sync's pure helpers
 
 
 def test_the_window_is_whole_utc_days_from_yesterday() -> None:
-    from shared.sync.worker import current_window
+    from shared.sync.deltastate import current_window
 
     w = current_window(datetime(2026, 12, 1, 17, 45, tzinfo=UTC), 60)
     assert w == Window(datetime(2026, 11, 30, tzinfo=UTC), datetime(2027, 1, 30, tzinfo=UTC))
@@ -442,7 +442,7 @@ def _mapped(calendar: str = "CAL-1", mailbox: str = "room1@x.example") -> Any:
 
 
 def test_when_a_new_baseline_is_needed() -> None:
-    from shared.sync.worker import current_window, needs_baseline
+    from shared.sync.deltastate import current_window, needs_baseline
 
     wanted = current_window(DAY, 60)
     state = {
@@ -469,7 +469,8 @@ def test_when_a_new_baseline_is_needed() -> None:
 
 
 def test_adaptive_poll_interval() -> None:
-    from shared.sync.worker import SyncConfig, next_poll_seconds
+    from shared.sync.deps import SyncConfig
+    from shared.sync.polling import next_poll_seconds
 
     config = SyncConfig(poll_min_seconds=30, poll_max_seconds=300)
     assert next_poll_seconds(None, False, config) == 30
@@ -524,7 +525,7 @@ def test_failure_reason_codes(error: str, reason: str, transient: bool) -> None:
 
 def test_sync_settings_defaults_and_refusals() -> None:
     from shared.core.settings import TIMER_SCHEDULES, SettingsError, load_settings
-    from shared.sync.worker import SyncConfig
+    from shared.sync.deps import SyncConfig
     from tests.unit.test_settings import VALID
 
     s = load_settings(VALID)
