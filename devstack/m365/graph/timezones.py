@@ -86,7 +86,7 @@ WINDOWS_TO_IANA: dict[str, str] = {
     "India Standard Time": "Asia/Calcutta",
     "Sri Lanka Standard Time": "Asia/Colombo",
     "Nepal Standard Time": "Asia/Katmandu",
-    "Central Asia Standard Time": "Asia/Almaty",
+    "Central Asia Standard Time": "Asia/Bishkek",
     "Bangladesh Standard Time": "Asia/Dhaka",
     "Myanmar Standard Time": "Asia/Rangoon",
     "SE Asia Standard Time": "Asia/Bangkok",
