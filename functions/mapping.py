@@ -1,4 +1,4 @@
-"""Calendar discovery and resource ↔ calendar mapping of a building (shared/mapping/service.py).
+"""Calendar discovery and resource ↔ calendar mapping of a building (shared/mapping/).
 
 Every route takes a bearer token of Portal.Service or of a Building.Admin of that building, checked
 first (401 / 403) before anything is read. Services are imported inside the handlers so that
@@ -22,7 +22,8 @@ MAPPING = "buildings/{building}/resources/{resource}/mapping"
 def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    from shared.mapping.service import default_mapping_deps, list_calendars
+    from shared.mapping.discovery import list_calendars
+    from shared.mapping.service import default_mapping_deps
 
     found = list_calendars(default_mapping_deps(), building, dict(req.params), actor=caller.actor)
     return json_response(found)
@@ -33,7 +34,8 @@ def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
 def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    from shared.mapping.service import default_mapping_deps, list_room_lists
+    from shared.mapping.discovery import list_room_lists
+    from shared.mapping.service import default_mapping_deps
 
     return json_response(list_room_lists(default_mapping_deps(), building, actor=caller.actor))
 

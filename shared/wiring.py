@@ -37,7 +37,7 @@ from shared.graph.client import GraphClient
 from shared.graph.guard import CalendarGuard
 from shared.mapping.service import load_mapped
 from shared.storage import clients, tablestore
-from shared.storage.keyvault import SecretStore
+from shared.storage.keyvault import FLOW_KEY_NAME, SecretStore, VersionedKeys
 from shared.subscriptions.service import disconnect_hook
 
 T = TypeVar("T")
@@ -149,6 +149,7 @@ def connect_deps(settings: Settings) -> ConnectDeps:
         connections=connection_repository(),
         flows=FlowRepository(lambda: clients.table(FLOWS_TABLE)),
         secrets=secret_store(),
+        flow_keys=VersionedKeys(secret_store(), FLOW_KEY_NAME, reason="flow_key"),
         identity=tokens.identity,
         tokens=tokens,
         read_me=read_me,

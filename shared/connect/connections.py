@@ -25,7 +25,8 @@ A callback in the v2 admin consent shape (no `code`) is refused with reason `con
 
 One connection per building (`connections` table, PartitionKey building, RowKey `current`); a tenant
 may serve many buildings. Flow state lives in `oauthflows` (PartitionKey flowId) with only non-secret
-data; the PKCE verifier and the nonce are HMACs of the Key Vault flow key (shared/storage/keyvault.py).
+data; the PKCE verifier and the nonce are HMACs of the Key Vault flow key (shared/storage/keyvault.py,
+`ConnectDeps.flow_keys`).
 A flow is single-use (deleted with If-Match its ETag: only one callback wins), expires after
 `FLOW_TTL` on *our* clock, and is bound to the building and the admin who started it.
 
@@ -79,6 +80,7 @@ from shared.graph.permissions import (
 from shared.storage import tablestore
 from shared.storage.keyvault import (
     SecretStore,
+    VersionedKeys,
     connection_secret_name,
     oidc_nonce,
     pkce_challenge,
@@ -671,6 +673,7 @@ class ConnectDeps:
     connections: ConnectionRepository
     flows: FlowRepository
     secrets: SecretStore
+    flow_keys: VersionedKeys  # `oauth-flow-key`: PKCE verifiers and nonces are HMACs under it
     identity: Identity
     tokens: TokenProvider
     read_me: Callable[[Connection, TokenResult], dict[str, Any]]
@@ -720,7 +723,7 @@ def start_connect(
     if errors:
         raise ValidationFailed(errors)
     tenant_id = _tenant_id(deps, str(tenant).strip()) if mode == "application" else None
-    flow_key = deps.secrets.flow_key()
+    flow_key = deps.flow_keys.current()
     flow = Flow(
         flow_id=pysecrets.token_urlsafe(16),  # 128 bits: unguessable, the whole CSRF defence
         building_id=building_id,
@@ -877,7 +880,7 @@ def _redeem(
     """Redeem the flow's code with its PKCE verifier (a code of another flow fails); the tokens
     and the flow's nonce (MSAL compares it with the id token's, when there is one)."""
     try:
-        key = deps.secrets.flow_key(flow.key_version)
+        key = deps.flow_keys.version(flow.key_version)
         nonce = oidc_nonce(key.key, flow.flow_id)
         tokens = deps.identity.redeem_code(
             code,

@@ -1,17 +1,5 @@
-"""Calendar discovery and resource ↔ calendar mapping for a connected building.
-
-Discovery (`list_calendars`, GET /buildings/{b}/calendars) — what this connection may map:
-- delegated: `GET /me/calendars` — the account's own calendars (`personal`) and the copies of
-  calendars shared with it (`shared`; `mailbox` = the owner, GRAPH.md §3.2); with
-  `Place.Read.All`, the tenant's rooms from the Places API (`room`): a room shared with the
-  account is its copy, any other room is probed with `GET /users/{room}/calendar`;
-- application: rooms from the Places API, each probed with `GET /users/{room}/calendar` (its id is
-  the room's default calendar id, and the probe proves access: rooms outside an Exchange RBAC
-  scope come back `canEdit: false`, `reason: access_denied`);
-- `?mailbox=<smtp>`: the calendars of one named mailbox (any mode; 422 when not reachable);
-- `?roomList=<email>`: only the rooms of one room list (SpaceIQ's way to find rooms).
-Rooms are keyed by email address, never by place id (GRAPH.md §3.4). Probes run as `$batch`
-requests of 20, a few at a time.
+"""Resource ↔ calendar mapping for a connected building (finding the calendars to map:
+shared/mapping/discovery.py).
 
 Mapping (`map_resource`, PUT .../mapping): the calendar is read through Graph
 (`GET /users/{graph mailbox}/calendars/{id}`) and must be visible, owned by the named mailbox and
@@ -39,30 +27,31 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
-from shared.core.addresses import normalise_email
-from shared.core.errors import (
-    Conflict,
-    GraphError,
-    IdentityError,
-    NotFound,
-    Unprocessable,
-)
-from shared.core.validate import Checker, check_building, check_path
+from shared.core.errors import Conflict, GraphError, IdentityError, NotFound, Unprocessable
+from shared.core.validate import Checker, check_path
 from shared.directory import registry
 from shared.directory.registry import INDEX_ROW_KEY, ResourceOut
-from shared.graph.client import BATCH_LIMIT, BatchItem, BatchResult
 from shared.graph.guard import MappedCalendar, Who
+from shared.mapping.access import (
+    CalendarKind,
+    ConnectionSource,
+    account_mailbox,
+    connected,
+    graph_reason,
+    is_room,
+    reauth,
+    users_path,
+)
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
 from shared.sync.queue import QUEUE, SyncRequest
@@ -73,45 +62,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CalendarKind = Literal["room", "personal", "shared"]
-PLACES_SCOPE = "Place.Read.All"
 CLAIM_GRACE = timedelta(minutes=2)  # far longer than steps 1-3 take; then a claim is abandoned
 CALENDAR_ID_MAX = 512  # Graph ids are ~150 characters; the bound keeps index keys and logs sane
-MAX_ROOMS = 2000  # rooms listed per request (Places pages of 100); a room list narrows it
-PROBE_WORKERS = 4  # $batch requests in flight while probing rooms
-_KIND_ORDER = {"personal": 0, "shared": 1, "room": 2}
-_GONE = frozenset({"ErrorItemNotFound", "ErrorInvalidUser", "Request_ResourceNotFound"})
-
-
-# ---------------------------------------------------------------- wire shapes
-
-
-class OwnerOut(TypedDict):
-    name: str | None
-    address: str | None
-
-
-class CalendarOut(TypedDict):
-    id: str | None  # None: a room this connection cannot read (see reason)
-    name: str
-    owner: OwnerOut
-    kind: CalendarKind
-    canEdit: bool
-    mailbox: str
-    reason: str | None  # why canEdit is false: access_denied, calendar_not_found, not_writable, ...
-    mappedResourceId: str | None  # the resource of this building mapped to it, if any
-
-
-class RoomListOut(TypedDict):
-    name: str | None
-    address: str
 
 
 # ---------------------------------------------------------------- collaborators
-
-
-class ConnectionSource(Protocol):
-    def get(self, building_id: str) -> Connection | None: ...
 
 
 @dataclass(frozen=True)
@@ -161,395 +116,6 @@ def index_key(tenant_id: str, mailbox: str, calendar_id: str) -> str:
     return hashlib.sha256(raw.encode("utf-8")).hexdigest()
 
 
-# ---------------------------------------------------------------- connection state
-
-
-def _connected(deps: MappingDeps, building_id: str) -> Connection:
-    connection = deps.connections.get(building_id)
-    if connection is None or connection.status in ("disconnected", "error"):
-        raise Unprocessable(
-            "The building is not connected to Microsoft 365", reason="not_connected"
-        )
-    if connection.status == "reauth_required":
-        raise Unprocessable(
-            "The connection to Microsoft 365 needs an administrator to reconnect",
-            reason="reauth_required",
-        )
-    return connection
-
-
-def _account_mailbox(connection: Connection) -> str | None:
-    account = connection.account
-    if connection.mode != "delegated" or account is None:
-        return None
-    name = account.mail or account.user_principal_name
-    return name.lower() if name else None
-
-
-def _reauth(err: IdentityError) -> Unprocessable:
-    return Unprocessable(
-        "The connection to Microsoft 365 needs an administrator to reconnect",
-        reason="reauth_required" if err.error != "not_connected" else "not_connected",
-    )
-
-
-def _users(mailbox: str, suffix: str = "") -> str:
-    return f"/users/{quote(mailbox, safe='@')}{suffix}"
-
-
-# ---------------------------------------------------------------- discovery
-
-
-@dataclass(frozen=True)
-class _Room:
-    address: str
-    name: str | None
-
-
-def list_calendars(
-    deps: MappingDeps,
-    building_id: str,
-    params: Mapping[str, str],
-    *,
-    actor: str = "system",
-) -> list[CalendarOut]:
-    """Calendars this building's connection may map (module docstring), ordered by kind, name."""
-    check_building(building_id)
-    mailbox, room_list = _discovery_params(params)
-    connection = _connected(deps, building_id)
-    try:
-        if mailbox is not None:
-            found = _named_mailbox(deps, connection, mailbox, actor)
-        elif room_list is not None:
-            rooms = _room_list_rooms(deps, connection, room_list, actor)
-            found = _room_entries(deps, connection, rooms, _copies(deps, connection, actor), actor)
-        elif connection.mode == "delegated":
-            found = _delegated(deps, connection, actor)
-        else:
-            _require_places(connection)
-            found = _room_entries(deps, connection, _rooms(deps, connection, actor), {}, actor)
-    except IdentityError as err:
-        if err.reauth:
-            raise _reauth(err) from err
-        raise
-    _annotate(deps, building_id, found)
-    return sorted(
-        found,
-        key=lambda c: (_KIND_ORDER[c["kind"]], c["name"].lower(), c["mailbox"], c["id"] or ""),
-    )
-
-
-def list_room_lists(
-    deps: MappingDeps, building_id: str, *, actor: str = "system"
-) -> list[RoomListOut]:
-    """The tenant's room lists (Places API), to pick one for `?roomList=`."""
-    check_building(building_id)
-    connection = _connected(deps, building_id)
-    _require_places(connection)
-    try:
-        places = _paged(
-            deps, connection, "/places/microsoft.graph.roomlist", actor, "places.roomlists"
-        )
-    except IdentityError as err:
-        if err.reauth:
-            raise _reauth(err) from err
-        raise
-    out: list[RoomListOut] = []
-    for place in places:
-        address = normalise_email(str(place.get("emailAddress") or ""))
-        if address:
-            out.append({"name": place.get("displayName"), "address": address})
-    return sorted(out, key=lambda r: ((r["name"] or "").lower(), r["address"]))
-
-
-def _discovery_params(params: Mapping[str, str]) -> tuple[str | None, str | None]:
-    check = Checker(params)
-    check.only(("mailbox", "roomList"))
-    mailbox = check.email("mailbox", params.get("mailbox"), nullable=True)
-    room_list = check.email("roomList", params.get("roomList"), nullable=True)
-    if mailbox and room_list:
-        check.add("roomList", "cannot be combined with mailbox")
-    check.done()
-    return mailbox, room_list
-
-
-def _require_places(connection: Connection) -> None:
-    if PLACES_SCOPE not in connection.scopes:
-        raise Unprocessable(
-            "The connection may not read rooms (Place.Read.All was not granted); "
-            "name a mailbox with ?mailbox=",
-            reason="places_not_granted",
-        )
-
-
-def _paged(
-    deps: MappingDeps,
-    connection: Connection,
-    path: str,
-    actor: str,
-    operation: str,
-    params: dict[str, str] | None = None,
-    limit: int = MAX_ROOMS,
-) -> list[dict[str, Any]]:
-    """Every item of a Graph collection, following nextLinks (at most `limit`)."""
-    items: list[dict[str, Any]] = []
-    url: str | None = path
-    query = params
-    while url and len(items) < limit:
-        page = deps.graph.get_json(connection, url, params=query, operation=operation, actor=actor)
-        items.extend(v for v in page.get("value", []) if isinstance(v, dict))
-        url = page.get("@odata.nextLink")
-        query = None  # a nextLink carries its own query (GRAPH.md pitfall 13)
-    if url:
-        logger.warning("listing %s stopped at %d items", operation, limit)
-    return items[:limit]
-
-
-def _entry(
-    calendar_id: str | None,
-    name: str,
-    owner_name: str | None,
-    owner_address: str | None,
-    kind: CalendarKind,
-    can_edit: bool,
-    mailbox: str,
-    reason: str | None = None,
-) -> CalendarOut:
-    return {
-        "id": calendar_id,
-        "name": name,
-        "owner": {"name": owner_name, "address": owner_address},
-        "kind": kind,
-        "canEdit": can_edit,
-        "mailbox": mailbox,
-        "reason": reason if reason else (None if can_edit else "not_writable"),
-        "mappedResourceId": None,
-    }
-
-
-def _own_calendars(deps: MappingDeps, connection: Connection, actor: str) -> list[CalendarOut]:
-    """`/me/calendars`: own (`personal`) and shared copies (`shared`, mailbox = the owner)."""
-    account = Who.of(connection).account
-    me = _account_mailbox(connection) or ""
-    out: list[CalendarOut] = []
-    for cal in _paged(deps, connection, "/me/calendars", actor, "calendars.list"):
-        owner = cal.get("owner") or {}
-        address = str(owner.get("address") or me).lower()
-        own = address in account or not owner.get("address")
-        out.append(
-            _entry(
-                str(cal["id"]),
-                str(cal.get("name") or ""),
-                owner.get("name"),
-                address,
-                "personal" if own else "shared",
-                bool(cal.get("canEdit")),
-                me if own else address,
-            )
-        )
-    return out
-
-
-def _copies(deps: MappingDeps, connection: Connection, actor: str) -> dict[str, CalendarOut]:
-    """Delegated: calendars shared with the account, by owner mailbox (rooms shared with it)."""
-    if connection.mode != "delegated":
-        return {}
-    copies: dict[str, CalendarOut] = {}
-    for entry in _own_calendars(deps, connection, actor):
-        if entry["kind"] == "shared":
-            copies.setdefault(entry["mailbox"], entry)
-    return copies
-
-
-def _delegated(deps: MappingDeps, connection: Connection, actor: str) -> list[CalendarOut]:
-    own = _own_calendars(deps, connection, actor)
-    if PLACES_SCOPE not in connection.scopes:
-        return own
-    try:
-        rooms = _rooms(deps, connection, actor)
-    except GraphError as err:
-        if err.failure.status != 403:
-            raise
-        # Place.Read.All was withdrawn since connecting: the account's calendars still count.
-        logger.warning("building %s: Places refused (%s)", connection.building_id, err.reason)
-        return own
-    room_addresses = {r.address for r in rooms}
-    copies = {e["mailbox"]: e for e in own if e["kind"] == "shared"}
-    rest = [e for e in own if not (e["kind"] == "shared" and e["mailbox"] in room_addresses)]
-    return rest + _room_entries(deps, connection, rooms, copies, actor)
-
-
-def _rooms(deps: MappingDeps, connection: Connection, actor: str) -> list[_Room]:
-    places = _paged(
-        deps, connection, "/places/microsoft.graph.room", actor, "places.rooms", {"$top": "100"}
-    )
-    return _rooms_of(places)
-
-
-def _rooms_of(places: Iterable[Mapping[str, Any]]) -> list[_Room]:
-    rooms: dict[str, _Room] = {}
-    for place in places:
-        address = normalise_email(str(place.get("emailAddress") or ""))
-        if address:  # a room without a mailbox address cannot be booked through Graph
-            rooms.setdefault(address, _Room(address, place.get("displayName")))
-    return list(rooms.values())
-
-
-def _room_list_rooms(
-    deps: MappingDeps, connection: Connection, room_list: str, actor: str
-) -> list[_Room]:
-    _require_places(connection)
-    path = f"/places/{quote(room_list, safe='@')}/microsoft.graph.roomlist/rooms"
-    try:
-        places = _paged(deps, connection, path, actor, "places.roomlist", {"$top": "100"})
-    except GraphError as err:
-        if err.failure.status == 404:
-            raise Unprocessable(
-                "No room list with that address", reason="room_list_not_found"
-            ) from err
-        raise
-    return _rooms_of(places)
-
-
-def _room_entries(
-    deps: MappingDeps,
-    connection: Connection,
-    rooms: Sequence[_Room],
-    copies: Mapping[str, CalendarOut],
-    actor: str,
-) -> list[CalendarOut]:
-    """One entry per room: its shared copy (delegated) or a probe of its default calendar."""
-    out: list[CalendarOut] = []
-    probe: list[_Room] = []
-    for room in rooms:
-        copy = copies.get(room.address)
-        if copy is not None:
-            out.append(
-                {**copy, "kind": "room", "owner": {"name": room.name, "address": room.address}}
-            )
-        else:
-            probe.append(room)
-    results = _probe(deps, connection, [r.address for r in probe], actor)
-    for n, room in enumerate(probe):
-        result = results[str(n)]
-        name = room.name or room.address
-        if result.ok and isinstance(result.body, dict) and result.body.get("id"):
-            can_edit = bool(result.body.get("canEdit"))
-            out.append(
-                _entry(
-                    str(result.body["id"]), name, room.name, room.address, "room", can_edit,
-                    room.address,
-                )
-            )  # fmt: skip
-        else:
-            out.append(
-                _entry(
-                    None, name, room.name, room.address, "room", False, room.address,
-                    _probe_reason(result),
-                )
-            )  # fmt: skip
-    return out
-
-
-def _probe(
-    deps: MappingDeps, connection: Connection, mailboxes: Sequence[str], actor: str
-) -> dict[str, BatchResult]:
-    """`GET /users/{m}/calendar` for each mailbox, as `$batch` requests (item id = position)."""
-    items = [BatchItem(str(n), "GET", _users(m, "/calendar")) for n, m in enumerate(mailboxes)]
-    groups = [items[i : i + BATCH_LIMIT] for i in range(0, len(items), BATCH_LIMIT)]
-
-    def run(group: list[BatchItem]) -> dict[str, BatchResult]:
-        return deps.graph.batch(connection, group, actor=actor)
-
-    results: dict[str, BatchResult] = {}
-    if len(groups) <= 1:
-        for group in groups:
-            results.update(run(group))
-        return results
-    with ThreadPoolExecutor(max_workers=PROBE_WORKERS) as pool:
-        for answered in pool.map(run, groups):
-            results.update(answered)
-    return results
-
-
-def _probe_reason(result: BatchResult) -> str:
-    if result.status in (401, 403):
-        return "access_denied"
-    if result.status == 404 or result.failure().code in _GONE:
-        return "calendar_not_found"
-    return "unavailable"  # throttled or failing after retries: try again later
-
-
-def _named_mailbox(
-    deps: MappingDeps, connection: Connection, mailbox: str, actor: str
-) -> list[CalendarOut]:
-    """`?mailbox=`: the calendars of one mailbox, or 422 saying why it cannot be reached."""
-    account = Who.of(connection).account
-    try:
-        calendars = _paged(deps, connection, _users(mailbox, "/calendars"), actor, "calendars.list")
-    except GraphError as err:
-        reason = _graph_reason(err)
-        if reason is None:
-            raise
-        if reason == "calendar_not_found":
-            raise Unprocessable("No mailbox with that address", reason="mailbox_not_found") from err
-        raise Unprocessable(
-            "This connection may not read that mailbox's calendars", reason=reason
-        ) from err
-    own = mailbox in account
-    kind: CalendarKind = "personal" if own else ("room" if _is_room(deps, connection, mailbox, actor) else (
-        "shared" if connection.mode == "delegated" else "personal"
-    ))  # fmt: skip
-    out: list[CalendarOut] = []
-    for cal in calendars:
-        owner = cal.get("owner") or {}
-        address = str(owner.get("address") or mailbox).lower()
-        out.append(
-            _entry(
-                str(cal["id"]), str(cal.get("name") or ""), owner.get("name"), address,
-                kind, bool(cal.get("canEdit")), mailbox,
-            )
-        )  # fmt: skip
-    return out
-
-
-def _is_room(deps: MappingDeps, connection: Connection, mailbox: str, actor: str) -> bool:
-    """Whether the Places API knows the mailbox as a room (False when it may not be asked)."""
-    if PLACES_SCOPE not in connection.scopes:
-        return False
-    try:
-        place = deps.graph.get_json(
-            connection, f"/places/{quote(mailbox, safe='@')}", operation="places.read", actor=actor
-        )
-    except GraphError:
-        return False
-    return (
-        "room" in str(place.get("@odata.type", "")).lower()
-        and "roomlist" not in str(place.get("@odata.type", "")).lower()
-    )
-
-
-def _annotate(deps: MappingDeps, building_id: str, found: list[CalendarOut]) -> None:
-    """Say which resource of this building each calendar is mapped to (never other buildings')."""
-    mapped = load_mapped(deps.tables, building_id)
-    by_calendar = {(c.mailbox, c.calendar_id): c.resource_id for c in mapped.values()}
-    for entry in found:
-        if entry["id"] is not None:
-            entry["mappedResourceId"] = by_calendar.get((entry["mailbox"], entry["id"]))
-
-
-def _graph_reason(err: GraphError) -> str | None:
-    """A Graph refusal as a mapping reason; None for failures that are not about the calendar."""
-    status, code = err.failure.status, err.failure.code
-    if status == 404 or code in _GONE or (status == 400 and "Id" in code):
-        return "calendar_not_found"
-    if status == 403:
-        return "access_denied"
-    if status == 401:
-        return "reauth_required"
-    return None
-
-
 # ---------------------------------------------------------------- mapping
 
 
@@ -593,7 +159,7 @@ def _resolve(
     their default calendar, GRAPH.md §3.2).
     """
     account = Who.of(connection).account
-    me = _account_mailbox(connection)
+    me = account_mailbox(connection)
     if me is None:
         candidates = [mailbox]
     elif mailbox in account:
@@ -605,12 +171,12 @@ def _resolve(
         try:
             cal = deps.graph.get_json(
                 connection,
-                _users(path_mailbox, f"/calendars/{quote(calendar_id, safe='')}"),
+                users_path(path_mailbox, f"/calendars/{quote(calendar_id, safe='')}"),
                 operation="calendar.read",
                 actor=actor,
             )
         except GraphError as err:
-            reason = _graph_reason(err)
+            reason = graph_reason(err)
             if reason is None:
                 raise
             reasons.append(reason)
@@ -623,7 +189,7 @@ def _resolve(
         is_default = cal.get("isDefaultCalendar") is True
         if address in account:
             kind: CalendarKind = "personal"
-        elif _is_room(deps, connection, address, actor):
+        elif is_room(deps.graph, connection, address, actor):
             kind = "room"
         else:
             kind = "shared" if me is not None else "personal"
@@ -665,12 +231,12 @@ def map_resource(
         raise NotFound("No such resource in this building", reason="resource_not_found")
     if current.get("paid"):
         raise Unprocessable("Paid resources cannot sync to a calendar", reason="not_supported")
-    connection = _connected(deps, building_id)
+    connection = connected(deps.connections, building_id)
     try:
         found = _resolve(deps, connection, calendar_id, mailbox, actor)
     except IdentityError as err:
         if err.reauth:
-            raise _reauth(err) from err
+            raise reauth(err) from err
         raise
     if not found.can_edit:
         raise Unprocessable(

@@ -9,20 +9,26 @@ all: they are HMACs of a long-lived key (DESIGN.md "derive them from Key Vault k
 
 The flow entity records which *version* of `oauth-flow-key` it was started with, so two instances
 racing to create the key (or a rotation) can never break a flow in progress.
+
+Such keys (`oauth-flow-key`, the subscriptions' `client-state-key`) are read through one cache,
+`VersionedKeys`: created on first use, each version cached by its Key Vault version and by its
+non-secret fingerprint (`key_check`), the latest re-read when an unknown fingerprint shows up.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import logging
 import re
 import secrets as pysecrets
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared.core.errors import SecretStoreError
 
@@ -70,13 +76,24 @@ def connection_secret_name(building_id: str) -> str:
     return f"conn-{safe[:80]}-{digest}"
 
 
+def key_check(key: bytes) -> str:
+    """A short, non-secret fingerprint of a key (which key made a stored value)."""
+    return b64url(hmac.new(key, b"key-check", hashlib.sha256).digest())[:16]
+
+
 # ---------------------------------------------------------------- Key Vault
 
 
 @dataclass(frozen=True)
-class FlowKey:
-    version: str
+class VersionedKey:
+    """One version of an HMAC key kept in Key Vault."""
+
+    version: str  # the Key Vault version of the secret
     key: bytes
+
+    @property
+    def check(self) -> str:
+        return key_check(self.key)
 
 
 @dataclass(frozen=True)
@@ -98,8 +115,6 @@ class SecretStore:
     ) -> None:
         self._client_factory = client
         self._reset = reset
-        self._lock = threading.Lock()
-        self._flow_keys: dict[str, FlowKey] = {}  # by version, plus "" for the current one
 
     @property
     def _client(self) -> SecretClient:
@@ -120,16 +135,22 @@ class SecretStore:
             self._reset()
             return op(self._client)
 
-    # --- refresh tokens
+    # --- refresh tokens, keys
     def get(self, name: str) -> str | None:
+        found = self.get_version(name)
+        return None if found is None else found[1]
+
+    def get_version(self, name: str, version: str | None = None) -> tuple[str, str] | None:
+        """(version, value) of the given version, or of the latest; None if there is none."""
         from azure.core.exceptions import ResourceNotFoundError
 
         try:
-            return self._call(lambda c: c.get_secret(name).value)
+            secret = self._call(lambda c: c.get_secret(name, version))
         except ResourceNotFoundError:
             return None
         except Exception as exc:
             raise _store_error("read", name, exc) from exc
+        return str(secret.properties.version or ""), secret.value or ""
 
     def set(self, name: str, value: str, *, content_type: str = "refresh-token") -> str:
         """Write a new version; recover a soft-deleted secret of that name first (reconnect)."""
@@ -164,46 +185,6 @@ class SecretStore:
         except HttpResponseError as exc:  # purge protection: reconnect recovers instead
             logger.info("secret %s deleted, not purged (%s)", name, exc.status_code)
 
-    # --- the flow key
-    def flow_key(self, version: str | None = None) -> FlowKey:
-        """The current flow key (created on first use), or the given version of it."""
-        cached = self._flow_keys.get(version or "")
-        if cached is not None:
-            return cached
-        with self._lock:
-            try:
-                key = self._load_flow_key(version)
-            except SecretStoreError:
-                raise
-            except Exception as exc:
-                raise _store_error("read", FLOW_KEY_NAME, exc) from exc
-            self._flow_keys[version or ""] = key
-            self._flow_keys[key.version] = key
-            return key
-
-    def _load_flow_key(self, version: str | None) -> FlowKey:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        try:
-            secret = self._call(lambda c: c.get_secret(FLOW_KEY_NAME, version))
-        except ResourceNotFoundError:
-            if version:
-                raise SecretStoreError(
-                    "The connect flow's key is gone", transient=False, reason="flow_key_missing"
-                ) from None
-            # First use anywhere: create it. A concurrent creator just makes another version;
-            # each flow remembers the version it used, so both keep working.
-            self._call(
-                lambda c: c.set_secret(
-                    FLOW_KEY_NAME, b64url(pysecrets.token_bytes(32)), content_type="hmac-key"
-                )
-            )
-            secret = self._call(lambda c: c.get_secret(FLOW_KEY_NAME))
-        value = secret.value or ""
-        return FlowKey(
-            version=str(secret.properties.version or ""), key=base64.urlsafe_b64decode(value + "==")
-        )
-
     # --- the app's credential
     def app_credential(self, secret_name: str, certificate_name: str | None) -> AppCredential:
         if certificate_name:
@@ -222,9 +203,108 @@ class SecretStore:
             )  # fmt: skip
         return AppCredential("secret", secret)
 
-    def forget_cached(self) -> None:
-        with self._lock:
-            self._flow_keys.clear()
+
+class VersionedSecrets(Protocol):
+    """The part of `SecretStore` that `VersionedKeys` uses (tests pass fakes)."""
+
+    def get_version(self, name: str, version: str | None = None) -> tuple[str, str] | None: ...
+
+    def set(self, name: str, value: str, *, content_type: str = ...) -> str: ...
+
+
+class VersionedKeys:
+    """An HMAC key kept as the Key Vault secret `name`: created on first use, versions cached.
+
+    - `current()`: the latest version, created if the secret does not exist yet. Two instances
+      racing to create it just make two versions; whatever was made with either stays valid,
+      because users record which version (`version`) or fingerprint (`check`) they used.
+    - `version(v)`: a given version (versions never change, so they are cached for good).
+    - `by_check(check)`: the version with this fingerprint; an unknown one makes us re-read the
+      latest (at most every `reload_after` seconds), so a key created or rotated by another
+      instance is found without a restart, and a flood of forged checks costs one read per period.
+
+    Errors are `SecretStoreError` with reason `reason` (an unusable value) or `<reason>_missing`
+    (a version that is gone).
+    """
+
+    def __init__(
+        self,
+        store: VersionedSecrets,
+        name: str,
+        *,
+        reason: str,
+        reload_after: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self.name = name
+        self._reason = reason
+        self._reload_after = reload_after
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._current: VersionedKey | None = None
+        self._by_version: dict[str, VersionedKey] = {}
+        self._by_check: dict[str, VersionedKey] = {}
+        self._loaded_at = float("-inf")
+
+    def current(self) -> VersionedKey:
+        current = self._current
+        if current is None:
+            with self._lock:
+                current = self._current or self._load_latest(create=True)
+        assert current is not None  # _load_latest(create=True) returns a key or raises
+        return current
+
+    def version(self, version: str) -> VersionedKey:
+        found = self._by_version.get(version)
+        if found is None:
+            with self._lock:
+                found = self._by_version.get(version) or self._load(version)
+        return found
+
+    def by_check(self, check: str) -> VersionedKey | None:
+        found = self._by_check.get(check)
+        if found is None and self._clock() - self._loaded_at >= self._reload_after:
+            with self._lock:
+                if check not in self._by_check:
+                    self._load_latest(create=False)
+            found = self._by_check.get(check)
+        return found
+
+    def _load(self, version: str) -> VersionedKey:
+        found = self._store.get_version(self.name, version)
+        if found is None:
+            raise SecretStoreError(
+                "A key this app needs is gone", transient=False, reason=f"{self._reason}_missing",
+                log_detail=f"{self.name} version {version} not found",
+            )  # fmt: skip
+        return self._remember(*found)
+
+    def _load_latest(self, *, create: bool) -> VersionedKey | None:
+        self._loaded_at = self._clock()
+        found = self._store.get_version(self.name)
+        if found is None:
+            if not create:
+                return None
+            self._store.set(self.name, b64url(pysecrets.token_bytes(32)), content_type="hmac-key")
+            found = self._store.get_version(self.name) or ("", "")
+        self._current = self._remember(*found)
+        return self._current
+
+    def _remember(self, version: str, value: str) -> VersionedKey:
+        try:
+            raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except (ValueError, binascii.Error):
+            raw = b""
+        if len(raw) < 16:
+            raise SecretStoreError(
+                "A key this app needs is unusable", transient=False, reason=self._reason,
+                log_detail=f"{self.name} version {version} is not a key",
+            )  # fmt: skip
+        key = VersionedKey(version, raw)
+        self._by_version[version] = key
+        self._by_check[key.check] = key
+        return key
 
 
 def certificate_credential(pem: str) -> dict[str, str]:

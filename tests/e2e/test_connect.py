@@ -641,11 +641,12 @@ def test_no_token_material_in_logs_or_tables(
 ) -> None:
     from azure.data.tables import TableServiceClient
 
-    from shared.storage.keyvault import default_store, oidc_nonce, pkce_verifier
+    from shared import wiring
+    from shared.storage.keyvault import oidc_nonce, pkce_verifier
 
     caplog.set_level(logging.DEBUG)
-    store = default_store()
-    key = store.flow_key().key  # flows started with older key versions: none (one version)
+    # flows started with older key versions: none (one version)
+    key = wiring.connect_deps().flow_keys.current().key
     # States are flow ids: public (they travel in URLs) and the oauthflows PartitionKey by design.
     needles: dict[str, set[str]] = {k: set(v) for k, v in SEEN.items() if k != "state"}
     needles["verifier"] = {pkce_verifier(key, s) for s in SEEN["state"]}
