@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 import requests
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
     from azure.keyvault.secrets import SecretClient
     from azure.storage.queue import QueueClient, QueueServiceClient
+
+_Service = TypeVar("_Service", "TableServiceClient", "QueueServiceClient")
 
 # Explicit timeouts: a hung dependency must never hang an invocation (the Graph webhook has 3 s).
 HTTP_TIMEOUT = httpx.Timeout(20.0, connect=5.0)
@@ -49,20 +51,24 @@ def credential() -> TokenCredential:
     return ManagedIdentityCredential(client_id=s.identity.client_id)
 
 
-@functools.cache
-def table_service() -> TableServiceClient:
-    from azure.data.tables import TableServiceClient
-
+def _storage_service(client_class: type[_Service], endpoint: str | None) -> _Service:
+    """A Table or Queue service client: the connection string if set, else the storage identity."""
     s = get_settings().storage
-    kwargs: dict[str, Any] = {
+    timeouts: dict[str, Any] = {
         "connection_timeout": AZURE_CONNECTION_TIMEOUT,
         "read_timeout": AZURE_READ_TIMEOUT,
     }
     if s.connection_string:
-        return TableServiceClient.from_connection_string(s.connection_string, **kwargs)
-    return TableServiceClient(
-        endpoint=s.table_endpoint or "", credential=_storage_credential(), **kwargs
-    )
+        return client_class.from_connection_string(s.connection_string, **timeouts)
+    # The account URL is the first parameter of both (`endpoint` / `account_url`).
+    return client_class(endpoint or "", credential=_storage_credential(), **timeouts)
+
+
+@functools.cache
+def table_service() -> TableServiceClient:
+    from azure.data.tables import TableServiceClient
+
+    return _storage_service(TableServiceClient, get_settings().storage.table_endpoint)
 
 
 @functools.cache
@@ -80,16 +86,7 @@ def table(name: str) -> TableClient:
 def queue_service() -> QueueServiceClient:
     from azure.storage.queue import QueueServiceClient
 
-    s = get_settings().storage
-    kwargs: dict[str, Any] = {
-        "connection_timeout": AZURE_CONNECTION_TIMEOUT,
-        "read_timeout": AZURE_READ_TIMEOUT,
-    }
-    if s.connection_string:
-        return QueueServiceClient.from_connection_string(s.connection_string, **kwargs)
-    return QueueServiceClient(
-        account_url=s.queue_endpoint or "", credential=_storage_credential(), **kwargs
-    )
+    return _storage_service(QueueServiceClient, get_settings().storage.queue_endpoint)
 
 
 @functools.cache
