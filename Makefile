@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test check bench demo deps browser clean
+.PHONY: run test test-fast check bench demo deps browser clean
 
 # Python environment: rebuilt when the requirements change.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -36,6 +36,10 @@ run: deps
 ## All tests (starts and stops its own stack pieces on free ports).
 test: deps browser
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## The unit tier only (no processes, no sockets): seconds, for the edit-test loop.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -p no:cacheprovider -m unit
 
 ## Lint, format check and types.
 check: deps

@@ -7,11 +7,23 @@ fail; tests that need isolation use their own queue/table names rather than thei
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from devstack.azurite import Azurite, start_azurite
 from devstack.procs import free_port as _free_port
+
+TIERS = ("unit", "integration", "e2e", "devstack")  # folders under tests/, one marker each
+_TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its tier, from its folder, so `-m unit` (make test-fast) selects a tier."""
+    for item in items:
+        parts = item.path.resolve().relative_to(_TESTS).parts
+        if parts and parts[0] in TIERS:
+            item.add_marker(parts[0])
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from devstack.m365.graph import views
 from devstack.m365.graph.errors import GraphError
 from devstack.m365.graph.model import Mailbox, occurrence_id, parse_occurrence_id
 from devstack.m365.graph.odata import parse_expand, parse_filter
-from devstack.m365.graph.routes import parse_query
+from devstack.m365.graph.messages import parse_query
 from devstack.m365.graph.timezones import (
     format_dttz,
     parse_dttz,
