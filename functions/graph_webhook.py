@@ -1,5 +1,5 @@
 """Called by Microsoft Graph: change notifications and lifecycle notifications (webhook), plus the
-subscription renewal timer and the lifecycle work queue. Thin triggers over shared/subscriptions/service.py.
+subscription renewal timer and the lifecycle work queue. Thin triggers over shared/subscriptions/.
 
 Both webhook routes are anonymous (Graph sends no token): the validation handshake is answered
 before anything else (GRAPH.md §6.4), and every notification item is checked against its
@@ -27,7 +27,7 @@ from functions.http import handle_errors
 
 bp = func.Blueprint()
 ANONYMOUS = func.AuthLevel.ANONYMOUS
-# shared.subscriptions.service.LIFECYCLE_QUEUE (a literal here: indexing must not import the storage SDK).
+# shared.subscriptions.inbox.LIFECYCLE_QUEUE (a literal here: indexing must not import the storage SDK).
 LIFECYCLE_QUEUE = "graph-lifecycle"
 logger = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def _on_webhook_pool(
 def _inbox(req: func.HttpRequest) -> func.HttpResponse:
     token = req.params.get("validationToken")  # already URL-decoded (`+` → space)
     if token is not None:
-        from shared.subscriptions.service import validation_echo
+        from shared.subscriptions.inbox import validation_echo
 
         echo = validation_echo(token)
         if echo is None:
@@ -68,7 +68,8 @@ def _inbox(req: func.HttpRequest) -> func.HttpResponse:
             echo, status_code=200, mimetype="text/plain",
             headers={"X-Content-Type-Options": "nosniff"},
         )  # fmt: skip
-    from shared.subscriptions.service import default_inbox, receive, require_json
+    from shared.subscriptions.inbox import receive, require_json
+    from shared.subscriptions.service import default_inbox
 
     require_json(req.headers.get("Content-Type"))
     receive(default_inbox(), req.get_body())
@@ -77,11 +78,9 @@ def _inbox(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.queue_trigger(arg_name="msg", queue_name=LIFECYCLE_QUEUE, connection="AzureWebJobsStorage")
 def graph_lifecycle_worker(msg: func.QueueMessage) -> None:
-    from shared.subscriptions.service import (
-        LifecycleWork,
-        default_subscription_deps,
-        handle_lifecycle,
-    )
+    from shared.subscriptions.inbox import LifecycleWork
+    from shared.subscriptions.manage import handle_lifecycle
+    from shared.subscriptions.service import default_subscription_deps
 
     work = LifecycleWork.decode(msg.get_body().decode("utf-8"))
     outcome = handle_lifecycle(default_subscription_deps(), work)
@@ -90,7 +89,8 @@ def graph_lifecycle_worker(msg: func.QueueMessage) -> None:
 
 @bp.timer_trigger(schedule="%BB_RENEW_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def subscriptions_renew(timer: func.TimerRequest) -> None:
-    from shared.subscriptions.service import default_subscription_deps, renew_due
+    from shared.subscriptions.renewal import renew_due
+    from shared.subscriptions.service import default_subscription_deps
 
     report = renew_due(default_subscription_deps())
     logger.info("subscription renewal: %s", report.to_log())

@@ -547,6 +547,7 @@ def test_release_after_unmap_and_delete_all(
     wstack: Stack, wapi: httpx.Client, world: dict[str, str]
 ) -> None:
     from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import store
 
     deps = subscriptions.default_subscription_deps()
     building, mailbox = world["building"], world["mailbox"]
@@ -564,7 +565,7 @@ def test_release_after_unmap_and_delete_all(
     assert info is not None and info.subscription_id
     assert subscriptions.delete_all_for_building(deps, building) == 1
     assert info.subscription_id not in emulator_subscriptions(wstack)
-    assert subscriptions.subscriptions_of(deps.tables, building) == []
+    assert store.building_index(deps.tables, building) == []
 
 
 def test_disconnect_deletes_the_buildings_subscriptions_in_graph(
@@ -573,6 +574,7 @@ def test_disconnect_deletes_the_buildings_subscriptions_in_graph(
     """DELETE connection (API.md: "subscriptions deleted") goes through the connect service's
     disconnect hook, while the connection's credentials still work."""
     from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import store
 
     # A room of its own: one calendar maps to one resource across buildings.
     room = str(wstack.emulator.seed["tenant"]["users"]["focus3c"]["mail"]).lower()
@@ -584,7 +586,7 @@ def test_disconnect_deletes_the_buildings_subscriptions_in_graph(
     assert info is not None and info.subscription_id in emulator_subscriptions(wstack)
     assert wapi.delete(f"buildings/{building}/connection").status_code == 204
     assert info.subscription_id not in emulator_subscriptions(wstack)
-    assert subscriptions.subscriptions_of(deps.tables, building) == []
+    assert store.building_index(deps.tables, building) == []
 
 
 def test_renewal_keeps_a_subscription_alive_across_the_clock(

@@ -1,4 +1,4 @@
-"""Pure parts of shared/subscriptions/service.py: clientState derivation, expiry, coalescing, renewal choice.
+"""Pure parts of shared/subscriptions/: clientState derivation, expiry, coalescing, renewal choice.
 
 Storage, Key Vault, Graph and the webhook over HTTP are tested in tests/e2e/test_webhook.py.
 """
@@ -15,31 +15,29 @@ import pytest
 
 from shared.connect.connections import Account, Connection
 from shared.core.errors import ValidationFailed, problem
-from shared.subscriptions.service import (
-    CLAIM_TTL,
-    CLOCK_SKEW,
-    FAILED_RETRY_AFTER,
+from shared.subscriptions.clientstate import client_state, client_state_matches, key_check
+from shared.subscriptions.inbox import (
     LIFECYCLE_QUEUE,
-    MAX_MINUTES,
     LifecycleWork,
-    Record,
     RecordCache,
     Sorted,
     UnsupportedMediaType,
-    can_subscribe,
-    client_state,
-    client_state_matches,
-    due_for_renewal,
-    expiry_for,
-    graph_time,
     is_json,
-    key_check,
     parse_collection,
-    parse_graph_time,
     sort_items,
     validation_echo,
 )
-from shared.subscriptions.service import _needs_new as needs_new
+from shared.subscriptions.manage import (
+    CLAIM_TTL,
+    CLOCK_SKEW,
+    FAILED_RETRY_AFTER,
+    MAX_MINUTES,
+    can_subscribe,
+    expiry_for,
+)
+from shared.subscriptions.manage import _needs_new as needs_new
+from shared.subscriptions.renewal import due_for_renewal
+from shared.subscriptions.store import Record, graph_time, parse_graph_time
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
