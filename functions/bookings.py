@@ -1,7 +1,8 @@
 """Bookings and availability routes, and the outbox worker that writes bookings through to Outlook.
 
-Thin triggers: the caller is checked first (401/403), then one service of shared/bookings/service.py or
-shared/availability/service.py is called; errors become problem+json in `handle_errors`. Services are
+Thin triggers: the caller is checked first (401/403), then one service of
+shared/bookings/service.py or shared/availability/service.py is called with its collaborators from
+shared/wiring.py; errors become problem+json in `handle_errors`. Services and the wiring are
 imported inside the handlers so indexing the app imports no storage SDK (STYLE.md rule 1).
 """
 
@@ -32,10 +33,11 @@ def _building(req: func.HttpRequest) -> tuple[str, str]:
 @handle_errors
 def booking_create(req: func.HttpRequest) -> func.HttpResponse:
     building, actor = _building(req)
-    from shared.bookings.service import create_booking, default_booking_deps
+    from shared import wiring
+    from shared.bookings.service import create_booking
 
     view, created = create_booking(
-        default_booking_deps(), building, read_json(req),
+        wiring.booking_deps(), building, read_json(req),
         idempotency_key=req.headers.get("Idempotency-Key"), actor=actor,
     )  # fmt: skip
     headers = {"Location": f"/api/{BOOKINGS.format(building=building)}/{view['id']}"}
@@ -48,28 +50,31 @@ def booking_create(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
-    from shared.bookings.service import default_booking_deps, list_bookings
+    from shared import wiring
+    from shared.bookings.service import list_bookings
 
-    return json_response(list_bookings(default_booking_deps(), building, dict(req.params)))
+    return json_response(list_bookings(wiring.booking_deps(), building, dict(req.params)))
 
 
 @bp.route(route=BOOKING, methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def booking_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
-    from shared.bookings.service import default_booking_deps, get_booking
+    from shared import wiring
+    from shared.bookings.service import get_booking
 
-    return json_response(get_booking(default_booking_deps(), building, req.route_params["booking"]))
+    return json_response(get_booking(wiring.booking_deps(), building, req.route_params["booking"]))
 
 
 @bp.route(route=BOOKING, methods=["PATCH"], auth_level=ANONYMOUS)
 @handle_errors
 def booking_update(req: func.HttpRequest) -> func.HttpResponse:
     building, actor = _building(req)
-    from shared.bookings.service import default_booking_deps, update_booking
+    from shared import wiring
+    from shared.bookings.service import update_booking
 
     view = update_booking(
-        default_booking_deps(), building, req.route_params["booking"], read_json(req), actor=actor
+        wiring.booking_deps(), building, req.route_params["booking"], read_json(req), actor=actor
     )
     return json_response(view)
 
@@ -78,9 +83,10 @@ def booking_update(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
     building, actor = _building(req)
-    from shared.bookings.service import cancel_booking, default_booking_deps
+    from shared import wiring
+    from shared.bookings.service import cancel_booking
 
-    cancel_booking(default_booking_deps(), building, req.route_params["booking"], actor=actor)
+    cancel_booking(wiring.booking_deps(), building, req.route_params["booking"], actor=actor)
     return func.HttpResponse(status_code=204)
 
 
@@ -88,18 +94,19 @@ def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def availability_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
-    from shared.availability.busy import BusyStore
+    from shared import wiring
     from shared.availability.service import availability
-    from shared.storage import clients, tablestore
 
-    busy = BusyStore(clients.table(tablestore.BUSY))
-    return json_response(availability(clients.table, busy, building, dict(req.params)))
+    return json_response(
+        availability(wiring.directory_tables(), wiring.busy_store(), building, dict(req.params))
+    )
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="outbox", connection="AzureWebJobsStorage")
 def outbox_worker(msg: func.QueueMessage) -> None:
+    from shared import wiring
     from shared.bookings.outbox import OutboxMessage
-    from shared.bookings.service import default_booking_deps, process_outbox
+    from shared.bookings.service import process_outbox
     from shared.core.errors import ValidationFailed
 
     try:
@@ -109,5 +116,5 @@ def outbox_worker(msg: func.QueueMessage) -> None:
         return  # retrying cannot make it readable
     # Booking-level failures are recorded and rescheduled by the service; what propagates (storage
     # down) is retried by the host.
-    outcome = process_outbox(default_booking_deps(), message)
+    outcome = process_outbox(wiring.booking_deps(), message)
     logger.info("outbox %s %s: %s", message.op, message.booking_id, outcome)

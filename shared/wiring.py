@@ -20,6 +20,12 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from shared.api.auth import TokenValidator, validator_for
+from shared.availability.busy import BusyStore
+from shared.bookings.model import BookingConfig
+from shared.bookings.outbox import QUEUE as OUTBOX_QUEUE
+from shared.bookings.outbox import Outbox
+from shared.bookings.outlook import REQUEST_POLICY, WORKER_POLICY, with_policy
+from shared.bookings.service import BookingDeps
 from shared.connect.connections import (
     CONNECTIONS_TABLE,
     FLOWS_TABLE,
@@ -38,6 +44,7 @@ from shared.graph.guard import CalendarGuard
 from shared.mapping.service import load_mapped
 from shared.storage import clients, tablestore
 from shared.storage.keyvault import FLOW_KEY_NAME, SecretStore, VersionedKeys
+from shared.storage.tablestore import TableSource
 from shared.subscriptions.service import disconnect_hook
 
 T = TypeVar("T")
@@ -169,7 +176,43 @@ def _utc_now() -> datetime:
 # ---------------------------------------------------------------- directory and mapping
 
 
+@per_settings
+def directory_tables(settings: Settings) -> TableSource:
+    """The tables of the directory (resources, companies, users, building settings), one cached
+    client per table."""
+    return clients.table
+
+
 # ---------------------------------------------------------------- bookings and availability
+
+
+@per_settings
+def busy_store(settings: Settings) -> BusyStore:
+    """The busy table: bookings claim slots in it, availability reads it."""
+    return BusyStore(clients.table(tablestore.BUSY))
+
+
+@per_settings
+def booking_deps(settings: Settings) -> BookingDeps:
+    """The booking service's collaborators: the process's Graph client twice, with the request
+    path's short retry policy and the outbox worker's longer one."""
+    graph = graph_client()
+    return BookingDeps(
+        tables=clients.table,
+        busy=busy_store(),
+        graph=with_policy(graph, REQUEST_POLICY),
+        worker_graph=with_policy(graph, WORKER_POLICY),
+        connections=connection_repository(),
+        outbox=Outbox(clients.queue(OUTBOX_QUEUE)),
+        config=BookingConfig(
+            live_check=settings.live_check,
+            subject_template=settings.booking_subject,
+            invite_booker=settings.invite_booker,
+            max_attempts=settings.outbox_max_attempts,
+            backoff_seconds=settings.outbox_backoff_seconds,
+            backoff_max_seconds=settings.outbox_backoff_max_seconds,
+        ),
+    )
 
 
 # ---------------------------------------------------------------- subscriptions

@@ -154,8 +154,9 @@ def _iso(value: datetime) -> str:
     return as_utc(value).isoformat(timespec="microseconds")
 
 
-def _time_key(value: datetime) -> str:
-    # Fixed width, so RowKeys sort by start within a resource.
+def time_key(value: datetime) -> str:
+    """An instant as a RowKey part: fixed-width UTC, so keys sort by time (busy segments by start
+    within a resource, the bookings table's `s|` copies by start within a building)."""
     return as_utc(value).strftime("%Y%m%dT%H%M%S%fZ")
 
 
@@ -164,7 +165,7 @@ def _resource_prefix(resource_id: str) -> str:
 
 
 def segment_row(resource_id: str, start: datetime, block_id: str) -> str:
-    return tablestore.join_key(_SEGMENT, resource_id, _time_key(start), block_id)
+    return tablestore.join_key(_SEGMENT, resource_id, time_key(start), block_id)
 
 
 def lock_row(resource_id: str) -> str:

@@ -556,29 +556,30 @@ def test_callers_need_a_token_for_the_building(
 @pytest.fixture(scope="module")
 def service(bstack: Stack) -> Iterator[Any]:
     """shared/ in this process pointed at the module's stack (the same Azurite and emulator)."""
-    from shared.bookings import service as bookings
+    from shared import wiring
 
     with bstack.app_environment():
-        yield bookings.default_booking_deps()
+        yield wiring.booking_deps()
 
 
 def test_the_watchdog_abandons_a_create_whose_request_died(
     bapi: httpx.Client, bb: Booked, service: Any
 ) -> None:
+    from shared.bookings import model
     from shared.bookings import service as bookings
     from shared.bookings.outbox import OutboxMessage
 
     now = datetime.now(UTC)
     start = datetime.fromisoformat(at(8, "09:00"))
-    stuck = bookings.Booking(
-        bb.building, bookings.new_booking_id(now - timedelta(minutes=10)), HUDDLE, start,
+    stuck = model.Booking(
+        bb.building, model.new_booking_id(now - timedelta(minutes=10)), HUDDLE, start,
         start + timedelta(hours=1), "", "ann@fabrikam.example", "Ann", "creating", "pending",
         now - timedelta(minutes=10), now - timedelta(minutes=10),
     )  # fmt: skip
     service.bookings.insert(stuck)
     service.busy.claim(stuck.block())
     assert create(bapi, bb, booking_body(HUDDLE, 8, "09:00", "10:00")).status_code == 409
-    recent = replace(stuck, id=bookings.new_booking_id(now), created_at=now, start=start + timedelta(hours=3),
+    recent = replace(stuck, id=model.new_booking_id(now), created_at=now, start=start + timedelta(hours=3),
                      end=start + timedelta(hours=4))  # fmt: skip
     service.bookings.insert(recent)
     assert bookings.process_outbox(service, OutboxMessage(bb.building, recent.id, "check")) == (

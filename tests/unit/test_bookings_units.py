@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from shared.availability.busy import (
+    BOOKING_PROPERTY_ID,
     BusyBlock,
     booking_id_from_transaction,
     transaction_id,
@@ -24,21 +25,24 @@ from shared.availability.service import (
     slot_boundaries,
 )
 from shared.bookings import service as bookings
-from shared.bookings.outbox import OutboxMessage, backoff
-from shared.bookings.service import (
+from shared.bookings.model import (
     Booking,
     BookingConfig,
-    WriteFailed,
-    event_time,
-    failed_attempt,
     idempotency_row,
     new_booking_id,
     parse_create,
-    parse_graph_time,
     parse_update,
+)
+from shared.bookings.outbox import OutboxMessage, backoff
+from shared.bookings.outlook import (
+    WriteFailed,
+    event_payload,
+    event_time,
+    parse_graph_time,
     subject_of,
     write_failure,
 )
+from shared.bookings.service import failed_attempt
 from shared.core.errors import GraphError, GraphFailure, IdentityError, ValidationFailed
 from shared.core.settings import SettingsError, load_settings
 
@@ -318,22 +322,22 @@ def test_the_event_payload_carries_our_marker_and_invites_nobody_by_default() ->
         datetime(2026, 12, 1, 9, tzinfo=UTC), "Secret", "ann@x.com", "Ann", "confirmed",
         "pending", NOW, NOW,
     )  # fmt: skip
-    created = bookings.event_payload(booking, "Room 1", "Europe/Amsterdam", BookingConfig(),
-                                     creating=True)  # fmt: skip
+    created = event_payload(booking, "Room 1", "Europe/Amsterdam", BookingConfig(),
+                            creating=True)  # fmt: skip
     assert created["transactionId"] == transaction_id("01booking")
     assert created["singleValueExtendedProperties"] == [
-        {"id": bookings.BOOKING_PROPERTY_ID, "value": "01booking"}
+        {"id": BOOKING_PROPERTY_ID, "value": "01booking"}
     ]
     assert "attendees" not in created and created["showAs"] == "busy"
     assert created["start"] == {"dateTime": "2026-12-01T09:00:00", "timeZone": "Europe/Amsterdam"}
     assert created["subject"] == "Room 1 – Ann" and "Secret" not in str(created)
-    invited = bookings.event_payload(booking, "Room 1", "UTC", BookingConfig(invite_booker=True),
-                                     creating=True)  # fmt: skip
+    invited = event_payload(booking, "Room 1", "UTC", BookingConfig(invite_booker=True),
+                            creating=True)  # fmt: skip
     assert invited["attendees"] == [
         {"emailAddress": {"address": "ann@x.com", "name": "Ann"}, "type": "required"}
     ]
     # transactionId can only be set on create (Graph refuses it on PATCH).
-    patch = bookings.event_payload(booking, "Room 1", "UTC", BookingConfig(), creating=False)
+    patch = event_payload(booking, "Room 1", "UTC", BookingConfig(), creating=False)
     assert "transactionId" not in patch and "attendees" not in patch
 
 

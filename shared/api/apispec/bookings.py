@@ -1,4 +1,4 @@
-"""OpenAPI operations of bookings and availability (shared/bookings/service.py, shared/availability/service.py)."""
+"""OpenAPI operations of bookings and availability (shared/bookings/, shared/availability/service.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.availability.service import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
-from shared.bookings.service import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION, TITLE_MAX
+from shared.bookings.model import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION, TITLE_MAX
 
 _TIME = {"type": "string", "format": "date-time"}
 _NULLABLE = {"type": ["string", "null"]}
