@@ -21,6 +21,9 @@ Operation = tuple[str, str, str, str, dict[str, Any]]
 # Helpers every surface's description uses (shared/api/apispec/*.py).
 ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
 EMAIL_SCHEMA: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 254}
+NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
+TIME_SCHEMA: dict[str, Any] = {"type": "string", "format": "date-time"}
+NULLABLE_TIME: dict[str, Any] = {**TIME_SCHEMA, **NULLABLE_STRING}
 _ID_TEXT = "(1–64 of A-Z a-z 0-9 . _ -)"
 PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "building": (f"Building id {_ID_TEXT}", ID_SCHEMA),
@@ -37,6 +40,23 @@ def ref(name: str) -> dict[str, Any]:
 
 def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def json_body(name: str) -> dict[str, Any]:
+    """A required JSON request body of schema `name`."""
+    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
+
+
+def query_parameter(
+    name: str, description: str, schema: dict[str, Any] | None = None, *, required: bool = False
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": required,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
 
 
 def path_parameters(*names: str) -> list[dict[str, Any]]:

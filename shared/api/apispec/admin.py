@@ -6,7 +6,10 @@ from typing import Any
 
 from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
 from shared.api.openapi import ID_SCHEMA as _ID
+from shared.api.openapi import NULLABLE_STRING as _NULLABLE
+from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
 from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
@@ -14,11 +17,6 @@ from shared.directory.people import IMPORT_MAX_ROWS, TOP_DEFAULT, TOP_MAX
 from shared.directory.registry import CAPACITY_MAX, KINDS
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
-_REASON = {"type": ["string", "null"]}
-
-
-def _body(name: str) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -40,7 +38,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "status": {"enum": ["synced", "not_synced", "not_supported", "pending", "error"]},
             "reason": {
-                **_REASON,
+                **_NULLABLE,
                 "description": "What the admin can act on: paid_resource, not_mapped, "
                 "calendar_not_found, access_denied, reauth_required, subscription_failed, "
                 "throttled, disconnected, ...",
@@ -52,13 +50,13 @@ SCHEMAS: dict[str, Any] = {
                         "type": "object",
                         "properties": {
                             "id": {"type": "string"},
-                            "name": {"type": ["string", "null"]},
-                            "mailbox": {"type": ["string", "null"]},
+                            "name": _NULLABLE,
+                            "mailbox": _NULLABLE,
                         },
                     },
                 ]
             },
-            "lastSyncAt": {"type": ["string", "null"], "format": "date-time"},
+            "lastSyncAt": _NULLABLE_TIME,
             "lagSeconds": {"type": ["integer", "null"]},
         },
     },

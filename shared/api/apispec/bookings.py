@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.openapi import ID_SCHEMA as _ID
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import NULLABLE_STRING as _NULLABLE
+from shared.api.openapi import PROBLEM, Operation, query_parameter
+from shared.api.openapi import TIME_SCHEMA as _TIME
+from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.availability.service import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
 from shared.bookings.model import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION, TITLE_MAX
 
-_TIME = {"type": "string", "format": "date-time"}
-_NULLABLE = {"type": ["string", "null"]}
 _BAD = {"400": PROBLEM}
 _RFC3339 = "RFC 3339 date-time with offset (`2026-12-01T09:00:00+01:00` or `Z`)"
 _WHOLE = "whole seconds (a fraction other than zeros is a 400 naming the field)"
@@ -25,13 +26,7 @@ _BOOKING_TIMES = (
 
 
 def _query(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": required,
-        "description": description,
-        "schema": schema or {"type": "string"},
-    }
+    return query_parameter(name, description, schema, required=required)
 
 
 _RANGE = [
@@ -202,10 +197,7 @@ OPERATIONS: list[Operation] = [
                     "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
                 },
             ],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("BookingInput")}},
-            },
+            "requestBody": _body("BookingInput"),
             "responses": {
                 "201": _json(_ref("Booking"), "Booked (syncState says whether Outlook has it)"),
                 **_BAD,
@@ -265,10 +257,7 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "booking"),
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("BookingPatch")}},
-            },
+            "requestBody": _body("BookingPatch"),
             "responses": {
                 "200": _json(_ref("Booking"), "Updated"),
                 **_BAD,

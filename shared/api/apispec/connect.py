@@ -4,25 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
+from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
 from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import TIME_SCHEMA as _TIME
+from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import path_parameters as _path
+from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
 from shared.graph.audit import MAX_LIMIT
-
-_BUILDING = {
-    "name": "building",
-    "in": "path",
-    "required": True,
-    "description": "Building id (1–64 of A-Z a-z 0-9 . _ -)",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-}
-_NULLABLE_STRING = {"type": ["string", "null"]}
-
-
-def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema}  # fmt: skip
-
 
 _REDIRECT = {
     "302": {
@@ -87,15 +78,15 @@ SCHEMAS: dict[str, Any] = {
             },
             "tenantId": _NULLABLE_STRING,
             "scopes": {"type": "array", "items": {"type": "string"}},
-            "connectedAt": {"type": ["string", "null"], "format": "date-time"},
-            "lastRefreshAt": {"type": ["string", "null"], "format": "date-time"},
+            "connectedAt": _NULLABLE_TIME,
+            "lastRefreshAt": _NULLABLE_TIME,
             "reason": _NULLABLE_STRING,
         },
     },
     "AuditRecord": {
         "type": "object",
         "properties": {
-            "time": {"type": "string", "format": "date-time"},
+            "time": _TIME,
             "actor": {"type": "string"},
             "building": {"type": "string"},
             "connection": {"type": "string"},
@@ -117,11 +108,8 @@ OPERATIONS: list[Operation] = [
         "Start connecting the building to Microsoft 365 (delegated sign-in or admin consent)",
         "bearer",
         {
-            "parameters": [_BUILDING],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("ConnectRequest")}},
-            },
+            "parameters": _path("building"),
+            "requestBody": _body("ConnectRequest"),
             "responses": {
                 "200": _json(_ref("ConnectStarted"), "Send the admin's browser here"),
                 "400": PROBLEM,
@@ -134,7 +122,7 @@ OPERATIONS: list[Operation] = [
         "The building's connection: status, mode, account, tenant, scopes",
         "bearer",
         {
-            "parameters": [_BUILDING],
+            "parameters": _path("building"),
             "responses": {"200": _json(_ref("Connection"), "Connection status")},
         },
     ),
@@ -143,7 +131,7 @@ OPERATIONS: list[Operation] = [
         "/buildings/{building}/connection",
         "Disconnect: subscriptions and the refresh token deleted, mappings kept as not_synced",
         "bearer",
-        {"parameters": [_BUILDING], "responses": {"204": {"description": "Disconnected"}}},
+        {"parameters": _path("building"), "responses": {"204": {"description": "Disconnected"}}},
     ),
     (
         "get",
@@ -152,10 +140,10 @@ OPERATIONS: list[Operation] = [
         "anonymous",
         {
             "parameters": [
-                _query("code", "Authorization code", {"type": "string"}),
-                _query("state", "The flow's single-use state", {"type": "string"}),
-                _query("error", "Error code from the identity platform", {"type": "string"}),
-                _query("error_description", "AADSTS description", {"type": "string"}),
+                _query("code", "Authorization code"),
+                _query("state", "The flow's single-use state"),
+                _query("error", "Error code from the identity platform"),
+                _query("error_description", "AADSTS description"),
             ],
             "responses": _REDIRECT,
         },
@@ -171,11 +159,11 @@ OPERATIONS: list[Operation] = [
         "anonymous",
         {
             "parameters": [
-                _query("code", "Authorization code of this flow", {"type": "string"}),
-                _query("state", "The flow's single-use state", {"type": "string"}),
-                _query("session_state", "Ignored", {"type": "string"}),
-                _query("error", "Error code from the identity platform", {"type": "string"}),
-                _query("error_description", "Error text (not shown)", {"type": "string"}),
+                _query("code", "Authorization code of this flow"),
+                _query("state", "The flow's single-use state"),
+                _query("session_state", "Ignored"),
+                _query("error", "Error code from the identity platform"),
+                _query("error_description", "Error text (not shown)"),
             ],
             "responses": _REDIRECT,
         },
@@ -187,15 +175,13 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": [
-                _BUILDING,
+                *_path("building"),
                 _query(
                     "from",
                     "Start (RFC 3339); default: 24 h before `to`",
-                    {"type": "string", "format": "date-time"},
+                    _TIME,
                 ),
-                _query(
-                    "to", "End (RFC 3339); default: now", {"type": "string", "format": "date-time"}
-                ),
+                _query("to", "End (RFC 3339); default: now", _TIME),
                 _query(
                     "limit",
                     "At most this many records (default 100)",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import ref as _ref
 
 _VALIDATION_TOKEN = {
@@ -25,7 +26,7 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string"},
             "subscriptionId": {"type": "string"},
-            "subscriptionExpirationDateTime": {"type": "string", "format": "date-time"},
+            "subscriptionExpirationDateTime": _TIME,
             "clientState": {
                 "type": "string",
                 "maxLength": 128,

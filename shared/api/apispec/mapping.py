@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
+from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
+from shared.api.openapi import PROBLEM, Operation, query_parameter
+from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.mapping.service import CALENDAR_ID_MAX
 
-_EMAIL = {"type": "string", "format": "email", "maxLength": 254}
-_NULLABLE_STRING = {"type": ["string", "null"]}
 _NOT_CONNECTED = (
     "422 `not_connected` (no live connection) or `reauth_required` (an administrator must "
     "reconnect)."
@@ -19,8 +20,7 @@ _NOT_CONNECTED = (
 
 
 def _query(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": _EMAIL}  # fmt: skip
+    return query_parameter(name, description, _EMAIL)
 
 
 SCHEMAS: dict[str, Any] = {
@@ -134,10 +134,7 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "resource"),
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("MappingInput")}},
-            },
+            "requestBody": _body("MappingInput"),
             "description": "The calendar is read through Microsoft Graph and must be visible to "
             "the connection and writable. 422 reasons: `not_supported` (paid resource), "
             "`calendar_not_found`, `access_denied`, `not_writable`, `not_connected`, "

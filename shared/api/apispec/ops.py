@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.openapi import Operation
+from shared.api.openapi import json_content as _json
+from shared.api.openapi import ref as _ref
 
 SCHEMAS: dict[str, Any] = {
     "Health": {
@@ -26,16 +28,7 @@ OPERATIONS: list[Operation] = [
         "/health",
         "Health of tables, queues, Key Vault and Graph",
         "anonymous",
-        {
-            "responses": {
-                "200": {
-                    "description": "Health report",
-                    "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Health"}}
-                    },
-                }
-            }
-        },
+        {"responses": {"200": _json(_ref("Health"), "Health report")}},
     ),
     (
         "get",

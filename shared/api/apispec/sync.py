@@ -4,25 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
+from shared.api.openapi import NULLABLE_TIME as _TIME
 from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 
-_BUILDING = {
-    "name": "building",
-    "in": "path",
-    "required": True,
-    "description": "Building id (1–64 of A-Z a-z 0-9 . _ -)",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-}
-_RESOURCE = {
-    "name": "resource",
-    "in": "path",
-    "required": True,
-    "description": "Resource id (1–64 of A-Z a-z 0-9 . _ -)",
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
-}
-_TIME = {"type": ["string", "null"], "format": "date-time"}
-_NULLABLE_STRING = {"type": ["string", "null"]}
 _REASONS = (
     "Reason codes: reauth_required, disconnected, access_denied, calendar_not_found, "
     "calendar_not_mapped, throttled, graph_unavailable, storage_unavailable, identity_unavailable."
@@ -118,7 +105,7 @@ OPERATIONS: list[Operation] = [
         "Sync health of every mapped calendar of the building",
         "bearer",
         {
-            "parameters": [_BUILDING],
+            "parameters": _path("building"),
             "responses": {
                 "200": {
                     "description": "Per mapping: subscription, delta state, last sync, lag, "
@@ -135,7 +122,7 @@ OPERATIONS: list[Operation] = [
         "Force a full resync of one mapping (baseline + reconcile)",
         "bearer",
         {
-            "parameters": [_BUILDING, _RESOURCE],
+            "parameters": _path("building", "resource"),
             "responses": {
                 "202": {
                     "description": "Queued",
