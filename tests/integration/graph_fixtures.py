@@ -182,16 +182,6 @@ def view_params(start: dt.datetime, end: dt.datetime, **extra: str) -> dict[str,
     return {"startDateTime": zulu(start), "endDateTime": zulu(end), **extra}
 
 
-def wait_for(predicate: Any, timeout: float = 3.0, interval: float = 0.02) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
-
-
 class Sink:
     """A webhook endpoint on loopback: echoes validation tokens, records notifications."""
 

@@ -81,7 +81,8 @@ def test_rbac_scoped_application(tenant: Tenant) -> None:
 def test_revoked_session_tokens_rejected(tenant: Tenant) -> None:
     alice = tenant.as_user("alice")
     assert alice.get("/me/events").status_code == 200
-    time.sleep(1.1)  # revocation is judged against the issue instant
+    # Revocation is judged against the issue instant (whole seconds): move the emulated clock on.
+    tenant.emu.advance_clock(1.1)
     r = tenant.emu.control.post(
         "graph/grants/revoke", json={"tenantId": tenant.id, "user": tenant.uid("alice")}
     )
@@ -504,7 +505,8 @@ def test_fifth_concurrent_request_is_throttled(tenant: Tenant) -> None:
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(0.3)  # the four are in flight (each held 600 ms)
+    # The four are in flight (each held 600 ms).
+    wait_for(lambda: tenant.emu.control.get("graph/stats").json()["inflight"] == 4, 2.0)
     fifth = app.get(url)
     for t in threads:
         t.join()
@@ -606,7 +608,7 @@ def test_failed_deliveries_retried_and_lifecycle(tenant: Tenant, sink: Sink) -> 
     sub = subscribe(app, f"/users/{tenant.uid('bob')}/events", sink, now=emu_now(tenant.emu)).json()
     sink.mode = "fail"
     tenant.emu.control.post(f"graph/users/{tenant.upn('bob')}/events", json=event_body(day(2)))
-    time.sleep(0.4)
+    wait_for(lambda: sink.received, 4.0)  # the first delivery, refused
     sink.mode = "ok"
     assert wait_for(lambda: len(sink.received) >= 2, 4.0)  # the failed POST came again
     for event in ("reauthorizationRequired", "missed"):

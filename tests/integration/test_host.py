@@ -14,7 +14,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64E
 
 from devstack.host import HostProcess, start_host_in_thread, start_host_process
 from devstack.procs import REPO_ROOT
+from tests.waiting import wait_for
 
 HOSTAPP = REPO_ROOT / "tests" / "hostapp"
 WORK_QUEUE = "hostapp-work"
@@ -46,6 +47,7 @@ def host_env(azurite: str, workdir: Path) -> dict[str, str]:
         "AzureWebJobsStorage": azurite,
         "WORK_LOG": str(workdir / "work.jsonl"),
         "TICK_LOG": str(workdir / "tick.jsonl"),
+        "SLOW_LOG": str(workdir / "slow.jsonl"),
         "PYTHON_THREADPOOL_THREAD_COUNT": str(THREADS),
         # host.json says 10 s; the Azure override mechanism makes retries quick here.
         "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:01",
@@ -87,16 +89,6 @@ def records(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def work_log(host: HostProcess) -> Path:
@@ -354,10 +346,13 @@ def test_queue_retries_then_poison(host: HostProcess, azurite: str) -> None:
     # A failed message comes back after visibilityTimeout (1 s here), not at once.
     gaps = [b["at"] - a["at"] for a, b in itertools.pairwise(poison_attempts)]
     assert all(gap >= 0.9 for gap in gaps), gaps
-    # Both are gone from the work queue (the flaky one succeeded, the poison one moved).
-    time.sleep(0.3)
-    leftover = [m.content for m in work.peek_messages(max_messages=32)]
-    assert flaky not in leftover and poison not in leftover
+
+    # Both leave the work queue (the flaky one succeeded, the poison one moved).
+    def drained() -> bool:
+        leftover = [m.content for m in work.peek_messages(max_messages=32)]
+        return flaky not in leftover and poison not in leftover
+
+    wait_for(drained, 5, "the work queue to drop both messages")
 
 
 def test_queue_output_from_http_is_picked_up_quickly(
@@ -401,6 +396,7 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(azurite: str, tmp_pa
         workdir=tmp_path,
     )
     outcome: dict[str, Any] = {}
+    slow_log = tmp_path / "slow.jsonl"
 
     def call_slow() -> None:
         try:
@@ -411,16 +407,15 @@ def test_sigterm_lets_in_flight_requests_finish_and_exits_0(azurite: str, tmp_pa
     try:
         caller = threading.Thread(target=call_slow)
         caller.start()
-        time.sleep(0.3)  # the request is in flight
-        started = time.monotonic()
-        returncode = second.stop()
+        wait_for(slow_log.exists, 5, "the slow request to reach its function")
+        # A short grace period: a stop that hung until SIGKILL would not exit 0.
+        returncode = second.stop(timeout=5)
         caller.join(10)
     finally:
         second.stop()
     assert returncode == 0
     assert "error" not in outcome, outcome
     assert outcome["response"].status_code == 200
-    assert time.monotonic() - started < 5
     assert "Functions host stopped" in (tmp_path / "host.log").read_text()
 
 

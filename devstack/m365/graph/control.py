@@ -126,6 +126,7 @@ def build_root_control_routes(emulator: Any) -> list[BaseRoute]:
 def state_stats(state: GraphState) -> dict[str, Any]:
     out = state.stats.to_json()
     out["throttled"] = state.throttle.throttled
+    out["inflight"] = sum(state.throttle.inflight.values())  # requests being served right now
     out["subscriptions"] = len(state.notifier.subscriptions)
     return out
 
