@@ -10,9 +10,9 @@ import pytest
 from devstack.m365.graph import recurrence as rr
 from devstack.m365.graph import views
 from devstack.m365.graph.errors import GraphError
+from devstack.m365.graph.messages import parse_query
 from devstack.m365.graph.model import Mailbox, occurrence_id, parse_occurrence_id
 from devstack.m365.graph.odata import parse_expand, parse_filter
-from devstack.m365.graph.messages import parse_query
 from devstack.m365.graph.timezones import (
     format_dttz,
     parse_dttz,
