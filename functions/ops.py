@@ -12,9 +12,10 @@ bp = func.Blueprint()
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 @handle_errors
 def health(req: func.HttpRequest) -> func.HttpResponse:
-    from shared.api.health import default_checks, run_checks
+    from shared import wiring
+    from shared.api.health import run_checks
 
-    report = run_checks(default_checks())
+    report = run_checks(wiring.health_checks())
     # 200 either way: the body says what is degraded; load balancers read `status`.
     return json_response(report)
 

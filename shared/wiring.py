@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from shared.api.auth import TokenValidator, validator_for
+from shared.api.health import DEFAULT_DEADLINE_S as HEALTH_DEADLINE_S
 from shared.availability.busy import BusyStore
 from shared.bookings.model import BookingConfig
 from shared.bookings.outbox import QUEUE as OUTBOX_QUEUE
@@ -117,6 +118,37 @@ def graph_client(settings: Settings) -> GraphClient:
 def token_validator(settings: Settings) -> TokenValidator:
     """Bearer tokens of the API (its JWKS cache lives inside: kept across invocations)."""
     return validator_for(settings, clients.http_client)
+
+
+def health_checks() -> dict[str, Callable[[], object]]:
+    """GET /health's checks, each one cheap real call against a dependency.
+
+    Not `@per_settings`, and each check reads the settings itself: with unusable settings (e.g.
+    BB_CLIENT_ID not set yet after the first deploy) health reports the components degraded
+    instead of failing as a whole.
+    """
+
+    def tables() -> object:
+        return next(iter(clients.table_service().list_tables(results_per_page=1)), None)
+
+    def queues() -> object:
+        return next(iter(clients.queue_service().list_queues(results_per_page=1)), None)
+
+    def key_vault() -> object:
+        # Listing needs a valid token and the list permission: proves identity and RBAC, not just TCP.
+        pages = clients.secret_client().list_properties_of_secrets(max_page_size=1)
+        return next(iter(pages), None)
+
+    def graph() -> object:
+        # Reachability only: any HTTP answer (401 without a token is normal) means Graph is there.
+        response = clients.http_client().get(
+            get_settings().graph_base_url + "/$metadata", timeout=HEALTH_DEADLINE_S
+        )
+        if response.status_code >= 500:
+            raise RuntimeError(f"graph answered {response.status_code}")
+        return None
+
+    return {"tables": tables, "queues": queues, "keyVault": key_vault, "graph": graph}
 
 
 # ---------------------------------------------------------------- connect

@@ -1,5 +1,7 @@
 """Health of the dependencies: tables, queues, Key Vault, Graph. Bounded in time, never slow.
 
+The checks themselves are built in shared/wiring.py (`health_checks`); this module runs them.
+
 Each check runs in its own thread with a deadline, so one hung dependency costs at most the deadline
 and never blocks the others. A check that raises or misses the deadline is `degraded`; the detail
 logged is the exception type only (messages can carry URLs with secrets in SAS tokens).
@@ -37,31 +39,3 @@ def run_checks(
             components[name] = "ok"
     overall: Status = "ok" if all(v == "ok" for v in components.values()) else "degraded"
     return {"status": overall, "components": components}
-
-
-def default_checks() -> dict[str, Callable[[], object]]:
-    """The production checks, each one cheap real call against the dependency."""
-    from shared.core.settings import get_settings
-    from shared.storage import clients
-
-    def tables() -> object:
-        return next(iter(clients.table_service().list_tables(results_per_page=1)), None)
-
-    def queues() -> object:
-        return next(iter(clients.queue_service().list_queues(results_per_page=1)), None)
-
-    def key_vault() -> object:
-        # Listing needs a valid token and the list permission: proves identity and RBAC, not just TCP.
-        pages = clients.secret_client().list_properties_of_secrets(max_page_size=1)
-        return next(iter(pages), None)
-
-    def graph() -> object:
-        # Reachability only: any HTTP answer (401 without a token is normal) means Graph is there.
-        response = clients.http_client().get(
-            get_settings().graph_base_url + "/$metadata", timeout=DEFAULT_DEADLINE_S
-        )
-        if response.status_code >= 500:
-            raise RuntimeError(f"graph answered {response.status_code}")
-        return None
-
-    return {"tables": tables, "queues": queues, "keyVault": key_vault, "graph": graph}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -36,3 +37,23 @@ def test_a_hung_check_does_not_hold_up_the_report() -> None:
     # A logical bound, not a speed target: had the report waited for the hung check, it could not
     # have returned before the hang ended.
     assert elapsed < hang_s
+
+
+def test_unusable_settings_degrade_every_component_instead_of_failing(monkeypatch) -> None:
+    # After the first deploy BB_CLIENT_ID is still empty (infra/README.md): health must still answer.
+    from shared import wiring
+    from shared.core.settings import get_settings
+
+    for name in list(os.environ):
+        if name.startswith(("BB_", "AzureWebJobs", "AZURE_")):
+            monkeypatch.delenv(name)
+    wiring.reset()
+    try:
+        report = run_checks(wiring.health_checks())
+    finally:
+        get_settings.cache_clear()
+        wiring.reset()
+    assert report == {
+        "status": "degraded",
+        "components": dict.fromkeys(("tables", "queues", "keyVault", "graph"), "degraded"),
+    }
