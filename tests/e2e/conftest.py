@@ -1,8 +1,11 @@
 """End-to-end fixtures: the whole local stack (devstack.stack.start_stack), as `make run` runs it.
 
-One stack per test session (starting it costs a few seconds); tests isolate themselves by using
-their own building ids, and tenants seeded fresh through the emulator's control API when they need
-a pristine tenant.
+`stack` (and `api`, `anonymous`, `endpoints` on it) is one stack per test session, started only if a
+module asks for it; modules that need their own settings or state (connect, bookings, sync, webhook,
+convergence, body bounds, demo) start their own module-scoped stack with `start_stack`, so a run of
+the whole tier starts several (each costs a few seconds). On a shared stack tests isolate themselves
+by using their own building ids, and tenants seeded fresh through the emulator's control API when
+they need a pristine tenant.
 """
 
 from __future__ import annotations
