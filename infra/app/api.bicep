@@ -108,7 +108,8 @@ var appSettings = {
   BB_CLIENT_SECRET_NAME: clientSecretName
   BB_CLIENT_CERTIFICATE_NAME: clientCertificateName
   // Timer triggers resolve %BB_KEEPALIVE_SCHEDULE% from app settings: without it the function
-  // would not index.
+  // would not index. Every timer schedule here equals TIMER_SCHEDULES in shared/core/settings.py
+  // (tests/unit/test_infra.py).
   BB_KEEPALIVE_SCHEDULE: keepaliveSchedule
   // Calendar sync (shared/sync/worker.py): the mirrored window, the poll timer for calendars Graph cannot
   // notify about (adaptive interval between the two bounds) and the reconciliation sweep. The
