@@ -10,7 +10,7 @@
     ├── Conflict                       409 (calendar mapped elsewhere, ...)
     │   └── SlotTaken                  (shared/availability/busy.py) the resource is booked at that time
     ├── PayloadTooLarge                413 a body over its size limit (shared/core/jsonbody.py)
-    ├── UnsupportedMediaType           415 (shared/subscriptions/service.py) the webhook only takes JSON
+    ├── UnsupportedMediaType           415 (shared/subscriptions/inbox.py) the webhook only takes JSON
     ├── Unprocessable                  422 understood but not doable (`reason` code: not_supported, ...)
     └── DependencyError                503 a dependency failed; `transient` says whether to retry
         ├── GraphError                 carries Graph's status, code and request id
