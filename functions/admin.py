@@ -77,9 +77,10 @@ def resource_get(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def resource_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.mapping import service as mapping
 
-    mapping.delete_resource(mapping.default_mapping_deps(), building, req.route_params["resource"])
+    mapping.delete_resource(wiring.mapping_deps(), building, req.route_params["resource"])
     return func.HttpResponse(status_code=204)
 
 

@@ -1,8 +1,9 @@
 """Calendar discovery and resource ↔ calendar mapping of a building (shared/mapping/).
 
 Every route takes a bearer token of Portal.Service or of a Building.Admin of that building, checked
-first (401 / 403) before anything is read. Services are imported inside the handlers so that
-indexing the app imports no storage SDK (cold start, STYLE.md rule 1).
+first (401 / 403) before anything is read. Services and shared.wiring (their collaborators) are
+imported inside the handlers so that indexing the app imports no storage SDK (cold start, STYLE.md
+rule 1).
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ MAPPING = "buildings/{building}/resources/{resource}/mapping"
 def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
+    from shared import wiring
     from shared.mapping.discovery import list_calendars
-    from shared.mapping.service import default_mapping_deps
 
-    found = list_calendars(default_mapping_deps(), building, dict(req.params), actor=caller.actor)
+    found = list_calendars(wiring.mapping_deps(), building, dict(req.params), actor=caller.actor)
     return json_response(found)
 
 
@@ -34,10 +35,10 @@ def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
 def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
+    from shared import wiring
     from shared.mapping.discovery import list_room_lists
-    from shared.mapping.service import default_mapping_deps
 
-    return json_response(list_room_lists(default_mapping_deps(), building, actor=caller.actor))
+    return json_response(list_room_lists(wiring.mapping_deps(), building, actor=caller.actor))
 
 
 @bp.route(route=MAPPING, methods=["PUT"], auth_level=ANONYMOUS)
@@ -45,10 +46,11 @@ def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
 def mapping_put(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller = caller_for(req, building)
-    from shared.mapping.service import default_mapping_deps, map_resource
+    from shared import wiring
+    from shared.mapping.service import map_resource
 
     view = map_resource(
-        default_mapping_deps(), building, req.route_params["resource"], read_json(req),
+        wiring.mapping_deps(), building, req.route_params["resource"], read_json(req),
         actor=caller.actor,
     )  # fmt: skip
     return json_response(view)
@@ -59,7 +61,8 @@ def mapping_put(req: func.HttpRequest) -> func.HttpResponse:
 def mapping_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller_for(req, building)
-    from shared.mapping.service import default_mapping_deps, unmap
+    from shared import wiring
+    from shared.mapping.service import unmap
 
-    unmap(default_mapping_deps(), building, req.route_params["resource"])
+    unmap(wiring.mapping_deps(), building, req.route_params["resource"])
     return func.HttpResponse(status_code=204)

@@ -17,9 +17,10 @@ logger = logging.getLogger(__name__)
 
 @bp.queue_trigger(arg_name="msg", queue_name="notifications", connection="AzureWebJobsStorage")
 def sync_worker(msg: func.QueueMessage) -> None:
+    from shared import wiring
     from shared.core.errors import ValidationFailed
     from shared.sync.queue import SyncRequest
-    from shared.sync.worker import default_sync_deps, handle
+    from shared.sync.worker import handle
 
     try:
         request = SyncRequest.decode(msg.get_body().decode("utf-8", "replace"))
@@ -27,27 +28,27 @@ def sync_worker(msg: func.QueueMessage) -> None:
         logger.warning("sync: message %s is not a sync request; dropped", msg.id)
         return  # retrying cannot make it readable
     # A failure the queue should retry propagates (the host retries, then poisons it).
-    results = handle(default_sync_deps(), request, msg.insertion_time)
+    results = handle(wiring.sync_deps(), request, msg.insertion_time)
     logger.info("sync %s %s (%s): %s", request.building, request.mailbox, request.reason,
                 [(r.resource_id, r.outcome, r.changes) for r in results])  # fmt: skip
 
 
 @bp.timer_trigger(schedule="%BB_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_poll(timer: func.TimerRequest) -> None:
+    from shared import wiring
     from shared.sync.polling import poll_due
-    from shared.sync.worker import default_sync_deps
 
-    sent = poll_due(default_sync_deps())
+    sent = poll_due(wiring.sync_deps())
     if sent:
         logger.info("sync poll: %d calendars enqueued", sent)
 
 
 @bp.timer_trigger(schedule="%BB_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_reconcile(timer: func.TimerRequest) -> None:
+    from shared import wiring
     from shared.sync.polling import reconcile_all
-    from shared.sync.worker import default_sync_deps
 
-    logger.info("sync reconcile: %d calendars enqueued", reconcile_all(default_sync_deps()))
+    logger.info("sync reconcile: %d calendars enqueued", reconcile_all(wiring.sync_deps()))
 
 
 @bp.route(route="buildings/{building}/sync", methods=["GET"], auth_level=ANONYMOUS)
@@ -55,10 +56,10 @@ def sync_reconcile(timer: func.TimerRequest) -> None:
 def sync_health_get(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller_for(req, building)
+    from shared import wiring
     from shared.sync.health import sync_health
-    from shared.sync.worker import default_sync_deps
 
-    return json_response(sync_health(default_sync_deps(), building))
+    return json_response(sync_health(wiring.sync_deps(), building))
 
 
 @bp.route(route="buildings/{building}/resources/{resource}/sync", methods=["POST"],
@@ -67,10 +68,10 @@ def sync_health_get(req: func.HttpRequest) -> func.HttpResponse:
 def sync_resync(req: func.HttpRequest) -> func.HttpResponse:
     building = req.route_params["building"]
     caller_for(req, building)
+    from shared import wiring
     from shared.sync.health import force_resync
-    from shared.sync.worker import default_sync_deps
 
-    request = force_resync(default_sync_deps(), building, req.route_params["resource"])
+    request = force_resync(wiring.sync_deps(), building, req.route_params["resource"])
     return json_response(
         {"queued": True, "resourceId": request.resource, "full": request.full}, 202
     )

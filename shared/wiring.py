@@ -42,11 +42,18 @@ from shared.core.settings import Settings, get_settings
 from shared.graph.audit import AUDIT_TABLE, AuditLog
 from shared.graph.client import GraphClient
 from shared.graph.guard import CalendarGuard
-from shared.mapping.service import load_mapped
+from shared.mapping.service import MappingDeps, load_mapped
 from shared.storage import clients, tablestore
 from shared.storage.keyvault import FLOW_KEY_NAME, SecretStore, VersionedKeys
 from shared.storage.tablestore import TableSource
-from shared.subscriptions.service import disconnect_hook
+from shared.subscriptions import manage as subscriptions
+from shared.subscriptions.service import default_subscription_deps, disconnect_hook
+from shared.sync import queue as syncqueue
+from shared.sync.deps import SyncConfig, SyncDeps
+from shared.sync.health import PEEK_MAX
+from shared.sync.queue import POISON_QUEUE as SYNC_POISON_QUEUE
+from shared.sync.queue import QUEUE as SYNC_QUEUE
+from shared.sync.queue import SyncRequest
 
 T = TypeVar("T")
 
@@ -215,6 +222,12 @@ def directory_tables(settings: Settings) -> TableSource:
     return clients.table
 
 
+@per_settings
+def mapping_deps(settings: Settings) -> MappingDeps:
+    """Discovery and mapping: the tables, the connections, the Graph client, the sync queue."""
+    return MappingDeps(clients.table, connection_repository(), graph_client(), enqueue_sync)
+
+
 # ---------------------------------------------------------------- bookings and availability
 
 
@@ -251,3 +264,30 @@ def booking_deps(settings: Settings) -> BookingDeps:
 
 
 # ---------------------------------------------------------------- sync
+
+
+def enqueue_sync(request: SyncRequest, delay: float = 0) -> None:
+    """Put a sync request on the queue (the client on first use: creating it is a request)."""
+    syncqueue.send(clients.queue(SYNC_QUEUE), request, delay)
+
+
+def _peek_sync_poison() -> list[str]:
+    return syncqueue.peek(clients.queue(SYNC_POISON_QUEUE), PEEK_MAX)
+
+
+@per_settings
+def sync_deps(settings: Settings) -> SyncDeps:
+    """The sync worker's, its timers' and sync health's collaborators."""
+    subs = default_subscription_deps  # called per use: it is not cached itself
+    return SyncDeps(
+        tables=clients.table,
+        graph=graph_client(),
+        connection=connection_repository().get,
+        busy=busy_store(),
+        subscribe=lambda b, m: subscriptions.ensure_subscription(subs(), b, m),
+        unsubscribe=lambda b, m: subscriptions.release_subscription(subs(), b, m),
+        subscription=lambda b, m: subscriptions.subscription_for(subs(), b, m),
+        enqueue=enqueue_sync,
+        peek_poison=_peek_sync_poison,
+        config=SyncConfig.of(settings),
+    )

@@ -54,7 +54,7 @@ from shared.mapping.access import (
 )
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
-from shared.sync.queue import QUEUE, SyncRequest
+from shared.sync.queue import SyncRequest
 
 if TYPE_CHECKING:
     from shared.connect.connections import Connection
@@ -76,19 +76,6 @@ class MappingDeps:
     graph: GraphClient
     enqueue: Callable[[SyncRequest], None]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-
-def default_mapping_deps() -> MappingDeps:
-    """The process's collaborators: storage clients, the connect service's connections, Graph."""
-    from shared.connect.connections import default_deps
-    from shared.graph.client import default_graph
-    from shared.storage import clients
-
-    def enqueue(request: SyncRequest) -> None:
-        with tablestore.storage_errors("enqueue sync request"):
-            clients.queue(QUEUE).send_message(request.encode())
-
-    return MappingDeps(clients.table, default_deps().connections, default_graph(), enqueue)
 
 
 def load_mapped(tables: TableSource, building_id: str) -> dict[str, MappedCalendar]:

@@ -26,7 +26,6 @@ Decisions:
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,7 +48,6 @@ from shared.storage import tablestore
 from shared.storage.tablestore import Entity
 from shared.sync import deltastate
 from shared.sync import plan as syncplan
-from shared.sync import queue as syncqueue
 from shared.sync.deltastate import (
     LEASE,
     Lease,
@@ -59,10 +57,10 @@ from shared.sync.deltastate import (
     needs_baseline,
     when,
 )
-from shared.sync.deps import SyncConfig, SyncDeps
+from shared.sync.deps import SyncDeps
 from shared.sync.plan import Plan, Put, Remove, Window
 from shared.sync.polling import next_poll_seconds
-from shared.sync.queue import POISON_QUEUE, QUEUE, SyncRequest
+from shared.sync.queue import SyncRequest
 
 if TYPE_CHECKING:
     from shared.graph.client import CalendarScope
@@ -557,57 +555,3 @@ def _forget(deps: SyncDeps, building: str, resource: str, mailbox: str, lease: L
             )
     logger.info("sync %s/%s: unmapped, %d Outlook blocks removed", building, resource, len(blocks))
     return deltastate.drop(deps, building, resource, lease)
-
-
-# ---------------------------------------------------------------- wiring
-
-_deps: SyncDeps | None = None
-_deps_lock = threading.Lock()
-
-
-def _send(request: SyncRequest, delay: float) -> None:
-    from shared.storage import clients
-
-    syncqueue.send(clients.queue(QUEUE), request, delay)
-
-
-def _peek_poison() -> list[str]:
-    from shared.storage import clients
-    from shared.sync.health import PEEK_MAX
-
-    return syncqueue.peek(clients.queue(POISON_QUEUE), PEEK_MAX)
-
-
-def default_sync_deps() -> SyncDeps:
-    """The process's collaborators (cached with the settings they were built from)."""
-    global _deps
-    from shared.availability.busy import BusyStore
-    from shared.connect.connections import default_deps
-    from shared.core.settings import get_settings
-    from shared.graph.client import default_graph
-    from shared.storage import clients
-    from shared.subscriptions import service as subscriptions
-
-    with _deps_lock:
-        settings = get_settings()
-        graph = default_graph()
-        if _deps is not None and _deps.graph is graph and _deps.config == SyncConfig.of(settings):
-            return _deps
-        connections = default_deps().connections
-
-        def sub_deps() -> Any:
-            return subscriptions.default_subscription_deps()
-
-        _deps = SyncDeps(
-            tables=clients.table,
-            graph=graph,
-            connection=connections.get,
-            busy=BusyStore(clients.table(tablestore.BUSY)),
-            subscribe=lambda b, m: subscriptions.ensure_subscription(sub_deps(), b, m),
-            unsubscribe=lambda b, m: subscriptions.release_subscription(sub_deps(), b, m),
-            subscription=lambda b, m: subscriptions.subscription_for(sub_deps(), b, m),
-            enqueue=_send,
-            peek_poison=_peek_poison,
-            config=SyncConfig.of(settings),
-        )
-        return _deps

@@ -138,9 +138,10 @@ def world(
 
     scoped = scoped_tenant(cstack)
     scoped_building = new_building("map-s")
-    from shared.connect.connections import Connection, default_deps
+    from shared import wiring
+    from shared.connect.connections import Connection
 
-    default_deps().connections.save(
+    wiring.connection_repository().save(
         Connection(
             building_id=scoped_building,
             connection_id=str(uuid.uuid4()),
@@ -445,10 +446,10 @@ def test_a_building_admin_never_reaches_another_buildings_calendars_or_mappings(
 
 @pytest.fixture(scope="module")
 def graph_layer(world: World) -> Iterator[Any]:
-    from shared.graph.client import default_graph
+    from shared import wiring
     from shared.mapping import service as mapping
 
-    graph = default_graph()
+    graph = wiring.graph_client()
     assert graph.guard is not None  # the process's client is always guarded
     yield graph, mapping
 
@@ -474,7 +475,7 @@ def sent_requests(graph: Any) -> Iterator[list[str]]:
 def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
     cstack: Stack, capi: httpx.Client, world: World, graph_layer: Any
 ) -> None:
-    from shared.connect.connections import default_deps
+    from shared import wiring
     from shared.graph.guard import CalendarNotMapped, MappedCalendar
     from shared.storage.tablestore import RESOURCES
 
@@ -485,9 +486,9 @@ def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
     private = by_name(found, "Private")
     put_resource(capi, b, "r-guard")
     assert map_to(capi, b, "r-guard", default).status_code == 200
-    connection = default_deps().connections.get(b)
+    connection = wiring.connection_repository().get(b)
     assert connection is not None
-    tables = mapping.default_mapping_deps().tables
+    tables = wiring.mapping_deps().tables
     entity = tables(RESOURCES).get_entity(b, "r-guard")
     mapped = MappedCalendar.from_entity(entity)
     assert mapped is not None and mapped.is_default and mapped.graph_mailbox == world.mail("admin")
@@ -533,7 +534,7 @@ def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
         assert len(sent) == 1  # the control: the hook does see what is sent
 
     # The control: Graph itself would have answered (the refusal is ours, not Microsoft's).
-    token = default_deps().tokens.token(connection)
+    token = wiring.token_provider().token(connection)
     raw = httpx.get(
         f"{cstack.settings['BB_GRAPH_BASE_URL']}{private_path}/events",
         headers={"Authorization": f"Bearer {token}"},
@@ -548,7 +549,7 @@ def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
     assert all(r["result"] == "refused" and r["status"] == 403 for r in refused)
 
     # Unmapped in this process: the calendar is refused at once, on the same scope.
-    mapping.unmap(mapping.default_mapping_deps(), b, "r-guard")
+    mapping.unmap(wiring.mapping_deps(), b, "r-guard")
     with pytest.raises(CalendarNotMapped):
         scope.get_json(mapped.calendar_path("/events"))
 
@@ -556,7 +557,7 @@ def test_the_guard_refuses_unmapped_calendars_on_every_path_before_any_request(
 def test_the_guard_in_application_mode_and_the_sync_requests(
     capi: httpx.Client, world: World, graph_layer: Any
 ) -> None:
-    from shared.connect.connections import default_deps
+    from shared import wiring
     from shared.graph.guard import CalendarNotMapped, MappedCalendar
     from shared.storage.tablestore import RESOURCES
     from shared.sync.queue import SyncRequest
@@ -566,13 +567,13 @@ def test_the_guard_in_application_mode_and_the_sync_requests(
     huddle = by_name(calendars(capi, b), "Huddle 4B")
     put_resource(capi, b, "r-huddle")
     sent: list[SyncRequest] = []
-    deps = dataclasses.replace(mapping.default_mapping_deps(), enqueue=sent.append)
+    deps = dataclasses.replace(wiring.mapping_deps(), enqueue=sent.append)
     body = {"calendarId": huddle["id"], "mailbox": huddle["mailbox"].upper()}
     view = mapping.map_resource(deps, b, "r-huddle", body, actor="test")
     assert view["sync"]["status"] == "pending"
     assert sent == [SyncRequest(b, world.mail("huddle4b"), "mapped", "r-huddle", True)]
 
-    connection = default_deps().connections.get(b)
+    connection = wiring.connection_repository().get(b)
     assert connection is not None
     entity = deps.tables(RESOURCES).get_entity(b, "r-huddle")
     room = MappedCalendar.from_entity(entity)
@@ -605,6 +606,7 @@ def test_deleting_a_mapped_resource_unmaps_it_through_sync(
     capi: httpx.Client, world: World, graph_layer: Any
 ) -> None:
     """DELETE resource "unmaps first" (API.md): sync hears of it and the calendar is released."""
+    from shared import wiring
     from shared.sync.queue import SyncRequest
 
     _, mapping = graph_layer
@@ -612,7 +614,7 @@ def test_deleting_a_mapped_resource_unmaps_it_through_sync(
     focus = by_name(calendars(capi, b), "Focus 3C")
     put_resource(capi, b, "r-focus")
     sent: list[SyncRequest] = []
-    deps = dataclasses.replace(mapping.default_mapping_deps(), enqueue=sent.append)
+    deps = dataclasses.replace(wiring.mapping_deps(), enqueue=sent.append)
     mapping.map_resource(
         deps, b, "r-focus", {"calendarId": focus["id"], "mailbox": focus["mailbox"]}
     )

@@ -556,10 +556,11 @@ def test_concurrent_requests_for_one_calendar_run_one_round_at_a_time(world: Wor
     them. Never more than two rounds, never two at once."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from shared import wiring
     from shared.sync.queue import SyncRequest
-    from shared.sync.worker import default_sync_deps, handle
+    from shared.sync.worker import handle
 
-    deps = default_sync_deps()
+    deps = wiring.sync_deps()
     before = delta_state(world.app, world.room)
     assert before is not None
     now = datetime.now(UTC)
