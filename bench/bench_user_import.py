@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from devstack.azurite import start_azurite
-from shared.directory import people
+from shared.directory import companies, people, userimport
 from shared.storage import clients
 
 ROWS = 10_000
@@ -50,17 +50,17 @@ def main() -> None:
         imports, rejects, listings = [], [], []
         for run in range(RUNS):
             building = f"bench-{run}"
-            people.put_company(
+            companies.put_company(
                 tables, building, "contoso", {"name": "C", "domains": ["contoso.com"]}
             )
 
             t0 = time.perf_counter()
-            report = people.import_users(tables, building, people.parse_users_csv(bad))
+            report = userimport.import_users(tables, building, userimport.parse_users_csv(bad))
             rejects.append(time.perf_counter() - t0)
             assert report.imported == 0 and len(report.rejected) == 1
 
             t0 = time.perf_counter()
-            report = people.import_users(tables, building, people.parse_users_csv(good))
+            report = userimport.import_users(tables, building, userimport.parse_users_csv(good))
             imports.append(time.perf_counter() - t0)
             assert report.imported == ROWS
 

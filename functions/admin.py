@@ -42,11 +42,11 @@ def _created(body: object, created: bool) -> func.HttpResponse:
 @handle_errors
 def resource_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import registry
-    from shared.storage import clients
 
     view, created = registry.put_resource(
-        clients.table, building, req.route_params["resource"], read_json(req)
+        wiring.directory_tables(), building, req.route_params["resource"], read_json(req)
     )
     return _created(view, created)
 
@@ -55,21 +55,21 @@ def resource_put(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def resources_list(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import registry
-    from shared.storage import clients
 
-    return json_response(registry.list_resources(clients.table, building))
+    return json_response(registry.list_resources(wiring.directory_tables(), building))
 
 
 @bp.route(route=RESOURCE, methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def resource_get(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import registry
-    from shared.storage import clients
 
     return json_response(
-        registry.get_resource(clients.table, building, req.route_params["resource"])
+        registry.get_resource(wiring.directory_tables(), building, req.route_params["resource"])
     )
 
 
@@ -91,11 +91,11 @@ def resource_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def company_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared.directory import people
-    from shared.storage import clients
+    from shared import wiring
+    from shared.directory import companies
 
-    view, created = people.put_company(
-        clients.table, building, req.route_params["company"], read_json(req)
+    view, created = companies.put_company(
+        wiring.directory_tables(), building, req.route_params["company"], read_json(req)
     )
     return _created(view, created)
 
@@ -104,20 +104,20 @@ def company_put(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def companies_list(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared.directory import people
-    from shared.storage import clients
+    from shared import wiring
+    from shared.directory import companies
 
-    return json_response(people.list_companies(clients.table, building))
+    return json_response(companies.list_companies(wiring.directory_tables(), building))
 
 
 @bp.route(route=COMPANY, methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def company_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
-    from shared.directory import people
-    from shared.storage import clients
+    from shared import wiring
+    from shared.directory import companies
 
-    people.delete_company(clients.table, building, req.route_params["company"])
+    companies.delete_company(wiring.directory_tables(), building, req.route_params["company"])
     return func.HttpResponse(status_code=204)
 
 
@@ -128,11 +128,11 @@ def company_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def user_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import people
-    from shared.storage import clients
 
     view, created = people.put_user(
-        clients.table, building, req.route_params["email"], read_json(req)
+        wiring.directory_tables(), building, req.route_params["email"], read_json(req)
     )
     return _created(view, created)
 
@@ -141,20 +141,22 @@ def user_put(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def user_get(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import people
-    from shared.storage import clients
 
-    return json_response(people.get_user(clients.table, building, req.route_params["email"]))
+    return json_response(
+        people.get_user(wiring.directory_tables(), building, req.route_params["email"])
+    )
 
 
 @bp.route(route=USER, methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def user_delete(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import people
-    from shared.storage import clients
 
-    people.delete_user(clients.table, building, req.route_params["email"])
+    people.delete_user(wiring.directory_tables(), building, req.route_params["email"])
     return func.HttpResponse(status_code=204)
 
 
@@ -162,11 +164,14 @@ def user_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def users_list(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import people
-    from shared.storage import clients
 
     page = people.list_users(
-        clients.table, building, req.params.get("top"), req.params.get("continuationToken")
+        wiring.directory_tables(),
+        building,
+        req.params.get("top"),
+        req.params.get("continuationToken"),
     )
     return json_response({**page, "nextLink": _next_link(req.url, page["continuationToken"])})
 
@@ -184,19 +189,19 @@ def _next_link(url: str, token: str | None) -> str | None:
 @handle_errors
 def users_import(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.core.jsonbody import IMPORT_MAX_BYTES, check_size
-    from shared.directory import people
-    from shared.storage import clients
+    from shared.directory import userimport
 
     content_type = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if content_type == "text/csv":
         check_size(req.get_body(), IMPORT_MAX_BYTES)
-        records = people.parse_users_csv(req.get_body())
+        records = userimport.parse_users_csv(req.get_body())
     elif content_type in ("", "application/json"):
         records = read_json(req, expect=list, max_bytes=IMPORT_MAX_BYTES)
     else:
         raise ValidationFailed([FieldError("Content-Type", "must be text/csv or application/json")])
-    report = people.import_users(clients.table, building, records)
+    report = userimport.import_users(wiring.directory_tables(), building, records)
     body = {"imported": report.imported, "rejected": report.rejected}
     if not report.rejected:
         return json_response(body)
@@ -215,17 +220,19 @@ def users_import(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def settings_put(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import people
-    from shared.storage import clients
 
-    return json_response(people.put_building_settings(clients.table, building, read_json(req)))
+    return json_response(
+        people.put_building_settings(wiring.directory_tables(), building, read_json(req))
+    )
 
 
 @bp.route(route="buildings/{building}/settings", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def settings_get(req: func.HttpRequest) -> func.HttpResponse:
     building = _building(req)
+    from shared import wiring
     from shared.directory import people
-    from shared.storage import clients
 
-    return json_response(people.get_building_settings(clients.table, building))
+    return json_response(people.get_building_settings(wiring.directory_tables(), building))

@@ -8,6 +8,7 @@ import logging
 import azure.functions as func
 
 from functions.http import caller_for, handle_errors, json_response
+from functions.queues import decode_or_drop
 
 bp = func.Blueprint()
 # The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
@@ -18,15 +19,12 @@ logger = logging.getLogger(__name__)
 @bp.queue_trigger(arg_name="msg", queue_name="notifications", connection="AzureWebJobsStorage")
 def sync_worker(msg: func.QueueMessage) -> None:
     from shared import wiring
-    from shared.core.errors import ValidationFailed
     from shared.sync.queue import SyncRequest
     from shared.sync.worker import handle
 
-    try:
-        request = SyncRequest.decode(msg.get_body().decode("utf-8", "replace"))
-    except ValidationFailed:
-        logger.warning("sync: message %s is not a sync request; dropped", msg.id)
-        return  # retrying cannot make it readable
+    request = decode_or_drop(msg, SyncRequest.decode, "sync", "a sync request")
+    if request is None:
+        return
     # A failure the queue should retry propagates (the host retries, then poisons it).
     results = handle(wiring.sync_deps(), request, msg.insertion_time)
     logger.info("sync %s %s (%s): %s", request.building, request.mailbox, request.reason,

@@ -91,7 +91,7 @@ from shared.core.errors import (
     ValidationFailed,
 )
 from shared.core.validate import check_building, check_path, valid_id
-from shared.directory.people import load_attributor
+from shared.directory.attributor import load_attributor
 from shared.graph.client import GraphClient
 from shared.graph.guard import MappedCalendar
 from shared.storage import tablestore

@@ -52,8 +52,8 @@ def render(header: Sequence[str], rows: Iterable[Sequence[Cell]], *, bom: bool =
     """A whole CSV file: the header, then one record per row, every cell neutralised and quoted.
 
     UTF-8, with a byte-order mark by default so Excel does not read it as the local code page
-    (our own import, `shared.directory.people.parse_users_csv`, skips it). A row whose length differs
-    from the header's is a programming error (ValueError), never a misaligned file.
+    (our own import, `shared.directory.userimport.parse_users_csv`, skips it). A row whose length
+    differs from the header's is a programming error (ValueError), never a misaligned file.
     """
     out = io.StringIO(newline="")
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\r\n")

@@ -42,7 +42,7 @@ from shared.core.errors import (
     IdentityError,
     StorageError,
 )
-from shared.directory.people import load_attributor
+from shared.directory.attributor import load_attributor
 from shared.graph.guard import CalendarNotMapped, MappedCalendar
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity

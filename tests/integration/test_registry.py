@@ -19,7 +19,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from functions import admin
 from shared.core.errors import Conflict, StorageError
-from shared.directory import people, registry
+from shared.directory import companies, people, registry
 from shared.directory.attribution import attribute
 from shared.storage import clients, tablestore
 from tests.integration import auth_fixtures
@@ -682,10 +682,10 @@ def test_attribution_from_stored_companies_users_and_settings(
         ("south", ["woodgrove.com"]),
         ("contoso", ["contoso.com"]),
     ):
-        people.put_company(tables, b, company, {"name": company, "domains": domains})
+        companies.put_company(tables, b, company, {"name": company, "domains": domains})
     people.put_user(tables, b, "desk@woodgrove.com", {"name": "Desk", "companyId": "north"})
     people.put_building_settings(tables, b, {"defaultUserEmail": "desk@woodgrove.com"})
-    companies = people.load_companies(tables, b)
+    known = companies.load_companies(tables, b)
     settings = people.load_building_settings(tables, b)
 
     class StoredUsers(dict[str, Any]):
@@ -696,7 +696,7 @@ def test_attribution_from_stored_companies_users_and_settings(
         a = attribute(
             email,
             users=StoredUsers(),
-            companies=companies,
+            companies=known,
             default_user_email=settings.default_user_email,
         )
         return a.kind, a.company_id, a.reason

@@ -13,8 +13,9 @@ from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
-from shared.directory.people import IMPORT_MAX_ROWS, TOP_DEFAULT, TOP_MAX
+from shared.directory.people import TOP_DEFAULT, TOP_MAX
 from shared.directory.registry import CAPACITY_MAX, KINDS
+from shared.directory.userimport import IMPORT_MAX_ROWS
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
 
