@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 @handle_errors
 def connection_start(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
-    from shared.connect.connections import start_connect
+    from shared.connect.service import start_connect
 
     building = req.route_params["building"]
     caller = caller_for(req, building)
@@ -32,7 +32,7 @@ def connection_start(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def connection_get(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
-    from shared.connect.connections import connection_status
+    from shared.connect.service import connection_status
 
     building = req.route_params["building"]
     caller_for(req, building)
@@ -43,7 +43,7 @@ def connection_get(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def connection_delete(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
-    from shared.connect.connections import disconnect
+    from shared.connect.service import disconnect
 
     building = req.route_params["building"]
     caller_for(req, building)
@@ -55,7 +55,7 @@ def connection_delete(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
-    from shared.connect.connections import complete_delegated
+    from shared.connect.service import complete_delegated
 
     location = complete_delegated(wiring.connect_deps(), dict(req.params))
     return _redirect(location)
@@ -65,7 +65,7 @@ def oauth_callback(req: func.HttpRequest) -> func.HttpResponse:
 @handle_errors
 def oauth_adminconsent(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
-    from shared.connect.connections import complete_admin_consent
+    from shared.connect.service import complete_admin_consent
 
     location = complete_admin_consent(wiring.connect_deps(), dict(req.params))
     return _redirect(location)
@@ -89,7 +89,7 @@ def audit_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.timer_trigger(schedule="%BB_KEEPALIVE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def connection_keepalive(timer: func.TimerRequest) -> None:
     from shared import wiring
-    from shared.connect.connections import keep_alive
+    from shared.connect.service import keep_alive
 
     counts = keep_alive(wiring.connect_deps())
     logger.info("connection keep-alive: %s", counts)

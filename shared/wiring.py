@@ -27,17 +27,16 @@ from shared.bookings.outbox import QUEUE as OUTBOX_QUEUE
 from shared.bookings.outbox import Outbox
 from shared.bookings.outlook import REQUEST_POLICY, WORKER_POLICY, with_policy
 from shared.bookings.service import BookingDeps
-from shared.connect.connections import (
+from shared.connect.flows import discover_tenant_id
+from shared.connect.repository import (
     CONNECTIONS_TABLE,
     FLOWS_TABLE,
-    ConnectDeps,
-    Connection,
     ConnectionRepository,
     FlowRepository,
-    discover_tenant_id,
-    mark_mappings_not_synced,
 )
+from shared.connect.service import ConnectDeps, mark_mappings_not_synced
 from shared.connect.tokens import Identity, TokenProvider, TokenResult
+from shared.core.connection import Connection
 from shared.core.settings import Settings, get_settings
 from shared.graph.audit import AUDIT_TABLE, AuditLog
 from shared.graph.client import GraphClient

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import msal
     import requests
 
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
     from shared.storage.keyvault import AppCredential
 
 logger = logging.getLogger(__name__)

@@ -48,7 +48,7 @@ from shared.graph.audit import AuditEntry, AuditLog
 from shared.graph.guard import CalendarGuard, MappedCalendar
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
 
 logger = logging.getLogger(__name__)
 

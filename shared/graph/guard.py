@@ -44,7 +44,7 @@ from urllib.parse import quote, unquote, urlsplit
 from shared.core.errors import Forbidden
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
 
 # How long a building's set of mapped calendars is trusted without re-reading the resources table.
 # A map or unmap in this process invalidates it at once; a refusal re-reads before it refuses, so a

@@ -175,7 +175,8 @@ TID, OTHER, HOST = (
 
 
 def test_admin_consent_id_token_must_name_this_flow_and_the_requested_tenant() -> None:
-    from shared.connect.connections import ConnectFailed, check_admin_consent_claims
+    from shared.connect.flows import check_admin_consent_claims
+    from shared.connect.model import ConnectFailed
 
     good = {"aud": "client", "iss": f"{HOST}/{TID}/v2.0", "tid": TID, "oid": "o1", "nonce": "n1"}
 
@@ -202,7 +203,7 @@ def test_admin_consent_id_token_must_name_this_flow_and_the_requested_tenant() -
 
 
 def test_tenant_id_from_the_openid_configuration_issuer() -> None:
-    from shared.connect.connections import tenant_id_from_issuer
+    from shared.connect.flows import tenant_id_from_issuer
 
     assert tenant_id_from_issuer(f"{HOST}/{TID}/v2.0", HOST + "/") == TID.lower()
     for issuer in (
@@ -329,25 +330,26 @@ def test_tampered_or_missing_state_is_refused(
 def test_expired_state_is_refused_on_our_clock(
     cstack: Stack, service_env: None, building: str
 ) -> None:
+    from shared import wiring
     from shared.api.auth import Caller
-    from shared.connect import connections
+    from shared.connect import service
     from shared.core.errors import ValidationFailed
 
-    deps = connections.default_deps()
+    deps = wiring.connect_deps()
     caller = Caller("tester", "t", frozenset({"Portal.Service"}), None)
     body = {
         "mode": "delegated",
         "returnUrl": cstack.endpoints["returnUrl"],
         "expectedAccount": "someone@example.com",
     }
-    url = connections.start_connect(deps, building, caller, body)
+    url = service.start_connect(deps, building, caller, body)
     state = query_of(url)["state"]
     SEEN["state"].add(state)
     later = dataclasses.replace(deps, now=lambda: datetime.now(UTC) + timedelta(minutes=11))
     with pytest.raises(ValidationFailed):
-        connections.complete_delegated(later, {"state": state, "code": "irrelevant"})
+        service.complete_delegated(later, {"state": state, "code": "irrelevant"})
     with pytest.raises(ValidationFailed):  # and it is gone: expiry consumed it
-        connections.complete_delegated(deps, {"state": state, "code": "irrelevant"})
+        service.complete_delegated(deps, {"state": state, "code": "irrelevant"})
     assert deps.connections.get(building) is None
 
 
@@ -556,14 +558,13 @@ def test_refresh_rotates_and_survives_access_token_expiry(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     demo_admin: str, service_env: None,
 ) -> None:  # fmt: skip
-    from shared.connect import connections
-    from shared.graph.client import default_graph
+    from shared import wiring
 
     connect_and_remember(cstack, capi, canon, browser, building, demo_admin)
     before = status(capi, building)["lastRefreshAt"]
     assert len(refresh_token_versions(cstack, building)) == 1
-    deps = connections.default_deps()
-    graph = default_graph()
+    deps = wiring.connect_deps()
+    graph = wiring.graph_client()
     connection = deps.connections.get(building)
     assert connection is not None
     me = graph.get_json(connection, "/me", actor="test")  # this process has no token: refresh
@@ -585,9 +586,8 @@ def test_revoked_grant_needs_reauth_and_reconnect_restores(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     service_env: None,
 ) -> None:  # fmt: skip
-    from shared.connect import connections
+    from shared import wiring
     from shared.core.errors import IdentityError
-    from shared.graph.client import default_graph
 
     tenant = fresh_tenant(cstack)
     olivia = tenant["users"]["olivia"]
@@ -597,11 +597,11 @@ def test_revoked_grant_needs_reauth_and_reconnect_restores(
         "identity/revoke", json={"tenant": tenant["id"], "user": olivia["id"]}
     )
     assert revoke.status_code == 200, revoke.text
-    deps = connections.default_deps()
+    deps = wiring.connect_deps()
     connection = deps.connections.get(building)
     assert connection is not None
     with pytest.raises(IdentityError) as raised:
-        default_graph().get_json(connection, "/me")
+        wiring.graph_client().get_json(connection, "/me")
     assert raised.value.reauth
     shown = status(capi, building)
     assert shown["status"] == "reauth_required" and shown["reason"] == "grant_revoked"
@@ -614,13 +614,13 @@ def test_inactive_refresh_token_needs_reauth_and_reconnect_restores(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, building: str,
     demo_admin: str, service_env: None,
 ) -> None:  # fmt: skip
-    from shared.connect import connections
+    from shared import wiring
     from shared.core.errors import IdentityError
 
     connect_and_remember(cstack, capi, canon, browser, building, demo_admin)
     refresh_token_versions(cstack, building)
     cstack.emulator.advance_clock(91 * 86400)
-    deps = connections.default_deps()
+    deps = wiring.connect_deps()
     connection = deps.connections.get(building)
     assert connection is not None
     with pytest.raises(IdentityError):

@@ -16,8 +16,8 @@ import requests
 from devstack.m365 import RunningEmulator, start_emulator
 from devstack.stack import DEMO_SCENARIO
 from devstack.tls import ensure_tls
-from shared.connect.connections import Connection
 from shared.connect.tokens import Identity
+from shared.core.connection import Connection
 from shared.core.errors import GraphError
 from shared.graph.client import GraphClient, RetryPolicy
 from shared.storage.keyvault import AppCredential

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.connect.connections import Account, Connection
+from shared.core.connection import Account, Connection
 from shared.graph.client import BatchItem, GraphClient, RetryPolicy
 from shared.graph.guard import (
     DEFAULT_CALENDAR,

@@ -8,13 +8,8 @@ import re
 
 import pytest
 
-from shared.connect.connections import (
-    ConnectFailed,
-    check_id_claims,
-    missing_scopes,
-    validate_return_url,
-    with_status,
-)
+from shared.connect.flows import check_id_claims, missing_scopes, validate_return_url, with_status
+from shared.connect.model import ConnectFailed
 from shared.connect.tokens import codes_in, reason_for
 from shared.core.errors import ValidationFailed
 from shared.core.settings import load_settings, origin_of

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.connect.connections import Connection
+from shared.core.connection import Connection
 from shared.core.errors import GraphError
 from shared.graph.client import (
     BatchItem,
