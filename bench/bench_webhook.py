@@ -91,13 +91,14 @@ def connect(stack: Stack, tenant: dict[str, Any], building: str) -> None:
 def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) -> list[Any]:
     """One real subscription per bench room, made as ensure_subscription makes it; returns the
     records (with their clientStates alongside)."""
-    from shared.connect.connections import default_deps
+    from shared import wiring
     from shared.storage import clients, tablestore
-    from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import manage, store
+    from shared.subscriptions.clientstate import client_state
 
-    connection = default_deps().connections.get(building)
+    connection = wiring.connection_repository().get(building)
     assert connection is not None and connection.status == "connected"
-    key = subscriptions.default_keys().current()
+    key = wiring.client_state_keys().current()
     token = stack.emulator.control.post(
         "graph/token",
         json={"tenantId": tenant["id"], "clientId": stack.endpoints["app"]["clientId"],
@@ -109,7 +110,7 @@ def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) ->
     base = stack.settings["BB_PUBLIC_BASE_URL"]
     now = datetime.now(UTC)
     # Due for renewal under the default settings (renewed once less than 24 h are left).
-    expiry = subscriptions.expiry_for(now, 20 * 60)
+    expiry = manage.expiry_for(now, 20 * 60)
     http = httpx.Client(
         verify=stack.endpoints["caBundle"], trust_env=False, timeout=60,
         headers={"Authorization": f"Bearer {token}", "Prefer": 'IdType="ImmutableId"'},
@@ -118,38 +119,36 @@ def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) ->
 
     def one(mailbox: str) -> tuple[Any, str]:
         nonce = secrets.token_urlsafe(24)
-        state = subscriptions.client_state(key.key, nonce)
+        state = client_state(key.key, nonce)
         response = http.post(
             f"{stack.endpoints['graphBaseUrl']}/subscriptions",
             json={
-                "changeType": subscriptions.CHANGE_TYPES,
+                "changeType": manage.CHANGE_TYPES,
                 "notificationUrl": f"{base}/graph/notifications",
                 "lifecycleNotificationUrl": f"{base}/graph/lifecycle",
                 "resource": f"/users/{mailbox}/events",
-                "expirationDateTime": subscriptions.graph_time(expiry),
+                "expirationDateTime": store.graph_time(expiry),
                 "clientState": state,
                 "latestSupportedTlsVersion": "v1_2",
             },
         )
         assert response.status_code == 201, response.text
-        record = subscriptions.Record(
+        record = store.Record(
             response.json()["id"], building, mailbox, connection.connection_id,
             tenant["id"].lower(), nonce, key.check,
         )  # fmt: skip
-        tablestore.put_entity(
-            clients.table(subscriptions.TABLE), subscriptions.record_entity(record, now)
-        )
+        store.put_record(clients.table, record, now)
         return record, state
 
     with ThreadPoolExecutor(8) as pool:
         made = list(pool.map(one, rooms))
     index = [
-        ("upsert", {"PartitionKey": subscriptions.index_partition(building),
+        ("upsert", {"PartitionKey": store.index_partition(building),
                     "RowKey": tablestore.escape_key(r.mailbox),
-                    **subscriptions.active_index(r, expiry, now)})
+                    **store.active_index(r, expiry, now)})
         for r, _ in made
     ]  # fmt: skip
-    tablestore.submit_in_chunks(clients.table(subscriptions.TABLE), index)
+    tablestore.submit_in_chunks(clients.table(store.TABLE), index)
     http.close()
     return made
 

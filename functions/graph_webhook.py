@@ -68,29 +68,29 @@ def _inbox(req: func.HttpRequest) -> func.HttpResponse:
             echo, status_code=200, mimetype="text/plain",
             headers={"X-Content-Type-Options": "nosniff"},
         )  # fmt: skip
+    from shared import wiring
     from shared.subscriptions.inbox import receive, require_json
-    from shared.subscriptions.service import default_inbox
 
     require_json(req.headers.get("Content-Type"))
-    receive(default_inbox(), req.get_body())
+    receive(wiring.webhook_inbox(), req.get_body())
     return func.HttpResponse(status_code=202)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=LIFECYCLE_QUEUE, connection="AzureWebJobsStorage")
 def graph_lifecycle_worker(msg: func.QueueMessage) -> None:
+    from shared import wiring
     from shared.subscriptions.inbox import LifecycleWork
     from shared.subscriptions.manage import handle_lifecycle
-    from shared.subscriptions.service import default_subscription_deps
 
     work = LifecycleWork.decode(msg.get_body().decode("utf-8"))
-    outcome = handle_lifecycle(default_subscription_deps(), work)
+    outcome = handle_lifecycle(wiring.subscription_deps(), work)
     logger.info("lifecycle %s of subscription %s: %s", work.event, work.subscription_id, outcome)
 
 
 @bp.timer_trigger(schedule="%BB_RENEW_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def subscriptions_renew(timer: func.TimerRequest) -> None:
+    from shared import wiring
     from shared.subscriptions.renewal import renew_due
-    from shared.subscriptions.service import default_subscription_deps
 
-    report = renew_due(default_subscription_deps())
+    report = renew_due(wiring.subscription_deps())
     logger.info("subscription renewal: %s", report.to_log())

@@ -46,7 +46,10 @@ from shared.storage import clients, tablestore
 from shared.storage.keyvault import FLOW_KEY_NAME, SecretStore, VersionedKeys
 from shared.storage.tablestore import TableSource
 from shared.subscriptions import manage as subscriptions
-from shared.subscriptions.service import default_subscription_deps, disconnect_hook
+from shared.subscriptions.clientstate import ClientStateKeys
+from shared.subscriptions.inbox import LIFECYCLE_QUEUE, Inbox, LifecycleWork, RecordCache
+from shared.subscriptions.manage import SubscriptionDeps, disconnect_hook
+from shared.subscriptions.store import load_record
 from shared.sync import queue as syncqueue
 from shared.sync.deps import SyncConfig, SyncDeps
 from shared.sync.health import PEEK_MAX
@@ -203,7 +206,7 @@ def connect_deps(settings: Settings) -> ConnectDeps:
         ),
         audit=audit_log().record,
         # Subscriptions first: they are deleted while the connection's credentials still work.
-        on_disconnect=(disconnect_hook, mark_mappings_not_synced_hook),
+        on_disconnect=(delete_subscriptions_hook, mark_mappings_not_synced_hook),
     )
 
 
@@ -262,6 +265,43 @@ def booking_deps(settings: Settings) -> BookingDeps:
 # ---------------------------------------------------------------- subscriptions
 
 
+@per_settings
+def client_state_keys(settings: Settings) -> ClientStateKeys:
+    """The clientState key, cached (the webhook and subscription creation share it)."""
+    return ClientStateKeys(secret_store())
+
+
+@per_settings
+def webhook_inbox(settings: Settings) -> Inbox:
+    """The webhook's collaborators (kept across invocations: the record cache is the point)."""
+    records = RecordCache(functools.partial(load_record, clients.table))
+    return Inbox(records, client_state_keys(), enqueue_sync, _enqueue_lifecycle)
+
+
+@per_settings
+def subscription_deps(settings: Settings) -> SubscriptionDeps:
+    """Subscriptions per mailbox: ensure, release, renewal, lifecycle work."""
+    return SubscriptionDeps(
+        settings=settings,
+        tables=clients.table,
+        connections=connection_repository(),
+        graph=graph_client(),
+        keys=client_state_keys(),
+        enqueue=enqueue_sync,
+    )
+
+
+def delete_subscriptions_hook(connection: Connection) -> None:
+    """Connect's disconnect hook: delete the building's Graph subscriptions. Looked up when it
+    runs, not when connect_deps() is built: subscription_deps() needs connect's collaborators."""
+    disconnect_hook(subscription_deps(), connection)
+
+
+def _enqueue_lifecycle(work: LifecycleWork) -> None:
+    with tablestore.storage_errors(f"enqueue on {LIFECYCLE_QUEUE}"):
+        clients.queue(LIFECYCLE_QUEUE).send_message(work.encode())
+
+
 # ---------------------------------------------------------------- sync
 
 
@@ -277,7 +317,7 @@ def _peek_sync_poison() -> list[str]:
 @per_settings
 def sync_deps(settings: Settings) -> SyncDeps:
     """The sync worker's, its timers' and sync health's collaborators."""
-    subs = default_subscription_deps  # called per use: it is not cached itself
+    subs = subscription_deps  # called per use: rebuilt when the settings change
     return SyncDeps(
         tables=clients.table,
         graph=graph_client(),

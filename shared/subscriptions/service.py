@@ -8,15 +8,12 @@ that still import this module working until they move (every public name of the 
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
-from shared.storage import tablestore
-from shared.subscriptions import manage
 from shared.subscriptions.clientstate import *  # noqa: F403
 from shared.subscriptions.clientstate import ClientStateKeys
 from shared.subscriptions.inbox import *  # noqa: F403
-from shared.subscriptions.inbox import LIFECYCLE_QUEUE, Inbox, LifecycleWork, RecordCache
+from shared.subscriptions.inbox import Inbox
 from shared.subscriptions.manage import (  # noqa: F401
     CHANGE_TYPES,
     CLAIM_TTL,
@@ -34,83 +31,37 @@ from shared.subscriptions.manage import (  # noqa: F401
 )
 from shared.subscriptions.renewal import *  # noqa: F403
 from shared.subscriptions.store import *  # noqa: F403
-from shared.subscriptions.store import load_record
-from shared.sync.queue import SyncRequest
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
 
 
-# ---------------------------------------------------------------- wiring
-
-
-def _send(queue_name: str, text: str) -> None:
-    from shared.storage import clients
-
-    with tablestore.storage_errors(f"enqueue on {queue_name}"):
-        clients.queue(queue_name).send_message(text)
-
-
-def enqueue_sync(request: SyncRequest) -> None:
-    from shared.sync.queue import QUEUE
-
-    _send(QUEUE, request.encode())
-
-
-def enqueue_lifecycle(work: LifecycleWork) -> None:
-    _send(LIFECYCLE_QUEUE, work.encode())
-
-
-_lock = threading.Lock()
-_keys: tuple[int, ClientStateKeys] | None = None
-_inbox: tuple[int, Inbox] | None = None
+# ---------------------------------------------------------------- deprecated aliases
 
 
 def default_keys() -> ClientStateKeys:
-    """The process's key cache on the process's Key Vault store (rebuilt when settings change)."""
-    global _keys
-    from shared.core.settings import get_settings
-    from shared.storage.keyvault import default_store
+    """Deprecated alias of `shared.wiring.client_state_keys`."""
+    from shared import wiring
 
-    marker = id(get_settings())
-    with _lock:
-        if _keys is None or _keys[0] != marker:
-            _keys = (marker, ClientStateKeys(default_store()))
-        return _keys[1]
+    return wiring.client_state_keys()
 
 
 def default_inbox() -> Inbox:
-    """The webhook's collaborators (kept across invocations: the record cache is the point)."""
-    global _inbox
-    from shared.core.settings import get_settings
-    from shared.storage import clients
+    """Deprecated alias of `shared.wiring.webhook_inbox`."""
+    from shared import wiring
 
-    marker = id(get_settings())
-    keys = default_keys()
-    with _lock:
-        if _inbox is None or _inbox[0] != marker:
-            records = RecordCache(lambda sub_id: load_record(clients.table, sub_id))
-            _inbox = (marker, Inbox(records, keys, enqueue_sync, enqueue_lifecycle))
-        return _inbox[1]
+    return wiring.webhook_inbox()
 
 
 def default_subscription_deps() -> SubscriptionDeps:
-    """The process's collaborators (Graph client, tables, queue, Key Vault key)."""
-    from shared.connect.connections import default_deps
-    from shared.core.settings import get_settings
-    from shared.graph.client import default_graph
-    from shared.storage import clients
+    """Deprecated alias of `shared.wiring.subscription_deps`."""
+    from shared import wiring
 
-    return SubscriptionDeps(
-        settings=get_settings(),
-        tables=clients.table,
-        connections=default_deps().connections,
-        graph=default_graph(),
-        keys=default_keys(),
-        enqueue=enqueue_sync,
-    )
+    return wiring.subscription_deps()
 
 
 def disconnect_hook(connection: Connection) -> None:
-    """For shared.connect.connections' `on_disconnect`: delete the building's subscriptions."""
-    manage.disconnect_hook(default_subscription_deps(), connection)
+    """Deprecated alias of `shared.wiring.delete_subscriptions_hook`."""
+    from shared import wiring
+
+    wiring.delete_subscriptions_hook(connection)

@@ -125,13 +125,13 @@ def world(
     wstack: Stack, wapi: httpx.Client, graph_caller: httpx.Client, svc: None, room: str
 ) -> dict[str, str]:
     """A connected building with the room mapped and subscribed."""
-    from shared.subscriptions import service as subscriptions
+    from shared import wiring
 
     building = new_building()
     connect_building_application(wstack, wapi, graph_caller, building)
     map_room(wapi, building, "room-1", room)
     # The sync worker (queue trigger) may be creating it already from the mapping's request.
-    info = wait_until(lambda: active(subscriptions.default_subscription_deps(), building, room))
+    info = wait_until(lambda: active(wiring.subscription_deps(), building, room))
     assert info is not None, index_of({"building": building, "mailbox": room})
     return {"building": building, "mailbox": room}
 
@@ -146,11 +146,11 @@ def log(wstack: Stack) -> HostLog:
 def index_of(world: dict[str, str]) -> dict[str, Any]:
     """The mailbox's subscription index entity, read now."""
     from shared.storage import clients, tablestore
-    from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import store
 
     entity = tablestore.get_entity(
-        clients.table(subscriptions.TABLE),
-        subscriptions.index_partition(world["building"]),
+        clients.table(store.TABLE),
+        store.index_partition(world["building"]),
         tablestore.escape_key(world["mailbox"]),
     )
     assert entity is not None
@@ -252,13 +252,14 @@ def test_subscription_made_through_our_handshake_with_graphs_rules(
 def test_ensure_is_idempotent_and_costs_no_graph_request(
     wstack: Stack, world: dict[str, str]
 ) -> None:
-    from shared.subscriptions import service as subscriptions
+    from shared import wiring
+    from shared.subscriptions import manage
 
     before = emulator_stats(wstack)["requests"]["byEndpoint"].get("POST /subscriptions")
     sub_id = index_of(world)["subscriptionId"]
-    deps = subscriptions.default_subscription_deps()
+    deps = wiring.subscription_deps()
     for _ in range(3):
-        info = subscriptions.ensure_subscription(deps, world["building"], world["mailbox"].upper())
+        info = manage.ensure_subscription(deps, world["building"], world["mailbox"].upper())
         assert info is not None and info.subscription_id == sub_id
     assert emulator_stats(wstack)["requests"]["byEndpoint"].get("POST /subscriptions") == before
     mine = [s for s in emulator_subscriptions(wstack).values() if s["resource"].endswith(
@@ -358,17 +359,19 @@ def test_inbox_sends_one_message_per_dirty_mailbox_and_none_for_bad_items(
 ) -> None:
     """The webhook's service with its real collaborators, but private queues on the stack's
     Azurite: exactly what it sends can be read back (no worker consumes these)."""
+    from shared import wiring
     from shared.core.errors import DependencyError, ValidationFailed
     from shared.storage import clients
-    from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import store
+    from shared.subscriptions.inbox import Inbox, LifecycleWork, RecordCache, receive
     from shared.sync.queue import SyncRequest
 
     suffix = uuid.uuid4().hex[:8]
     sync_q = clients.queue(f"test-sync-{suffix}")
     life_q = clients.queue(f"test-life-{suffix}")
-    inbox = subscriptions.Inbox(
-        subscriptions.RecordCache(lambda s: subscriptions.load_record(clients.table, s)),
-        subscriptions.default_keys(),
+    inbox = Inbox(
+        RecordCache(lambda s: store.load_record(clients.table, s)),
+        wiring.client_state_keys(),
         lambda r: sync_q.send_message(r.encode()),
         lambda w: life_q.send_message(w.encode()),
     )
@@ -378,7 +381,7 @@ def test_inbox_sends_one_message_per_dirty_mailbox_and_none_for_bad_items(
         return found
 
     sub = current_subscription(wstack, world)
-    subscriptions.receive(
+    receive(
         inbox,
         collection(
             documented_change(sub), documented_change(sub, changeType="deleted"),
@@ -389,21 +392,21 @@ def test_inbox_sends_one_message_per_dirty_mailbox_and_none_for_bad_items(
     assert [SyncRequest.decode(m) for m in drain(sync_q)] == [
         SyncRequest(world["building"], world["mailbox"], "notified")
     ]
-    assert [subscriptions.LifecycleWork.decode(m) for m in drain(life_q)] == [
-        subscriptions.LifecycleWork(sub["id"], "reauthorizationRequired")
+    assert [LifecycleWork.decode(m) for m in drain(life_q)] == [
+        LifecycleWork(sub["id"], "reauthorizationRequired")
     ]
     forged = {**sub, "clientState": "x" * 43}
-    result = subscriptions.receive(
+    result = receive(
         inbox, collection(documented_change(forged), documented_lifecycle(forged, "missed"))
     )
     assert result.accepted == 0
     with pytest.raises(ValidationFailed):
-        subscriptions.receive(inbox, b"not json")
+        receive(inbox, b"not json")
     # A forged flood of ids: the table is read a bounded number of times, then 503 (nothing sent,
     # even for the genuine item in the same POST; Graph would retry it).
     flood = [documented_change(sub, subscriptionId=str(uuid.uuid4())) for _ in range(201)]
     with pytest.raises(DependencyError) as refused:
-        subscriptions.receive(inbox, collection(documented_change(sub), *flood))
+        receive(inbox, collection(documented_change(sub), *flood))
     assert refused.value.status == 503
     assert drain(sync_q) == [] and drain(life_q) == []
     sync_q.delete_queue()
@@ -520,7 +523,8 @@ def test_delegated_connection_subscribes_only_to_its_own_mailbox(
 ) -> None:
     """The admin's own calendar is watched (a delegated subscription, GRAPH.md §6.2); Olivia's
     calendar, shared with the admin, cannot be: ensure says None and the worker polls it."""
-    from shared.subscriptions import service as subscriptions
+    from shared import wiring
+    from shared.subscriptions import manage
 
     building = new_building("whd")
     admin = wstack.emulator.seed["tenant"]["users"]["admin"]
@@ -529,14 +533,14 @@ def test_delegated_connection_subscribes_only_to_its_own_mailbox(
     olivia = str(wstack.emulator.seed["tenant"]["users"]["olivia"]["mail"]).lower()
     map_room(wapi, building, "desk-own", own)
     map_room(wapi, building, "desk-shared", olivia)
-    deps = subscriptions.default_subscription_deps()
+    deps = wiring.subscription_deps()
     info = wait_until(lambda: active(deps, building, own))
-    assert info is not None, subscriptions.subscription_for(deps, building, own)
+    assert info is not None, manage.subscription_for(deps, building, own)
     sub = emulator_subscriptions(wstack)[info.subscription_id]
     assert sub["resource"] == f"/users/{own}/events"
-    assert subscriptions.ensure_subscription(deps, building, olivia) is None
-    assert subscriptions.subscription_for(deps, building, olivia) is None
-    assert subscriptions.delete_all_for_building(deps, building) == 1
+    assert manage.ensure_subscription(deps, building, olivia) is None
+    assert manage.subscription_for(deps, building, olivia) is None
+    assert manage.delete_all_for_building(deps, building) == 1
     assert info.subscription_id not in emulator_subscriptions(wstack)
 
 
@@ -546,24 +550,24 @@ def test_delegated_connection_subscribes_only_to_its_own_mailbox(
 def test_release_after_unmap_and_delete_all(
     wstack: Stack, wapi: httpx.Client, world: dict[str, str]
 ) -> None:
-    from shared.subscriptions import service as subscriptions
-    from shared.subscriptions import store
+    from shared import wiring
+    from shared.subscriptions import manage, store
 
-    deps = subscriptions.default_subscription_deps()
+    deps = wiring.subscription_deps()
     building, mailbox = world["building"], world["mailbox"]
-    assert not subscriptions.release_subscription(deps, building, mailbox)  # still mapped
+    assert not manage.release_subscription(deps, building, mailbox)  # still mapped
     sub_id = index_of(world)["subscriptionId"]
     unmapped = wapi.delete(f"buildings/{building}/resources/room-1/mapping")
     assert unmapped.status_code == 204
-    subscriptions.release_subscription(deps, building, mailbox)  # the worker may have done it
-    assert subscriptions.subscription_for(deps, building, mailbox) is None
+    manage.release_subscription(deps, building, mailbox)  # the worker may have done it
+    assert manage.subscription_for(deps, building, mailbox) is None
     assert sub_id not in emulator_subscriptions(wstack)
-    assert subscriptions.load_record(deps.tables, sub_id) is None
+    assert store.load_record(deps.tables, sub_id) is None
     # Map again, then disconnect: delete_all_for_building removes it everywhere.
     map_room(wapi, building, "room-1", mailbox)
     info = wait_until(lambda: active(deps, building, mailbox))
     assert info is not None and info.subscription_id
-    assert subscriptions.delete_all_for_building(deps, building) == 1
+    assert manage.delete_all_for_building(deps, building) == 1
     assert info.subscription_id not in emulator_subscriptions(wstack)
     assert store.building_index(deps.tables, building) == []
 
@@ -573,12 +577,12 @@ def test_disconnect_deletes_the_buildings_subscriptions_in_graph(
 ) -> None:
     """DELETE connection (API.md: "subscriptions deleted") goes through the connect service's
     disconnect hook, while the connection's credentials still work."""
-    from shared.subscriptions import service as subscriptions
+    from shared import wiring
     from shared.subscriptions import store
 
     # A room of its own: one calendar maps to one resource across buildings.
     room = str(wstack.emulator.seed["tenant"]["users"]["focus3c"]["mail"]).lower()
-    deps = subscriptions.default_subscription_deps()
+    deps = wiring.subscription_deps()
     building = new_building()
     connect_building_application(wstack, wapi, graph_caller, building)
     map_room(wapi, building, "room-d", room)
@@ -596,16 +600,17 @@ def test_renewal_keeps_a_subscription_alive_across_the_clock(
     when 225 minutes are left, the subscription outlives its original expiry."""
     from dataclasses import replace
 
-    from shared.subscriptions import service as subscriptions
+    from shared import wiring
+    from shared.subscriptions import renewal
 
     assert wait_until(
-        lambda: active(subscriptions.default_subscription_deps(), **world)  # after the release test
+        lambda: active(wiring.subscription_deps(), **world)  # after the release test
     )
     sub = current_subscription(wstack, world)
     expires = emulator_parse(sub["expirationDateTime"])
     wstack.emulator.advance_clock((expires - emulator_now(wstack)).total_seconds() - 225 * 60)
-    deps = replace(subscriptions.default_subscription_deps(), now=lambda: emulator_now(wstack))
-    report = subscriptions.renew_due(deps)
+    deps = replace(wiring.subscription_deps(), now=lambda: emulator_now(wstack))
+    report = renewal.renew_due(deps)
     assert report.renewed >= 1 and report.failed == 0, (report, index_of(world).get("reason"))
     wstack.emulator.advance_clock(300 * 60)  # past the original expiry
     assert emulator_now(wstack) > expires
@@ -615,14 +620,14 @@ def test_renewal_keeps_a_subscription_alive_across_the_clock(
 
 def active(deps: Any, building: str, mailbox: str) -> Any:
     """ensure_subscription's answer once it is active (another caller may be creating it)."""
-    from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import manage
 
-    info = subscriptions.ensure_subscription(deps, building, mailbox)
+    info = manage.ensure_subscription(deps, building, mailbox)
     return info if info is not None and info.status == "active" else None
 
 
 def emulator_parse(value: str) -> Any:
-    from shared.subscriptions.service import parse_graph_time
+    from shared.subscriptions.store import parse_graph_time
 
     parsed = parse_graph_time(value)
     assert parsed is not None, value
@@ -635,8 +640,10 @@ def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(
     """Issue 21: a small forged body repeating one unknown id 201 times was a 503, which would
     make Graph back off from our real endpoint. Distinct ids count, unknown ids are remembered
     briefly, and a POST that names no known subscription is forged traffic: 202, nothing sent."""
+    from shared import wiring
     from shared.storage import clients
-    from shared.subscriptions import service as subscriptions
+    from shared.subscriptions import store
+    from shared.subscriptions.inbox import MAX_RECORD_READS, Inbox, RecordCache, receive
 
     sub = current_subscription(wstack, world)
     unknown = documented_change(sub, subscriptionId=str(uuid.uuid4()))
@@ -652,22 +659,22 @@ def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(
 
     def load(sub_id: str) -> Any:
         reads.append(sub_id)
-        return subscriptions.load_record(clients.table, sub_id)
+        return store.load_record(clients.table, sub_id)
 
-    inbox = subscriptions.Inbox(
-        subscriptions.RecordCache(load), subscriptions.default_keys(),
+    inbox = Inbox(
+        RecordCache(load), wiring.client_state_keys(),
         lambda r: sync_q.send_message(r.encode()), lambda w: life_q.send_message(w.encode()),
     )  # fmt: skip
-    result = subscriptions.receive(inbox, collection(*[unknown] * 201))
+    result = receive(inbox, collection(*[unknown] * 201))
     assert result.accepted == 0 and result.sync_requests == 0 and len(reads) == 1
-    subscriptions.receive(inbox, collection(*[unknown] * 201))  # remembered: no read at all
+    receive(inbox, collection(*[unknown] * 201))  # remembered: no read at all
     assert len(reads) == 1
     flood = [documented_change(sub, subscriptionId=str(uuid.uuid4())) for _ in range(300)]
-    result = subscriptions.receive(inbox, collection(*flood))  # no known id: forged, 202
+    result = receive(inbox, collection(*flood))  # no known id: forged, 202
     assert result.accepted == 0 and result.dropped == {"unknown_subscription": 300}
-    assert len(reads) == 1 + subscriptions.MAX_RECORD_READS  # bounded
+    assert len(reads) == 1 + MAX_RECORD_READS  # bounded
     # The genuine item still gets through in its own POST, straight after the flood.
-    result = subscriptions.receive(inbox, collection(documented_change(sub)))
+    result = receive(inbox, collection(documented_change(sub)))
     assert result.accepted == 1 and result.sync_requests == 1
     from shared.sync.queue import SyncRequest
 
