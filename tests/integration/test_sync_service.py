@@ -1,0 +1,166 @@
+"""The sync worker (shared/sync/worker.py) with injected collaborators against real Azurite and the
+Graph emulator, no Functions host: rounds for one mapped room calendar turn Outlook changes into
+busy blocks (a baseline first, then delta rounds), a deletion removes its block, and an expired
+delta token (410 Gone) is answered with a new baseline.
+"""
+
+# ruff: noqa: F811 - pytest fixtures imported from the fixture modules are parameters here
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.availability.busy import BusyStore
+from shared.directory import registry
+from shared.storage import tablestore
+from shared.sync.deps import SyncDeps
+from shared.sync.queue import Reason, SyncRequest
+from shared.sync.worker import RoundResult, handle
+from tests.integration.graph_fixtures import day, event_body, graph_emu, tenant  # noqa: F401 - fixtures
+from tests.integration.service_fixtures import World, table_service, world  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.timeout(60)
+RESOURCE = "room-1"
+
+
+class Room:
+    """One mapped room calendar, its Outlook side (the emulator) and its sync."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.mailbox = world.mailbox("room1")
+        self.outlook: httpx.Client = world.tenant.as_app()
+        self.sent: list[tuple[SyncRequest, float]] = []
+        self.busy = BusyStore(world.tables(tablestore.BUSY))
+        self.deps = SyncDeps(
+            tables=world.tables,
+            graph=world.graph,
+            connection=world.connections().get,
+            busy=self.busy,
+            subscribe=lambda b, m: None,  # no subscription: the calendar is polled
+            unsubscribe=lambda b, m: False,
+            subscription=lambda b, m: None,
+            enqueue=lambda request, delay: self.sent.append((request, delay)),
+            peek_poison=list,
+        )
+        calendar = self.outlook.get(f"/users/{self.mailbox}/calendar")
+        calendar.raise_for_status()
+        self.calendar_id = str(calendar.json()["id"])
+        self._map()
+
+    def _map(self) -> None:
+        """The mapping as the mapping service leaves it (tested in test_mapping_service.py)."""
+        building = self.world.building
+        body = {"name": "Room 1", "kind": "room", "timeZone": "UTC"}
+        registry.put_resource(self.world.tables, building, RESOURCE, body)
+
+        def build(current: dict[str, Any] | None) -> dict[str, Any]:
+            assert current is not None
+            return {
+                **current, "calendarId": self.calendar_id, "mailbox": self.mailbox,
+                "graphMailbox": self.mailbox, "calendarIsDefault": True,
+                "tenantId": self.world.tenant.id, "syncStatus": "pending",
+            }  # fmt: skip
+
+        table = self.world.tables(tablestore.RESOURCES)
+        tablestore.replace_optimistic(table, building, RESOURCE, build)
+
+    def create(self, subject: str, start: datetime, minutes: int = 60) -> str:
+        made = self.outlook.post(
+            f"/users/{self.mailbox}/events", json=event_body(start, minutes, subject)
+        )
+        assert made.status_code == 201, made.text
+        return str(made.json()["id"])
+
+    def delete(self, event_id: str) -> None:
+        gone = self.outlook.delete(f"/users/{self.mailbox}/events/{event_id}")
+        assert gone.status_code == 204, gone.text
+
+    def sync(self, reason: Reason, *, full: bool = False) -> RoundResult:
+        request = SyncRequest(self.world.building, self.mailbox, reason, RESOURCE, full)
+        [result] = handle(self.deps, request, datetime.now(UTC))
+        assert result.outcome == "synced", result
+        return result
+
+    def blocks(self) -> list[tuple[datetime, datetime]]:
+        found = self.busy.blocks(
+            self.world.building, day(-1), day(30), resource_ids=[RESOURCE], source="outlook"
+        )
+        return sorted((b.start, b.end) for b in found)
+
+    def state(self) -> dict[str, Any]:
+        table = self.world.tables(tablestore.DELTA_STATE)
+        state = tablestore.get_entity(table, self.world.building, RESOURCE)
+        assert state is not None
+        return state
+
+
+def span(start: datetime, minutes: int = 60) -> tuple[datetime, datetime]:
+    return (start, start + timedelta(minutes=minutes))
+
+
+def test_outlook_changes_become_busy_blocks_and_deletions_remove_them(world: World) -> None:
+    room = Room(world)
+    first = room.create("There before mapping", day(2, 9))
+
+    baseline = room.sync("mapped", full=True)
+    assert baseline.full and baseline.changes == 1
+    assert room.blocks() == [span(day(2, 9))]
+    state = room.state()
+    assert state["deltaLink"] and state["calendarId"] == room.calendar_id and state["polled"]
+    resource = world.tables(tablestore.RESOURCES).get_entity(world.building, RESOURCE)
+    assert resource["syncStatus"] == "synced"
+
+    room.create("Made in Outlook", day(3, 14), 30)
+    delta = room.sync("notified")
+    assert not delta.full and delta.changes == 1
+    assert room.blocks() == [span(day(2, 9)), span(day(3, 14), 30)]
+
+    room.delete(first)
+    assert room.sync("notified").changes == 1
+    assert room.blocks() == [span(day(3, 14), 30)]
+    # Nothing changed since: a round that changes nothing.
+    assert room.sync("reconcile").changes == 0
+    assert room.blocks() == [span(day(3, 14), 30)]
+
+
+def test_an_expired_delta_token_is_answered_with_a_new_baseline(world: World) -> None:
+    room = Room(world)
+    room.create("Before", day(4, 10))
+    room.sync("mapped", full=True)
+    before = room.state()
+
+    expired = world.tenant.emu.control.post(
+        "graph/delta/expire", json={"mode": "gone", "user": room.mailbox}
+    )
+    assert expired.status_code == 200 and expired.json()["expired"] >= 1, expired.text
+    gone = room.create("After expiry", day(5, 11))
+    again = room.sync("notified")
+    assert again.full  # the 410 turned the delta round into a baseline
+    assert room.blocks() == [span(day(4, 10)), span(day(5, 11))]
+    after = room.state()
+    assert after["baselineAt"] > before["baselineAt"] and after["deltaLink"] != before["deltaLink"]
+
+    # The new link works: the next change comes through a delta round again.
+    room.delete(gone)
+    follow = room.sync("notified")
+    assert not follow.full and room.blocks() == [span(day(4, 10))]
+
+
+def test_unmapped_calendars_lose_their_outlook_blocks_and_state(world: World) -> None:
+    room = Room(world)
+    room.create("Mapped", day(6, 9))
+    room.sync("mapped", full=True)
+    assert room.blocks() == [span(day(6, 9))]
+
+    registry.release_mapping(world.tables, world.building, RESOURCE)
+    request = SyncRequest(world.building, room.mailbox, "unmapped", RESOURCE, True)
+    [result] = handle(room.deps, request, datetime.now(UTC))
+    assert result.outcome == "unmapped"
+    assert room.blocks() == []
+    table = world.tables(tablestore.DELTA_STATE)
+    assert tablestore.get_entity(table, world.building, RESOURCE) is None
