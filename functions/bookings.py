@@ -13,6 +13,7 @@ import logging
 import azure.functions as func
 
 from functions.http import caller_for, handle_errors, json_response, read_json
+from functions.queues import decode_or_drop
 
 logger = logging.getLogger(__name__)
 
@@ -107,13 +108,10 @@ def outbox_worker(msg: func.QueueMessage) -> None:
     from shared import wiring
     from shared.bookings.outbox import OutboxMessage
     from shared.bookings.service import process_outbox
-    from shared.core.errors import ValidationFailed
 
-    try:
-        message = OutboxMessage.decode(msg.get_body().decode("utf-8", "replace"))
-    except ValidationFailed:
-        logger.warning("outbox: message %s is not an outbox message; dropped", msg.id)
-        return  # retrying cannot make it readable
+    message = decode_or_drop(msg, OutboxMessage.decode, "outbox", "an outbox message")
+    if message is None:
+        return
     # Booking-level failures are recorded and rescheduled by the service; what propagates (storage
     # down) is retried by the host.
     outcome = process_outbox(wiring.booking_deps(), message)

@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import azure.functions as func
 
 from functions.http import handle_errors
+from functions.queues import decode_or_drop
 
 bp = func.Blueprint()
 ANONYMOUS = func.AuthLevel.ANONYMOUS
@@ -82,7 +83,9 @@ def graph_lifecycle_worker(msg: func.QueueMessage) -> None:
     from shared.subscriptions.inbox import LifecycleWork
     from shared.subscriptions.manage import handle_lifecycle
 
-    work = LifecycleWork.decode(msg.get_body().decode("utf-8"))
+    work = decode_or_drop(msg, LifecycleWork.decode, "lifecycle", "lifecycle work")
+    if work is None:
+        return
     outcome = handle_lifecycle(wiring.subscription_deps(), work)
     logger.info("lifecycle %s of subscription %s: %s", work.event, work.subscription_id, outcome)
 
