@@ -46,7 +46,7 @@ from shared.storage import clients, tablestore
 from shared.storage.keyvault import FLOW_KEY_NAME, SecretStore, VersionedKeys
 from shared.storage.tablestore import TableSource
 from shared.subscriptions import manage as subscriptions
-from shared.subscriptions.clientstate import ClientStateKeys
+from shared.subscriptions.clientstate import keys_in
 from shared.subscriptions.inbox import LIFECYCLE_QUEUE, Inbox, LifecycleWork, RecordCache
 from shared.subscriptions.manage import SubscriptionDeps, disconnect_hook
 from shared.subscriptions.store import load_record
@@ -266,9 +266,9 @@ def booking_deps(settings: Settings) -> BookingDeps:
 
 
 @per_settings
-def client_state_keys(settings: Settings) -> ClientStateKeys:
+def client_state_keys(settings: Settings) -> VersionedKeys:
     """The clientState key, cached (the webhook and subscription creation share it)."""
-    return ClientStateKeys(secret_store())
+    return keys_in(secret_store())
 
 
 @per_settings

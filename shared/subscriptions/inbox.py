@@ -22,7 +22,8 @@ from typing import Any
 
 from shared.core.errors import BookingBridgeError, DependencyError, FieldError, ValidationFailed
 from shared.core.jsonbody import parse_json
-from shared.subscriptions.clientstate import ClientStateKeys, client_state_matches
+from shared.storage.keyvault import VersionedKeys
+from shared.subscriptions.clientstate import client_state_matches
 from shared.subscriptions.store import Record
 from shared.sync.queue import SyncRequest
 
@@ -268,7 +269,7 @@ class Inbox:
     """What the webhook needs: records, keys and the two queues."""
 
     records: RecordCache
-    keys: ClientStateKeys
+    keys: VersionedKeys
     enqueue: Callable[[SyncRequest], None]
     enqueue_lifecycle: Callable[[LifecycleWork], None]
 
@@ -315,7 +316,11 @@ def receive(inbox: Inbox, body: bytes) -> InboxResult:
         looked_up[sub_id] = record
         return record
 
-    sorted_ = sort_items(items, lookup, inbox.keys.by_check, dropped)
+    def key_for(check: str) -> bytes | None:
+        found = inbox.keys.by_check(check)
+        return found.key if found else None
+
+    sorted_ = sort_items(items, lookup, key_for, dropped)
     for request in sorted_.sync:
         inbox.enqueue(request)
     for work in sorted_.lifecycle:

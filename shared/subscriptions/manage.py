@@ -27,9 +27,10 @@ from urllib.parse import quote
 from shared.core.errors import BookingBridgeError, Forbidden, GraphError, IdentityError
 from shared.graph.guard import MappedCalendar
 from shared.storage import tablestore
+from shared.storage.keyvault import VersionedKeys
 from shared.storage.tablestore import Entity, TableSource
 from shared.subscriptions import store
-from shared.subscriptions.clientstate import ClientStateKeys, client_state
+from shared.subscriptions.clientstate import client_state
 from shared.subscriptions.inbox import LifecycleWork
 from shared.subscriptions.store import (
     Record,
@@ -43,7 +44,7 @@ from shared.subscriptions.store import (
 from shared.sync.queue import SyncRequest
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
     from shared.core.settings import Settings
     from shared.graph.client import GraphClient
 
@@ -174,7 +175,7 @@ class SubscriptionDeps:
     tables: TableSource
     connections: ConnectionLookup
     graph: GraphClient
-    keys: ClientStateKeys
+    keys: VersionedKeys
     enqueue: Callable[[SyncRequest], None]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
@@ -375,7 +376,7 @@ def subscription_for(
 def delete_all_for_building(deps: SubscriptionDeps, building_id: str) -> int:
     """Delete every subscription of the building (disconnect); best effort, returns how many.
 
-    Runs before the connection is deleted (shared.connect.connections' hook), so Graph can still
+    Runs before the connection is deleted (shared.connect.service's hook), so Graph can still
     be told. Graph failures are logged; the table entries go regardless.
     """
     entities = store.building_index(deps.tables, building_id)
@@ -389,7 +390,7 @@ def delete_all_for_building(deps: SubscriptionDeps, building_id: str) -> int:
 
 
 def disconnect_hook(deps: SubscriptionDeps, connection: Connection) -> None:
-    """For shared.connect.connections' `on_disconnect` (bound to its deps by shared/wiring.py):
+    """For shared.connect.service's `on_disconnect` (bound to its deps by shared/wiring.py):
     delete the building's subscriptions while the connection's credentials still work."""
     delete_all_for_building(deps, connection.building_id)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from shared.storage.keyvault import VersionedKeys
 from shared.subscriptions.clientstate import *  # noqa: F403
-from shared.subscriptions.clientstate import ClientStateKeys
 from shared.subscriptions.inbox import *  # noqa: F403
 from shared.subscriptions.inbox import Inbox
 from shared.subscriptions.manage import (  # noqa: F401
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- deprecated aliases
 
 
-def default_keys() -> ClientStateKeys:
+def default_keys() -> VersionedKeys:
     """Deprecated alias of `shared.wiring.client_state_keys`."""
     from shared import wiring
 

@@ -26,16 +26,16 @@ from azure.identity import ClientSecretCredential
 from azure.keyvault.secrets import SecretClient
 
 from devstack.m365 import RunningEmulator
-from shared.connect.connections import Connection
+from shared.core.connection import Connection
 from shared.core.settings import load_settings
 from shared.graph.client import GraphClient
 from shared.graph.guard import CalendarGuard
 from shared.mapping.service import load_mapped
 from shared.storage import tablestore
-from shared.storage.keyvault import SecretStore
+from shared.storage.keyvault import SecretStore, VersionedKeys
 from shared.storage.tablestore import TableSource
 from shared.subscriptions import manage, store
-from shared.subscriptions.clientstate import ClientStateKeys, client_state
+from shared.subscriptions.clientstate import client_state, keys_in
 from shared.subscriptions.inbox import Inbox, LifecycleWork, RecordCache, receive
 from shared.subscriptions.manage import SubscriptionDeps
 from shared.subscriptions.renewal import renew_due
@@ -158,7 +158,7 @@ def tables(table_service: TableServiceClient) -> Iterator[TableSource]:
 
 
 @pytest.fixture(scope="module")
-def keys(m365: RunningEmulator) -> ClientStateKeys:
+def keys(m365: RunningEmulator) -> VersionedKeys:
     """The clientState key in the Key Vault emulator, through the app's SecretStore."""
     seed = m365.seed
     app = seed["apps"]["bookingbridge"]
@@ -171,7 +171,7 @@ def keys(m365: RunningEmulator) -> ClientStateKeys:
         m365.key_vault_url, credential, verify_challenge_resource=False,
         connection_verify=m365.ca_bundle,
     )  # fmt: skip
-    return ClientStateKeys(SecretStore(lambda: client))
+    return keys_in(SecretStore(lambda: client))
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def sink() -> Iterator[Sink]:
 
 @pytest.fixture
 def world(
-    m365: RunningEmulator, tables: TableSource, keys: ClientStateKeys, sink: Sink
+    m365: RunningEmulator, tables: TableSource, keys: VersionedKeys, sink: Sink
 ) -> Iterator[World]:
     tenant = m365.seed["tenant"]
     connection = Connection(
@@ -246,7 +246,7 @@ def active(world: World, mailbox: str) -> store.SubscriptionInfo:
 
 
 def test_ensure_creates_once_through_the_handshake_and_the_inbox_accepts_what_graph_sends(
-    m365: RunningEmulator, world: World, sink: Sink, keys: ClientStateKeys
+    m365: RunningEmulator, world: World, sink: Sink, keys: VersionedKeys
 ) -> None:
     mailbox = world.map("boardroom4a")
     posts = graph_posts(m365)

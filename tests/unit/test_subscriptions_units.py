@@ -13,9 +13,10 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from shared.connect.connections import Account, Connection
+from shared.core.connection import Account, Connection
 from shared.core.errors import ValidationFailed, problem
-from shared.subscriptions.clientstate import client_state, client_state_matches, key_check
+from shared.storage.keyvault import key_check
+from shared.subscriptions.clientstate import client_state, client_state_matches
 from shared.subscriptions.inbox import (
     LIFECYCLE_QUEUE,
     LifecycleWork,
