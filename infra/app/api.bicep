@@ -119,7 +119,7 @@ var appSettings = {
   BB_POLL_MIN_SECONDS: '30'
   BB_POLL_MAX_SECONDS: '300'
   BB_RECONCILE_SCHEDULE: '0 */30 * * * *'
-  // Graph subscriptions (shared/subscriptions/service.py): the renewal timer's schedule (a %SETTING% of a
+  // Graph subscriptions (shared/subscriptions/): the renewal timer's schedule (a %SETTING% of a
   // timer trigger), the lifetime asked for (capped at Graph's 4230 minutes) and the renewal margin.
   BB_RENEW_SCHEDULE: '0 */30 * * * *'
   BB_SUBSCRIPTION_MINUTES: '4230'

@@ -282,7 +282,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sync_window_days=r.integer("BB_SYNC_WINDOW_DAYS", 60, minimum=1, maximum=365),
         poll_min_seconds=r.integer("BB_POLL_MIN_SECONDS", 30, minimum=2, maximum=3600),
         poll_max_seconds=r.integer("BB_POLL_MAX_SECONDS", 300, minimum=2, maximum=86400),
-        # More than 4230 is accepted and capped where it is used (shared/subscriptions/service.py).
+        # More than 4230 is accepted and capped where it is used (shared/subscriptions/manage.py).
         subscription_minutes=r.integer(
             "BB_SUBSCRIPTION_MINUTES", 4230, minimum=60, maximum=525_600
         ),
