@@ -171,10 +171,3 @@ def validator_for(settings: Settings, http: Callable[[], httpx.Client]) -> Token
     return TokenValidator(
         f"{tenant_base}/v2.0", [settings.api_audience, settings.client_id], JwksCache(fetch)
     )
-
-
-def default_validator() -> TokenValidator:
-    """Deprecated alias of `shared.wiring.token_validator` (removed at the end of issue 12)."""
-    from shared import wiring
-
-    return wiring.token_validator()

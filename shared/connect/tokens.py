@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -96,8 +97,6 @@ def reason_for(error: str | None, codes: Iterable[int] = ()) -> str:
 
 def codes_in(description: str | None) -> tuple[int, ...]:
     """AADSTS codes named at the start of an `error_description` (authorize redirects have no list)."""
-    import re
-
     return tuple(int(m) for m in re.findall(r"AADSTS(\d+)", description or ""))
 
 

@@ -193,10 +193,3 @@ def _entry_from(e: Any) -> AuditEntry:
         request_id=str(e.get("requestId") or "") or None,
         client_request_id=str(e.get("clientRequestId") or "") or None,
     )
-
-
-def default_audit() -> AuditLog:
-    """Deprecated alias of `shared.wiring.audit_log` (removed at the end of issue 12)."""
-    from shared import wiring
-
-    return wiring.audit_log()

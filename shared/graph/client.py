@@ -7,7 +7,7 @@ in this process (Outlook's limit is 4 per app and mailbox), bounded retries (`Re
 token refresh on 401 InvalidAuthenticationToken, and an audit record (shared/graph/audit.py).
 
 The mapped-calendar guard (shared/graph/guard.py): a client built with a `CalendarGuard` (the
-process's client, `default_graph()`, always is) classifies every request — single requests, each
+process's client, `shared.wiring.graph_client()`, always is) classifies every request — single requests, each
 `$batch` item, nextLinks and deltaLinks — and refuses anything that reads or writes a calendar that
 is not mapped in the connection's building, before any token or network I/O; the refusal is audited
 with result `refused`. Discovery (calendar listings and metadata, places, managing subscriptions)
@@ -37,7 +37,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -227,7 +227,7 @@ class _StaticToken:
 class GraphClient:
     """Graph requests for connections (module docstring).
 
-    `guard`: the mapped-calendar guard. `default_graph()` always installs one; only tests of the
+    `guard`: the mapped-calendar guard. `shared.wiring.graph_client()` always installs one; only tests of the
     transport itself (retries, headers, batching over a mock transport) build a client without it.
     """
 
@@ -600,8 +600,6 @@ class CalendarScope:
 
 
 def replace_deps(item: BatchItem, depends_on: tuple[str, ...]) -> BatchItem:
-    from dataclasses import replace
-
     return replace(item, depends_on=depends_on)
 
 
@@ -649,13 +647,3 @@ def _operation(method: str, path: str, base: str) -> str:
         prev = segments[i - 1].lower() if i else ""
         folded.append("{id}" if prev in ("users", "calendars", "events", "subscriptions") else seg)
     return f"{method} /" + "/".join(folded)
-
-
-# ---------------------------------------------------------------- deprecated alias
-
-
-def default_graph() -> GraphClient:
-    """Deprecated alias of `shared.wiring.graph_client` (removed at the end of issue 12)."""
-    from shared import wiring
-
-    return wiring.graph_client()

@@ -375,7 +375,7 @@ def _allowed(target: Target, who: Who, valid: Iterable[MappedCalendar]) -> bool:
 
 
 class CalendarGuard:
-    """Decides every Graph request of a `GraphClient` (installed by `shared.graph.client.default_graph`).
+    """Decides every Graph request of a `GraphClient` (installed by `shared.wiring.graph_client`).
 
     `load(building_id)` returns the building's mapped calendars by resource id (the resources
     table); results are cached for `ttl` seconds per building. A request that would be refused is

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from shared.core.errors import GraphError, IdentityError, Unprocessable
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
     from shared.graph.client import GraphClient
 
 CalendarKind = Literal["room", "personal", "shared"]

@@ -41,7 +41,7 @@ from shared.mapping.access import (
 from shared.mapping.service import MappingDeps, load_mapped
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
 
 logger = logging.getLogger(__name__)
 

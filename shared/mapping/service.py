@@ -57,7 +57,7 @@ from shared.storage.tablestore import Entity, TableSource
 from shared.sync.queue import SyncRequest
 
 if TYPE_CHECKING:
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
     from shared.graph.client import GraphClient
 
 logger = logging.getLogger(__name__)

@@ -339,10 +339,3 @@ def _store_error(action: str, name: str, exc: Exception) -> SecretStoreError:
         reason="key_vault",
         log_detail=f"{action} {name}: {type(exc).__name__} {status}",
     )
-
-
-def default_store() -> SecretStore:
-    """Deprecated alias of `shared.wiring.secret_store` (removed at the end of issue 12)."""
-    from shared import wiring
-
-    return wiring.secret_store()

@@ -13,7 +13,7 @@ from shared.sync.queue import SyncRequest
 
 if TYPE_CHECKING:
     from shared.availability.busy import BusyStore
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
     from shared.core.settings import Settings
     from shared.graph.client import GraphClient
 

@@ -139,7 +139,7 @@ def world(
     scoped = scoped_tenant(cstack)
     scoped_building = new_building("map-s")
     from shared import wiring
-    from shared.connect.connections import Connection
+    from shared.core.connection import Connection
 
     wiring.connection_repository().save(
         Connection(
