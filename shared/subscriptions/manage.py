@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from shared.core.errors import BookingBridgeError, Forbidden, GraphError, IdentityError
 from shared.graph.guard import MappedCalendar
-from shared.storage import tablestore
+from shared.mapping.service import load_mapped
 from shared.storage.keyvault import VersionedKeys
 from shared.storage.tablestore import Entity, TableSource
 from shared.subscriptions import store
@@ -57,11 +57,6 @@ CLOCK_SKEW = timedelta(minutes=5)
 CHANGE_TYPES = "created,updated,deleted"
 CLAIM_TTL = timedelta(minutes=2)  # a create takes ≤ 2 × 10 s of validation plus retries
 FAILED_RETRY_AFTER = timedelta(minutes=5)  # a failed create is not retried sooner by ensure
-# What MappedCalendar.from_entity reads from a resource entity.
-MAPPING_FIELDS = (
-    "PartitionKey", "RowKey", "calendarId", "mailbox", "graphMailbox", "calendarIsDefault",
-    "tenantId", "paid",
-)  # fmt: skip
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -139,14 +134,7 @@ def mapped_calendars_in(
     tables: TableSource, building_id: str, mailbox: str
 ) -> list[MappedCalendar]:
     """The building's mapped calendars whose owner is `mailbox` (one partition query)."""
-    entities = tablestore.query_all(
-        tables(tablestore.RESOURCES),
-        "PartitionKey eq @b",
-        {"b": building_id},
-        select=[*MAPPING_FIELDS],
-    )
-    found = (MappedCalendar.from_entity(e) for e in entities)
-    return [c for c in found if c is not None and c.mailbox == mailbox]
+    return [c for c in load_mapped(tables, building_id).values() if c.mailbox == mailbox]
 
 
 def mailbox_in_use(tables: TableSource, building_id: str, mailbox: str) -> bool:
