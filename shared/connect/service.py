@@ -86,6 +86,7 @@ from shared.core.errors import (
     ValidationFailed,
 )
 from shared.core.settings import Settings
+from shared.core.times import utc_z
 from shared.core.validate import check_building
 from shared.directory.registry import is_mapped
 from shared.graph.audit import AuditEntry
@@ -249,27 +250,51 @@ def _take_flow(deps: ConnectDeps, state: str | None, mode: str) -> Flow:
 
 def complete_delegated(deps: ConnectDeps, params: Mapping[str, str]) -> str:
     """`GET /oauth/callback`: finish a delegated flow; the URL to send the browser to."""
-    flow = _take_flow(deps, params.get("state"), "delegated")
+    return _complete(deps, params, "delegated", _finish_delegated)
+
+
+def complete_admin_consent(deps: ConnectDeps, params: Mapping[str, str]) -> str:
+    """`GET /oauth/adminconsent`: finish an application flow (`prompt=admin_consent` sign-in).
+
+    The tenant is trusted only from this flow's id token (see the module docstring), never from
+    a `tenant` query parameter.
+    """
+    return _complete(deps, params, "application", _finish_application)
+
+
+def _complete(
+    deps: ConnectDeps,
+    params: Mapping[str, str],
+    mode: str,
+    finish: Callable[[ConnectDeps, Flow, Mapping[str, str]], tuple[Connection, str]],
+) -> str:
+    """Take the callback's flow, finish it, and say how it went on the flow's return URL."""
+    flow = _take_flow(deps, params.get("state"), mode)
     try:
-        connection, signed_in = _finish_delegated(deps, flow, params)
+        connection, signed_in = finish(deps, flow, params)
     except ConnectFailed as failed:
         _record_failure(deps, flow, failed)
         return with_status(flow.return_url, "error", failed.reason)
     _audit_connect(deps, flow, signed_in, connection.connection_id)
     logger.info(
-        "building %s connected (delegated, tenant %s, connection %s)",
-        flow.building_id, connection.tenant_id, connection.connection_id,
+        "building %s connected (%s, tenant %s, connection %s)",
+        flow.building_id, mode, connection.tenant_id, connection.connection_id,
     )  # fmt: skip
     return with_status(flow.return_url, "connected")
+
+
+def _refused_by_entra(params: Mapping[str, str]) -> None:
+    """Entra's error redirect (`error`, `error_description`) ends the attempt with its reason."""
+    if params.get("error"):
+        raise ConnectFailed(
+            reason_for(params.get("error"), codes_in(params.get("error_description")))
+        )
 
 
 def _finish_delegated(
     deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
 ) -> tuple[Connection, str]:
-    if params.get("error"):
-        raise ConnectFailed(
-            reason_for(params.get("error"), codes_in(params.get("error_description")))
-        )
+    _refused_by_entra(params)
     code = params.get("code")
     if not code:
         raise ConnectFailed("missing_code")
@@ -344,32 +369,10 @@ def _redeem(
     return tokens, nonce
 
 
-def complete_admin_consent(deps: ConnectDeps, params: Mapping[str, str]) -> str:
-    """`GET /oauth/adminconsent`: finish an application flow (`prompt=admin_consent` sign-in).
-
-    The tenant is trusted only from this flow's id token (see the module docstring), never from
-    a `tenant` query parameter.
-    """
-    flow = _take_flow(deps, params.get("state"), "application")
-    try:
-        connection, signed_in = _finish_application(deps, flow, params)
-    except ConnectFailed as failed:
-        _record_failure(deps, flow, failed)
-        return with_status(flow.return_url, "error", failed.reason)
-    _audit_connect(deps, flow, signed_in, connection.connection_id)
-    logger.info(
-        "building %s connected (application, tenant %s)", flow.building_id, connection.tenant_id
-    )
-    return with_status(flow.return_url, "connected")
-
-
 def _finish_application(
     deps: ConnectDeps, flow: Flow, params: Mapping[str, str]
 ) -> tuple[Connection, str]:
-    if params.get("error"):
-        raise ConnectFailed(
-            reason_for(params.get("error"), codes_in(params.get("error_description")))
-        )
+    _refused_by_entra(params)
     code = params.get("code")
     if not code:
         if "admin_consent" in params or "tenant" in params:
@@ -516,16 +519,10 @@ def connection_status(deps: ConnectDeps, building_id: str) -> dict[str, Any]:
         "account": c.account.to_json() if c.account else None,
         "tenantId": c.tenant_id or None,
         "scopes": sorted(c.scopes),
-        "connectedAt": _iso(c.connected_at),
-        "lastRefreshAt": _iso(c.last_refresh_at),
+        "connectedAt": utc_z(c.connected_at) if c.connected_at else None,
+        "lastRefreshAt": utc_z(c.last_refresh_at) if c.last_refresh_at else None,
         "reason": c.reason,
     }
-
-
-def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def disconnect(deps: ConnectDeps, building_id: str) -> None:

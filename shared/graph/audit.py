@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.core.errors import FieldError, StorageError, ValidationFailed
+from shared.core.times import utc_z
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -46,9 +47,7 @@ class AuditEntry:
 
     def to_api(self) -> dict[str, Any]:
         return {
-            "time": self.time.astimezone(UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            "time": utc_z(self.time, "milliseconds"),
             "actor": self.actor,
             "building": self.building,
             "connection": self.connection,
