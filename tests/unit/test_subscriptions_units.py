@@ -1,6 +1,7 @@
 """Pure parts of shared/subscriptions/: clientState derivation, expiry, coalescing, renewal choice.
 
-Storage, Key Vault, Graph and the webhook over HTTP are tested in tests/e2e/test_webhook.py.
+Storage, Key Vault and Graph are tested in tests/integration/test_subscriptions_service.py, the
+webhook over HTTP in tests/e2e/test_webhook.py.
 """
 
 from __future__ import annotations
