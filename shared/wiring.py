@@ -292,8 +292,8 @@ def subscription_deps(settings: Settings) -> SubscriptionDeps:
 
 
 def delete_subscriptions_hook(connection: Connection) -> None:
-    """Connect's disconnect hook: delete the building's Graph subscriptions. Looked up when it
-    runs, not when connect_deps() is built: subscription_deps() needs connect's collaborators."""
+    """Connect's disconnect hook: delete the building's Graph subscriptions (a named function:
+    connect logs a failing hook by its name)."""
     disconnect_hook(subscription_deps(), connection)
 
 
