@@ -77,12 +77,10 @@ def audit_list(req: func.HttpRequest) -> func.HttpResponse:
     from datetime import UTC, datetime
 
     from shared import wiring
-    from shared.graph.audit import parse_query
 
     building = req.route_params["building"]
     caller_for(req, building)
-    start, end, limit = parse_query(dict(req.params), datetime.now(UTC))
-    records = wiring.audit_log().query(building, start, end, limit)
+    records = wiring.audit_log().read(building, dict(req.params), datetime.now(UTC))
     return json_response({"records": [r.to_api() for r in records]})
 
 

@@ -148,6 +148,11 @@ class AuditLog:
                 entry.building, entry.operation, type(exc).__name__,
             )  # fmt: skip
 
+    def read(self, building: str, params: dict[str, str], now: datetime) -> list[AuditEntry]:
+        """GET /buildings/{b}/audit: the query parameters checked (`parse_query`), then `query`."""
+        start, end, limit = parse_query(params, now)
+        return self.query(building, start, end, limit)
+
     def query(self, building: str, start: datetime, end: datetime, limit: int) -> list[AuditEntry]:
         """Records of one building in [start, end], newest first, at most `limit`."""
         found: list[AuditEntry] = []
