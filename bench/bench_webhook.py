@@ -92,6 +92,7 @@ def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) ->
     """One real subscription per bench room, made as ensure_subscription makes it; returns the
     records (with their clientStates alongside)."""
     from shared import wiring
+    from shared.core.times import utc_z
     from shared.storage import clients, tablestore
     from shared.subscriptions import manage, store
     from shared.subscriptions.clientstate import client_state
@@ -127,7 +128,7 @@ def create_subscriptions(stack: Stack, tenant: dict[str, Any], building: str) ->
                 "notificationUrl": f"{base}/graph/notifications",
                 "lifecycleNotificationUrl": f"{base}/graph/lifecycle",
                 "resource": f"/users/{mailbox}/events",
-                "expirationDateTime": store.graph_time(expiry),
+                "expirationDateTime": utc_z(expiry),
                 "clientState": state,
                 "latestSupportedTlsVersion": "v1_2",
             },

@@ -18,15 +18,18 @@ Also the query-string time helpers shared with the bookings routes (`parse_insta
 from __future__ import annotations
 
 import bisect
+import contextlib
+import logging
 import re
-import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, TypedDict
 
 from shared.availability.busy import BusyBlock, BusyStore
+from shared.core import times
 from shared.core.errors import FieldError, ValidationFailed
+from shared.core.times import TimeUnreadable, UnknownTimeZone, parse_rfc3339, utc_z
 from shared.core.validate import check_building, valid_id
 from shared.storage import tablestore
 from shared.storage.tablestore import TableSource
@@ -37,12 +40,10 @@ SLOT_MINUTES_MAX = 240
 # Busy statuses that make a resource unavailable (Graph freeBusyStatus); `free` does not.
 NOT_BUSY = frozenset({"free"})
 
+logger = logging.getLogger(__name__)
+
+
 # RFC 3339 date-time: seconds required, fraction optional, offset required ("Z" or ±hh:mm).
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt](\d{2}:\d{2}:\d{2})(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-
-
 class BusyOut(TypedDict):
     start: str
     end: str
@@ -84,15 +85,8 @@ def parse_instant(field: str, value: Any) -> datetime:
         text = value.strip()
         if re.fullmatch(r".+\d \d{2}:\d{2}", text):
             text = text[:-6] + "+" + text[-5:]
-        m = _RFC3339.match(text)
-        if m:
-            day, clock, fraction, offset = m.groups()
-            fraction = (fraction or "")[:7]  # Python reads at most 6 digits
-            offset = "+00:00" if offset in ("Z", "z") else offset
-            try:
-                return datetime.fromisoformat(f"{day}T{clock}{fraction}{offset}").astimezone(UTC)
-            except ValueError:
-                pass
+        with contextlib.suppress(TimeUnreadable):
+            return parse_rfc3339(text)
     raise ValidationFailed(
         [FieldError(field, "must be an RFC 3339 date-time with offset, e.g. 2026-12-01T09:00:00Z")]
     )
@@ -136,16 +130,11 @@ def parse_slot_minutes(raw: str | None) -> int | None:
     return int(raw)
 
 
-def iso_z(value: datetime) -> str:
-    """UTC `Z`, seconds precision (what every response carries)."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 # --- free time (pure) ---------------------------------------------------------------------------
 
 
 def slot_boundaries(
-    start: datetime, end: datetime, slot_minutes: int, zone: zoneinfo.ZoneInfo
+    start: datetime, end: datetime, slot_minutes: int, zone: tzinfo
 ) -> list[datetime]:
     """UTC instants of the local grid (local midnight + k·slot) that fall in [start, end], sorted.
 
@@ -230,17 +219,20 @@ def parse_query(params: Mapping[str, str]) -> AvailabilityQuery:
     return AvailabilityQuery(start, end, resource_id, slot)
 
 
-def _zone(name: str) -> zoneinfo.ZoneInfo:
+def _zone(name: str) -> tzinfo:
+    """The resource's zone for slot edges. Zones are checked when a resource is saved, so an
+    unknown one is stored data gone wrong: say so, and cut slots on UTC hours meanwhile."""
     try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return zoneinfo.ZoneInfo("UTC")
+        return times.zone(name)
+    except UnknownTimeZone:
+        logger.warning("availability: resource zone %r unknown; slots cut in UTC", name)
+        return UTC
 
 
 def busy_view(block: BusyBlock) -> BusyOut:
     return {
-        "start": iso_z(block.start),
-        "end": iso_z(block.end),
+        "start": utc_z(block.start),
+        "end": utc_z(block.end),
         "source": block.source,
         "bookingId": block.booking_id or (block.block_id if block.source == "platform" else None),
         "companyId": block.company_id,
@@ -275,8 +267,8 @@ def availability(
         building_id, query.start, query.end, resource_ids=[str(r["RowKey"]) for r in resources]
     )
     return {
-        "start": iso_z(query.start),
-        "end": iso_z(query.end),
+        "start": utc_z(query.start),
+        "end": utc_z(query.end),
         "slotMinutes": query.slot_minutes,
         "resources": assemble(resources, blocks, query),
     }
@@ -305,6 +297,6 @@ def assemble(
                     query.start, query.end, query.slot_minutes, _zone(zone_name)
                 )
             runs = free_runs(query.start, query.end, mine, grids[zone_name])
-            item["free"] = [{"start": iso_z(s), "end": iso_z(e)} for s, e in runs]
+            item["free"] = [{"start": utc_z(s), "end": utc_z(e)} for s, e in runs]
         out.append(item)
     return out

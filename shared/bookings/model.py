@@ -18,8 +18,9 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from shared.availability.busy import BusyBlock
-from shared.availability.service import iso_z, parse_instant
+from shared.availability.service import parse_instant
 from shared.core.errors import FieldError, ValidationFailed
+from shared.core.times import utc_z
 from shared.core.validate import Checker, valid_id
 from shared.storage import tablestore
 
@@ -114,8 +115,8 @@ class CreateRequest:
         raw = json.dumps(
             [
                 self.resource_id,
-                iso_z(self.start),
-                iso_z(self.end),
+                utc_z(self.start),
+                utc_z(self.end),
                 self.title,
                 self.booker_email,
                 self.booker_name,
@@ -212,8 +213,8 @@ def parse_update(body: Mapping[str, Any], current: Booking, now: datetime) -> Bo
     if not body:
         check.add("body", "must change start, end or title")
     merged = {
-        "start": body.get("start", iso_z(current.start)),
-        "end": body.get("end", iso_z(current.end)),
+        "start": body.get("start", utc_z(current.start)),
+        "end": body.get("end", utc_z(current.end)),
     }
     start, end = _times(check, merged, now)
     title = _title(check, body, current.title)

@@ -7,20 +7,22 @@ create stays one event) and an extended property with the booking id (so a lost 
 
 from __future__ import annotations
 
-import zoneinfo
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from shared.availability.busy import BOOKING_PROPERTY_ID, transaction_id
 from shared.availability.busy import booking_id_from_transaction as _booking_of_transaction
-from shared.availability.service import iso_z
 from shared.bookings.model import Booking, BookingConfig
 from shared.core.errors import DependencyError, Forbidden, GraphError, IdentityError
+from shared.core.times import TimeUnreadable, graph_time, parse_graph_time, rfc3339_or_none, utc_z
 from shared.graph.client import CalendarScope, GraphClient, RetryPolicy
 from shared.graph.guard import MappedCalendar
 from shared.storage.tablestore import Entity
+
+logger = logging.getLogger(__name__)
 
 _VIEW_PAGES = 5  # calendarView pages read per check (100 events each); more is not a room
 
@@ -67,50 +69,6 @@ def subject_of(
     return " ".join(text.split())[:255] or resource_name
 
 
-def event_time(instant: datetime, zone_name: str) -> dict[str, str]:
-    """`dateTimeTimeZone` in the resource's IANA zone; UTC when the wall time is ambiguous (the
-    repeated hour of a DST change) or the zone unknown, so Graph never has to guess."""
-    try:
-        zone = zoneinfo.ZoneInfo(zone_name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        zone = None
-    if zone is not None:
-        local = instant.astimezone(zone)
-        wall = local.replace(tzinfo=None)
-        other_fold = wall.replace(fold=1 - local.fold).replace(tzinfo=zone)
-        if other_fold.utcoffset() == local.utcoffset():  # one reading only
-            return {"dateTime": wall.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": zone_name}
-    utc = instant.astimezone(UTC).replace(tzinfo=None)
-    return {"dateTime": utc.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"}
-
-
-def parse_graph_time(value: Any) -> datetime | None:
-    """A Graph `dateTimeTimeZone` (we ask for UTC) or an ISO string → aware UTC."""
-    if isinstance(value, Mapping):
-        text = str(value.get("dateTime") or "")
-        zone = str(value.get("timeZone") or "UTC")
-    else:
-        text, zone = str(value or ""), "UTC"
-    if not text:
-        return None
-    text = text.rstrip("Z")
-    if "." in text:
-        head, frac = text.split(".", 1)
-        text = f"{head}.{frac[:6]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        return parsed.astimezone(UTC)
-    if zone.upper() not in ("UTC", "Z"):
-        try:
-            return parsed.replace(tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(UTC)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            pass
-    return parsed.replace(tzinfo=UTC)
-
-
 class WriteFailed(Exception):
     """One write-through attempt failed; `transient` says whether the outbox should retry."""
 
@@ -125,7 +83,7 @@ class WriteFailed(Exception):
         out: dict[str, Any] = {
             "reason": reason or self.reason,
             "status": self.status,
-            "at": iso_z(now),
+            "at": utc_z(now),
         }
         if self.code:
             out["code"] = self.code
@@ -203,8 +161,8 @@ def event_payload(
             booker_email=booking.booker_email,
             title=booking.title,
         ),
-        "start": event_time(booking.start, time_zone),
-        "end": event_time(booking.end, time_zone),
+        "start": graph_time(booking.start, time_zone),
+        "end": graph_time(booking.end, time_zone),
         "location": {"displayName": resource_name},
         "showAs": "busy",
         "body": {
@@ -311,8 +269,8 @@ def outlook_conflicts(
     Ours (any BookingBridge transactionId) are governed by the busy table, not by this check.
     """
     params: dict[str, str] | None = {
-        "startDateTime": iso_z(start),
-        "endDateTime": iso_z(end),
+        "startDateTime": utc_z(start),
+        "endDateTime": utc_z(end),
         "$top": "100",
     }
     path = target.calendar.calendar_path("/calendarView")
@@ -332,20 +290,18 @@ def outlook_conflicts(
                 or _booking_of_transaction(event.get("transactionId")) is not None
             ):
                 continue
-            e_start, e_end = (
-                parse_graph_time(event.get("start")),
-                parse_graph_time(event.get("end")),
-            )
-            if e_start is None or e_end is None or not (e_start < end and start < e_end):
+            try:
+                e_start = parse_graph_time(event.get("start"))
+                e_end = parse_graph_time(event.get("end"))
+            except TimeUnreadable as err:
+                # calendarView returned it, so it overlaps the slot; a time we cannot read must
+                # not free the slot, so it counts as a conflict over the whole slot.
+                logger.warning("booking.check: event %s has %s", event.get("id"), err)
+                e_start, e_end = start, end
+            if not (e_start < end and start < e_end):
                 continue
-            found.append(
-                OutlookEvent(
-                    str(event.get("id")),
-                    e_start,
-                    e_end,
-                    parse_graph_time(event.get("createdDateTime")),
-                )
-            )
+            created = rfc3339_or_none(event.get("createdDateTime"))
+            found.append(OutlookEvent(str(event.get("id")), e_start, e_end, created))
         next_link = page.get("@odata.nextLink")
         if not next_link:
             break

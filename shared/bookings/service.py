@@ -65,7 +65,6 @@ from shared.bookings.outlook import (
     delete_event,
     find_event,
     outlook_conflicts,
-    parse_graph_time,
     target_for,
     update_event,
     write_failure,
@@ -90,6 +89,7 @@ from shared.core.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from shared.core.times import rfc3339_or_none
 from shared.core.validate import check_building, check_path, valid_id
 from shared.directory.attributor import load_attributor
 from shared.graph.client import GraphClient
@@ -300,7 +300,7 @@ def _created_after_an_outlook_event(
         )
     except (GraphError, IdentityError, Forbidden):
         return False  # ours is written and the slot was free a moment ago: keep it
-    ours = parse_graph_time(event.get("createdDateTime"))
+    ours = rfc3339_or_none(event.get("createdDateTime"))
     return any(o.created is not None and ours is not None and o.created < ours for o in others)
 
 

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any, Literal, TypedDict, cast
 
 from shared.availability.busy import BusyBlock
-from shared.availability.service import iso_z
 from shared.bookings.model import Booking
+from shared.core.times import utc_z
 
 
 class BookerOut(TypedDict):
@@ -90,8 +90,8 @@ def booking_view(booking: Booking) -> BookingOut:
         "status": booking.status,
         "syncState": booking.sync_state,
         "resourceId": booking.resource_id,
-        "start": iso_z(booking.start),
-        "end": iso_z(booking.end),
+        "start": utc_z(booking.start),
+        "end": utc_z(booking.end),
         "title": booking.title,
         "booker": {"email": booking.booker_email, "name": booking.booker_name},
         "outlookEventId": booking.outlook_event_id,
@@ -99,8 +99,8 @@ def booking_view(booking: Booking) -> BookingOut:
         "attribution": _attribution_view(booking.attribution),
         "lastError": cast(ErrorOut, dict(error)) if isinstance(error, Mapping) else None,
         "attempts": booking.attempts,
-        "createdAt": iso_z(booking.created_at),
-        "updatedAt": iso_z(booking.updated_at),
+        "createdAt": utc_z(booking.created_at),
+        "updatedAt": utc_z(booking.updated_at),
     }
 
 
@@ -110,8 +110,8 @@ def external_view(block: BusyBlock) -> ExternalBookingOut:
         "source": "outlook",
         "status": "confirmed",
         "resourceId": block.resource_id,
-        "start": iso_z(block.start),
-        "end": iso_z(block.end),
+        "start": utc_z(block.start),
+        "end": utc_z(block.end),
         "title": block.subject,
         "showAs": block.show_as,
         "outlookEventId": block.outlook_event_id,

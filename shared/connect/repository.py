@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from shared.connect.model import Expected, Flow
 from shared.core.connection import Account, Connection
 from shared.core.errors import NotFound, StorageError
+from shared.core.times import utc_z
 from shared.storage import tablestore
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class FlowRepository:
 
     def delete_expired(self, now: datetime) -> int:
         """Flows nobody completed (Table Storage has no TTL). Run by the keep-alive timer."""
-        stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = utc_z(now)
         removed = 0
         try:
             table = self._table()

@@ -35,13 +35,19 @@ _DOCUMENTED_SPELLINGS = {"Asia/Toshkent": "Asia/Tashkent", "Asia/Astana": "Asia/
 
 # Graph writes seven fractional digits ("2026-12-01T09:00:00.0000000"); Python reads up to six.
 _FRACTION = re.compile(r"(\.\d{1,6})\d*")
-# A calendar date and a wall time, with optional fraction; the zone (if any) follows.
-_LOCAL = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+# A calendar date and a wall time. Graph's dateTime may omit seconds on input ("09:00"), and writes
+# seven fractional digits; RFC 3339 requires seconds and we read at most nine fractional digits.
+_WALL = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}(:\d{2}(\.\d+)?)?")
+_RFC3339_WALL = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?")
 _OFFSET = re.compile(r"(Z|[+-]\d{2}:\d{2})$", re.IGNORECASE)
 
 
 class TimeUnreadable(ValueError):
     """A time value that is not a date and time in a form Graph or RFC 3339 writes."""
+
+
+class NoTimeZone(TimeUnreadable):
+    """An RFC 3339 date-time without `Z` or an offset: it names no instant."""
 
 
 class UnknownTimeZone(TimeUnreadable):
@@ -66,12 +72,12 @@ def zone(name: str) -> tzinfo:
         raise UnknownTimeZone(name) from None
 
 
-def _wall_time(text: str) -> datetime:
+def _wall_time(text: str, form: re.Pattern[str] = _WALL) -> datetime:
     """`2026-12-01T09:00:00.0000000` (no zone) as a naive datetime."""
-    if not _LOCAL.fullmatch(text):
+    if not form.fullmatch(text):
         raise TimeUnreadable(f"not a date and time: {text!r}")
     try:
-        return datetime.fromisoformat(_FRACTION.sub(r"\1", text))
+        return datetime.fromisoformat(_FRACTION.sub(r"\1", text[:10] + "T" + text[11:]))
     except ValueError:
         raise TimeUnreadable(f"not a date and time: {text!r}") from None
 
@@ -84,8 +90,8 @@ def parse_rfc3339(text: Any) -> datetime:
     value = text.strip()
     offset = _OFFSET.search(value)
     if offset is None:
-        raise TimeUnreadable(f"date-time without a zone (add Z or an offset): {text!r}")
-    wall = _wall_time(value[: offset.start()])
+        raise NoTimeZone(f"date-time without a zone (add Z or an offset): {text!r}")
+    wall = _wall_time(value[: offset.start()], _RFC3339_WALL)
     suffix = offset.group(1)
     try:
         aware = datetime.fromisoformat(wall.isoformat() + ("+00:00" if suffix in "Zz" else suffix))
@@ -94,19 +100,32 @@ def parse_rfc3339(text: Any) -> datetime:
     return aware.astimezone(UTC)
 
 
+def rfc3339_or_none(value: Any) -> datetime | None:
+    """`parse_rfc3339` for an optional field of a Graph reply (`createdDateTime`,
+    `expirationDateTime`) whose caller has a fallback: None when absent or unreadable."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_rfc3339(value)
+    except TimeUnreadable:
+        return None
+
+
 def parse_graph_time(value: Any) -> datetime:
     """A Graph `dateTimeTimeZone` ({"dateTime": "2026-12-01T09:00:00.0000000", "timeZone": "W.
     Europe Standard Time"}) as an aware UTC datetime. `TimeUnreadable` / `UnknownTimeZone` on
-    anything else; a missing `timeZone` is refused (Graph always sends one)."""
+    anything else; a missing `timeZone` is refused unless `dateTime` carries its own offset."""
     if not isinstance(value, Mapping):
         raise TimeUnreadable("a dateTimeTimeZone must be an object")
     text, name = value.get("dateTime"), value.get("timeZone")
-    if not isinstance(text, str) or not isinstance(name, str) or not name.strip():
-        raise TimeUnreadable("a dateTimeTimeZone needs string dateTime and timeZone")
+    if not isinstance(text, str):
+        raise TimeUnreadable("a dateTimeTimeZone needs a string dateTime")
     text = text.strip()
     if _OFFSET.search(text):
         # Some clients write an offset inside dateTime as well; it then wins, as in Graph.
         return parse_rfc3339(text)
+    if not isinstance(name, str) or not name.strip():
+        raise TimeUnreadable("a dateTimeTimeZone without an offset needs a timeZone")
     return _wall_time(text).replace(tzinfo=zone(name)).astimezone(UTC)
 
 

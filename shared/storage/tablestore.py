@@ -49,6 +49,7 @@ from shared.core.errors import (
     ValidationFailed,
 )
 from shared.core.jsonbody import parse_json
+from shared.core.times import utc_z
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +192,7 @@ def iso_utc(value: Any) -> str | None:
         return None
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
-    text: str = value.astimezone(UTC).isoformat(timespec="seconds")
-    return text.replace("+00:00", "Z")
+    return utc_z(value)
 
 
 def etag_of(entity: Mapping[str, Any]) -> str | None:

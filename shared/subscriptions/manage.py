@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from shared.core.errors import BookingBridgeError, Forbidden, GraphError, IdentityError
+from shared.core.times import rfc3339_or_none, utc_z
 from shared.graph.guard import MappedCalendar
 from shared.mapping.service import load_mapped
 from shared.storage.keyvault import VersionedKeys
@@ -36,10 +37,8 @@ from shared.subscriptions.store import (
     Record,
     SubscriptionInfo,
     aware,
-    graph_time,
     info_from,
     normalize_mailbox,
-    parse_graph_time,
 )
 from shared.sync.queue import SyncRequest
 
@@ -241,7 +240,7 @@ def _create(
         "notificationUrl": deps.notification_url,
         "lifecycleNotificationUrl": deps.lifecycle_url,
         "resource": calendar.mailbox_path("/events"),
-        "expirationDateTime": graph_time(expiry_for(now, deps.settings.subscription_minutes)),
+        "expirationDateTime": utc_z(expiry_for(now, deps.settings.subscription_minutes)),
         "clientState": client_state(key.key, nonce),
         "latestSupportedTlsVersion": "v1_2",
     }
@@ -273,7 +272,7 @@ def _create(
         )
         return info_from(failed or claim)
     sub_id = str(created.get("id") or "")
-    expires = parse_graph_time(created.get("expirationDateTime")) or parse_graph_time(
+    expires = rfc3339_or_none(created.get("expirationDateTime")) or rfc3339_or_none(
         body["expirationDateTime"]
     )
     record = Record(
@@ -409,7 +408,7 @@ def handle_lifecycle(deps: SubscriptionDeps, work: LifecycleWork) -> str:
                 connection,
                 "PATCH",
                 f"/subscriptions/{quote(work.subscription_id, safe='')}",
-                json_body={"expirationDateTime": graph_time(deps.expiry())},
+                json_body={"expirationDateTime": utc_z(deps.expiry())},
                 operation="subscription.renew",
             ).json()
         except GraphError as err:
@@ -422,7 +421,7 @@ def handle_lifecycle(deps: SubscriptionDeps, work: LifecycleWork) -> str:
         except IdentityError as err:
             store.mark(deps.tables, index, "failed", failure_reason(err), deps.now())
             return "failed"
-        expires = parse_graph_time(renewed.get("expirationDateTime")) or deps.expiry()
+        expires = rfc3339_or_none(renewed.get("expirationDateTime")) or deps.expiry()
         store.mark_renewed(deps.tables, index, expires, deps.now())
         return "reauthorized"
     store.mark(deps.tables, index, "removed", "subscription_removed", deps.now())

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 from shared.core.errors import GraphError, IdentityError
+from shared.core.times import rfc3339_or_none, utc_z
 from shared.graph.client import BATCH_LIMIT, BatchItem, BatchResult
 from shared.storage.tablestore import Entity
 from shared.subscriptions import store
@@ -26,7 +27,7 @@ from shared.subscriptions.manage import (
     failure_reason,
     recreate,
 )
-from shared.subscriptions.store import aware, graph_time, info_from, parse_graph_time
+from shared.subscriptions.store import aware, info_from
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,7 @@ def _renew_building(
             renew.append(entity)
         elif action == "recreate":
             to_recreate.append(entity)
-    expiry = graph_time(expiry_for(now, deps.settings.subscription_minutes))
+    expiry = utc_z(expiry_for(now, deps.settings.subscription_minutes))
     items = [
         BatchItem(
             id=str(n),
@@ -146,7 +147,7 @@ def _renew_building(
         result = results.get(str(n))
         if result is not None and result.ok:
             body = result.body if isinstance(result.body, dict) else {}
-            expires = parse_graph_time(body.get("expirationDateTime")) or deps.expiry()
+            expires = rfc3339_or_none(body.get("expirationDateTime")) or deps.expiry()
             done.append((entity, expires))
             renewed += 1
         elif result is not None and result.status == 404:

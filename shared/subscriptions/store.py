@@ -15,7 +15,6 @@ version read (ETag), so a concurrent change always wins over a stale one.
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from azure.core import MatchConditions
 from azure.data.tables import UpdateMode
 
 from shared.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from shared.core.times import rfc3339_or_none
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
 
@@ -83,28 +83,11 @@ class Record:
 # ---------------------------------------------------------------- times and keys
 
 
-def graph_time(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_graph_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    # Graph writes up to 7 fractional digits; Python reads 6.
-    text = re.sub(r"(\.\d{6})\d+", r"\1", text)
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def aware(value: Any) -> datetime | None:
     """A stored time (a datetime from the table, or Graph's text) as an aware datetime."""
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return parse_graph_time(value)
+    return rfc3339_or_none(value)
 
 
 def normalize_mailbox(mailbox: str) -> str:

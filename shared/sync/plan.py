@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import zoneinfo
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from shared.availability.busy import BusyBlock, booking_id_from_transaction
+from shared.core.times import TimeUnreadable, parse_graph_time
 from shared.directory.attribution import Attribution
 
 logger = logging.getLogger(__name__)
@@ -99,33 +99,6 @@ def outlook_block_id(mailbox: str, calendar_id: str, event_id: str) -> str:
     """The stable id of the busy block mirroring one event (or occurrence) of a mapped calendar."""
     digest = hashlib.sha256(f"{mailbox}|{calendar_id}|{event_id}".encode()).hexdigest()
     return OUTLOOK_BLOCK_PREFIX + digest[:32]
-
-
-def parse_graph_time(value: Any) -> datetime | None:
-    """A Graph `dateTimeTimeZone` ({"dateTime": "2026-12-01T09:00:00.0000000", "timeZone": "UTC"})
-    as an aware UTC datetime; None when unreadable. We ask for UTC (`Prefer: outlook.timezone`);
-    an IANA zone is converted, anything else (a Windows zone name) is refused rather than guessed."""
-    if not isinstance(value, Mapping):
-        return None
-    text = value.get("dateTime")
-    zone = str(value.get("timeZone") or "UTC")
-    if not isinstance(text, str) or not text:
-        return None
-    main, dot, fraction = text.partition(".")
-    # Graph sends 7 fractional digits; Python's parser takes at most 6.
-    text = main + (dot + fraction[:6] if dot else "")
-    try:
-        parsed = datetime.fromisoformat(text.rstrip("Z"))
-    except ValueError:
-        return None
-    if parsed.tzinfo is not None:
-        return parsed.astimezone(UTC)
-    if zone.upper() in ("UTC", "ETC/UTC", "Z", "COORDINATED UNIVERSAL TIME"):
-        return parsed.replace(tzinfo=UTC)
-    try:
-        return parsed.replace(tzinfo=zoneinfo.ZoneInfo(zone)).astimezone(UTC)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 def organizer_email(item: Mapping[str, Any]) -> str | None:
@@ -219,11 +192,13 @@ def plan(
             if current is not None:
                 actions.append(Remove(current, "own_booking"))
             continue
-        start = parse_graph_time(item.get("start"))
-        end = parse_graph_time(item.get("end"))
-        if start is None or end is None:
-            # Unreadable: leave whatever is stored alone (and out of a baseline's removals).
-            logger.warning("sync %s/%s: unreadable event times skipped", *_ids(target))
+        try:
+            start = parse_graph_time(item.get("start"))
+            end = parse_graph_time(item.get("end"))
+        except TimeUnreadable as err:
+            # Unreadable (an unknown zone included): leave whatever is stored alone (and out of a
+            # baseline's removals) rather than guess where the event is.
+            logger.warning("sync %s/%s: event times skipped: %s", *_ids(target), err)
             mentioned.add(block_id)
             skipped += 1
             continue

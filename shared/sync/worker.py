@@ -42,6 +42,7 @@ from shared.core.errors import (
     IdentityError,
     StorageError,
 )
+from shared.core.times import utc_z
 from shared.directory.attributor import load_attributor
 from shared.graph.guard import CalendarNotMapped, MappedCalendar
 from shared.storage import tablestore
@@ -307,8 +308,8 @@ def _fetch(
     params: dict[str, str] | None = None
     if link is None:
         params = {
-            "startDateTime": window.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "endDateTime": window.end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "startDateTime": utc_z(window.start),
+            "endDateTime": utc_z(window.end),
         }
     renew_at = lease.started + LEASE / 2
     for page in range(1, MAX_PAGES + 1):

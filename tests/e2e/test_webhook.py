@@ -627,11 +627,9 @@ def active(deps: Any, building: str, mailbox: str) -> Any:
 
 
 def emulator_parse(value: str) -> Any:
-    from shared.subscriptions.store import parse_graph_time
+    from shared.core.times import parse_rfc3339
 
-    parsed = parse_graph_time(value)
-    assert parsed is not None, value
-    return parsed
+    return parse_rfc3339(value)
 
 
 def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(

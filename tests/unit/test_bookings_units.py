@@ -18,7 +18,6 @@ from shared.availability.busy import (
 )
 from shared.availability.service import (
     free_runs,
-    iso_z,
     parse_instant,
     parse_query,
     parse_range,
@@ -37,14 +36,13 @@ from shared.bookings.outbox import OutboxMessage, backoff
 from shared.bookings.outlook import (
     WriteFailed,
     event_payload,
-    event_time,
-    parse_graph_time,
     subject_of,
     write_failure,
 )
 from shared.bookings.service import failed_attempt
 from shared.core.errors import GraphError, GraphFailure, IdentityError, ValidationFailed
 from shared.core.settings import SettingsError, load_settings
+from shared.core.times import TimeUnreadable, graph_time, parse_graph_time, rfc3339_or_none, utc_z
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 AMS = zoneinfo.ZoneInfo("Europe/Amsterdam")
@@ -136,10 +134,12 @@ def test_graph_times_in_utc_or_a_named_zone() -> None:
     assert parse_graph_time(
         {"dateTime": "2026-12-08T08:00:00", "timeZone": "Europe/Amsterdam"}
     ) == datetime(2026, 12, 8, 7, 0, tzinfo=UTC)
-    assert parse_graph_time("2026-11-22T05:14:21.0713450Z") == datetime(
+    assert rfc3339_or_none("2026-11-22T05:14:21.0713450Z") == datetime(
         2026, 11, 22, 5, 14, 21, 71345, tzinfo=UTC
     )
-    assert parse_graph_time(None) is None and parse_graph_time({"dateTime": "junk"}) is None
+    assert rfc3339_or_none(None) is None and rfc3339_or_none("junk") is None
+    with pytest.raises(TimeUnreadable):
+        parse_graph_time({"dateTime": "junk"})
 
 
 # --- free slots ---------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ def test_free_runs_follow_the_local_grid_and_skip_busy_and_partial_slots() -> No
               show_as="free"),
     ]  # fmt: skip
     edges = slot_boundaries(start, end, 30, AMS)
-    runs = [(iso_z(s), iso_z(e)) for s, e in free_runs(start, end, busy, edges)]
+    runs = [(utc_z(s), utc_z(e)) for s, e in free_runs(start, end, busy, edges)]
     # 09:00-10:00 local is taken by the 09:10-09:50 block (both half hours touch it).
     assert runs == [
         ("2026-12-01T07:00:00Z", "2026-12-01T08:00:00Z"),
@@ -174,9 +174,9 @@ def test_grid_is_aligned_to_local_time_not_utc() -> None:
     end = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
     edges = slot_boundaries(start, end, 60, kolkata)
     # Local hours (06:00, 07:00 IST) are UTC half hours.
-    assert [iso_z(e) for e in edges] == ["2026-12-01T00:30:00Z", "2026-12-01T01:30:00Z"]
+    assert [utc_z(e) for e in edges] == ["2026-12-01T00:30:00Z", "2026-12-01T01:30:00Z"]
     runs = free_runs(start, end, [], edges)
-    assert [(iso_z(s), iso_z(e)) for s, e in runs] == [
+    assert [(utc_z(s), utc_z(e)) for s, e in runs] == [
         ("2026-12-01T00:30:00Z", "2026-12-01T01:30:00Z")
     ]
 
@@ -303,17 +303,17 @@ def test_idempotency_keys_are_hashed_and_bounded() -> None:
 
 def test_event_times_are_in_the_resource_zone_unless_ambiguous() -> None:
     winter = datetime(2026, 12, 1, 8, 0, tzinfo=UTC)
-    assert event_time(winter, "Europe/Amsterdam") == {
+    assert graph_time(winter, "Europe/Amsterdam") == {
         "dateTime": "2026-12-01T09:00:00",
         "timeZone": "Europe/Amsterdam",
     }
     # 02:30 local happens twice on 2026-10-25: sent in UTC so Graph cannot pick the wrong one.
     repeated = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)
-    assert event_time(repeated, "Europe/Amsterdam") == {
+    assert graph_time(repeated, "Europe/Amsterdam") == {
         "dateTime": "2026-10-25T00:30:00",
         "timeZone": "UTC",
     }
-    assert event_time(winter, "Not/AZone")["timeZone"] == "UTC"
+    assert graph_time(winter, "Not/AZone")["timeZone"] == "UTC"
 
 
 def test_the_event_payload_carries_our_marker_and_invites_nobody_by_default() -> None:
@@ -417,7 +417,7 @@ def test_retries_stop_at_the_bound_with_a_reason() -> None:
     assert third.sync_state == "failed" and third.attempts == 3
     assert third.last_error == {
         "reason": "retries_exhausted", "status": 503, "code": "ServiceUnavailable",
-        "at": iso_z(NOW),
+        "at": utc_z(NOW),
     }  # fmt: skip
     denied = failed_attempt(config, booking, WriteFailed("access_denied", transient=False,
                                                          status=403), NOW)  # fmt: skip

@@ -16,6 +16,7 @@ import pytest
 
 from shared.core.connection import Account, Connection
 from shared.core.errors import ValidationFailed, problem
+from shared.core.times import rfc3339_or_none, utc_z
 from shared.storage.keyvault import key_check
 from shared.subscriptions.clientstate import client_state, client_state_matches
 from shared.subscriptions.inbox import (
@@ -39,7 +40,7 @@ from shared.subscriptions.manage import (
 )
 from shared.subscriptions.manage import _needs_new as needs_new
 from shared.subscriptions.renewal import due_for_renewal
-from shared.subscriptions.store import Record, graph_time, parse_graph_time
+from shared.subscriptions.store import Record
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -92,11 +93,11 @@ def test_expiry_follows_a_shorter_setting() -> None:
 
 
 def test_graph_times_round_trip_with_seven_fraction_digits() -> None:
-    assert graph_time(NOW) == "2026-12-01T09:00:00Z"
-    assert parse_graph_time("2026-12-01T09:00:00.1234567Z") == NOW.replace(microsecond=123456)
-    assert parse_graph_time("2026-12-01T10:00:00+01:00") == NOW
-    assert parse_graph_time("yesterday") is None
-    assert parse_graph_time(None) is None
+    assert utc_z(NOW) == "2026-12-01T09:00:00Z"
+    assert rfc3339_or_none("2026-12-01T09:00:00.1234567Z") == NOW.replace(microsecond=123456)
+    assert rfc3339_or_none("2026-12-01T10:00:00+01:00") == NOW
+    assert rfc3339_or_none("yesterday") is None
+    assert rfc3339_or_none(None) is None
 
 
 # ---------------------------------------------------------------- who may subscribe
