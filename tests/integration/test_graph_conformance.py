@@ -21,8 +21,8 @@ from tests.integration.graph_fixtures import (
     subscribe,
     tenant,
     view_params,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 __all__ = ["graph_emu", "sink", "tenant"]
 

@@ -26,9 +26,9 @@ from tests.integration.graph_fixtures import (
     subscribe,
     tenant,
     view_params,
-    wait_for,
     zulu,
 )
+from tests.waiting import wait_for
 
 __all__ = ["graph_emu", "sink", "tenant"]  # fixtures used by name below
 
