@@ -1,6 +1,6 @@
 """A small app that exercises every behaviour of the local Functions host (devstack/host).
 
-It is run by tests/integration/test_host.py through `python -m devstack.host --app-dir tests/hostapp`.
+It is run by tests/devstack/test_host.py through `python -m devstack.host --app-dir tests/hostapp`.
 Functions that must be observed from outside (timers, queue triggers) append JSON lines to files
 named by app settings (TICK_LOG, WORK_LOG), read at call time.
 """
