@@ -14,7 +14,7 @@ T = TypeVar("T")
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float = 3.0, what: str = "", interval: float = 0.02
+    condition: Callable[[], T], timeout: float = 3.0, what: str = "", interval: float = 0.05
 ) -> T:
     """The first truthy value of `condition()` within `timeout` seconds; AssertionError naming
     `what` (or the condition) when there is none."""

@@ -37,6 +37,7 @@ from tests.e2e.booking_fixtures import (  # noqa: F401 - fixtures
     outlook_events,
 )
 from tests.e2e.connect_fixtures import mint_api_token
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -107,15 +108,6 @@ def get(api: httpx.Client, bb: Booked, booking_id: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def graph_client(stack: Stack, bb: Booked) -> httpx.Client:

@@ -451,7 +451,9 @@ def test_reconcile_timer_catches_what_no_notification_said(sstack: Stack, world:
         day = world.day + timedelta(days=15)
         outlook(sstack, "POST", f"users/{world.room_mail}/events", json=_event("Unnoticed", day, 9))
         s = day + timedelta(hours=9)
-        time.sleep(1.0)
+        time.sleep(
+            1.0
+        )  # a window in which nothing may notice it (longer than a notification takes)
         assert not at(world.app, world.room, s, s + timedelta(hours=1))
     finally:
         outlook(sstack, "DELETE", "faults")

@@ -344,7 +344,7 @@ def test_bad_notifications_are_refused_or_dropped_without_side_effects(
     if status >= 400:
         assert response.headers["content-type"] == "application/problem+json"
         assert "secret" not in response.text and sub["clientState"] not in response.text
-        time.sleep(0.2)
+        time.sleep(0.2)  # a window in which a wrongly accepted body would reach the log
         assert log.lines("graph notifications:") == []  # refused before anything was read
     else:
         assert dropped is not None
@@ -487,7 +487,7 @@ def test_renewal_timer_extends_expiry_in_batches(
 ) -> None:
     before = current_subscription(wstack, world)
     batches = emulator_stats(wstack)["requests"]["byEndpoint"].get("POST /$batch", 0)
-    time.sleep(1.1)
+    time.sleep(1.1)  # expiry has second precision: let "now + lifetime" move on
     run_function(wstack, "subscriptions_renew")
     assert log.wait_for("subscription renewal:", timeout=10)
     after = current_subscription(wstack, world)
