@@ -301,7 +301,7 @@ class Seed:
         if wait_until(noticed, timeout=10):
             r.reauth_seen += 1
         # Tokens issued in the revocation's second would still count as revoked.
-        time.sleep(max(0.0, 1.2 - (time.monotonic() - began)))
+        time.sleep(max(0.0, 1.2 - (time.monotonic() - began)))  # the Entra emulator's real clock
         connect_building_delegated(r.stack, r.api, r.anon, r.delegated, admin["userPrincipalName"])
 
 

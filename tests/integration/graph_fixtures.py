@@ -214,7 +214,7 @@ class Sink:
                     sink.received.append((time.monotonic(), self.path, json.loads(raw or b"{}")))
                 status = 500 if sink.mode == "fail" else 202
                 if sink.mode == "slow":
-                    time.sleep(3.2)
+                    time.sleep(3.2)  # "slow": an endpoint slower than Graph's 3 s delivery timeout
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

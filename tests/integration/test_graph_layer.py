@@ -93,7 +93,7 @@ def graph(emu: RunningEmulator, setup: Any, **policy: Any) -> tuple[GraphClient,
 
     def sleep(seconds: float) -> None:
         waits.append(seconds)
-        time.sleep(seconds)
+        time.sleep(seconds)  # the client's own back-off, really waited: Retry-After is real time
 
     return GraphClient(http, emu.graph_url, tokens, None, RetryPolicy(**policy), sleep=sleep), waits
 
