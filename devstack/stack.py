@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from devstack.azurite import Azurite, start_azurite
 from devstack.procs import REPO_ROOT, free_port
 from devstack.tls import ensure_tls
+from shared.core.settings import TIMER_SCHEDULES
 
 DEMO_SCENARIO = REPO_ROOT / "devstack" / "scenarios" / "demo.json"
 DEMO_BUILDING = "demo-building"
@@ -93,10 +94,8 @@ def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> di
         # Connect flows may return to the stack itself (endpoints.json `returnUrl`).
         "BB_RETURN_URL_ORIGINS": _origin(functions_base_url),
         "BB_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
-        "BB_KEEPALIVE_SCHEDULE": "0 0 3 * * *",
-        "BB_POLL_SCHEDULE": "*/30 * * * * *",  # sync timers must index (shared/core/settings.py)
-        "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",
-        "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # the timer must index; tests run it by hand
+        # Every timer needs its schedule or the host cannot index it; tests run timers by hand.
+        **TIMER_SCHEDULES,
     }
 
 

@@ -4,7 +4,7 @@ This module is the seam between bookings (which claim slots) and sync (which mir
 go through `BusyStore`, so the "no double booking" invariant lives in exactly one place.
 
 Storage (docs/DESIGN.md, "No double booking, by construction"): table `busy`, PartitionKey
-`<building>|<UTC day yyyymmdd>`, RowKey `r|<resource>|<start ISO>|<block id>` for segments and
+`<building>|<UTC day yyyymmdd>`, RowKey `r|<resource>|<start as time_key(): 20261201T090000000000Z>|<block id>` for segments and
 `lock|<resource>` for the per-resource-day lock. A block is cut into one segment per UTC day it
 touches; a segment carries the whole block's start/end so readers never stitch segments.
 
