@@ -87,6 +87,17 @@ class _Server(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Idle keep-alive connections are dropped at once. Over TLS a polite close waits for the
+        # peer's close_notify, which an idle pooled client never sends, so every stop used to sit
+        # out the whole grace period; requests still in flight keep it (uvicorn's own shutdown).
+        for connection in list(self.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            transport = getattr(connection, "transport", None)
+            if transport is not None and (cycle is None or cycle.response_complete):
+                transport.abort()
+        await super().shutdown(sockets)
+
 
 def bind(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
