@@ -260,14 +260,13 @@ def test_invocations_run_concurrently(host: HostProcess) -> None:
                 *[c.get("slow") for _ in range(count)], *[c.get("slow-async") for _ in range(count)]
             )
 
-    started = time.monotonic()
     responses = asyncio.run(hit_all())
-    elapsed = time.monotonic() - started
     assert [r.status_code for r in responses] == [200] * (2 * count)
-    # Logical, not a speed target: in series they would take 2 * count seconds; concurrently about
-    # one. Half the serial time leaves room for a loaded machine and still proves concurrency.
-    serial_s = 2 * count * 1.0
-    assert elapsed < serial_s / 2, f"{2 * count} one-second invocations took {elapsed:.1f} s"
+    # Each invocation logged when it began and ended: how many ran at the same moment?
+    runs = [r for r in records(host.workdir / "slow.jsonl") if "ended" in r]
+    assert len(runs) == 2 * count
+    together = max(sum(o["began"] <= r["began"] < o["ended"] for o in runs) for r in runs)
+    assert together >= count, f"at most {together} of {2 * count} invocations ran at once"
 
 
 def test_every_invocation_is_logged_with_outcome_and_duration(
@@ -366,9 +365,10 @@ def test_queue_output_from_http_is_picked_up_quickly(
     def done() -> list[dict[str, Any]]:
         return [r for r in records(work_log(host)) if r["body"] in bodies and r["outcome"] == "ok"]
 
-    processed = wait_for(lambda: len(done()) == 2 and done(), 5, "the enqueued messages")
-    # The host wakes its own listener when it writes to that queue: no polling delay.
-    assert max(r["at"] for r in processed) - started < 1.0
+    # The host wakes its own listener when it writes to that queue: both are done before the
+    # listener's next poll (maxPollingInterval, 1 s) would even have looked.
+    left = 1.0 - (time.time() - started)
+    wait_for(lambda: len(done()) == 2, left, "the enqueued messages, before the next poll")
 
 
 def test_queue_trigger_with_return_queue_output(host: HostProcess, azurite: str) -> None:

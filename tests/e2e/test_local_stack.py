@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
@@ -29,15 +28,13 @@ def test_endpoints_json_has_every_fixed_key(stack: Stack) -> None:
 
 
 def test_health_is_ok_for_every_component(anonymous: httpx.Client) -> None:
-    started = time.monotonic()
-    response = anonymous.get("health")
+    response = anonymous.get("health", timeout=5)  # health answers within its own budget
     assert response.status_code == 200
     body: dict[str, Any] = response.json()
     assert body == {
         "status": "ok",
         "components": {"tables": "ok", "queues": "ok", "keyVault": "ok", "graph": "ok"},
     }, body
-    assert time.monotonic() - started < 5
 
 
 def test_openapi_is_served(anonymous: httpx.Client) -> None:

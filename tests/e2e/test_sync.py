@@ -36,6 +36,7 @@ from tests.e2e.sync_fixtures import (
     wait_sync_quiet,
     wait_until,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -179,14 +180,10 @@ def at(building: str, resource: str, start: datetime, end: datetime) -> list[dic
     ]
 
 
-def within(seconds: float, check: Callable[[], Any]) -> tuple[Any, float]:
-    """(the first truthy value of `check`, seconds it took); fails after `seconds`."""
-    began = time.monotonic()
-    value = wait_until(check, timeout=seconds + 2, every=0.05)
-    took = time.monotonic() - began
-    assert value, f"not reflected within {seconds + 2:.1f} s"
-    assert took <= seconds, f"took {took:.2f} s (budget {seconds} s)"
-    return value, took
+def within(seconds: float, check: Callable[[], Any]) -> Any:
+    """The first truthy value of `check`; fails when there is none `seconds` after the change.
+    (How fast sync is, p50/p95, is bench/bench_sync.py's to measure; this is the promise.)"""
+    return wait_for(check, seconds, f"the change to show within {seconds} s")
 
 
 def delta_state(building: str, resource: str) -> dict[str, Any] | None:
@@ -213,7 +210,7 @@ def test_room_single_event_created_moved_cancelled(sstack: Stack, world: World) 
     created = outlook(sstack, "POST", f"users/{emma}/events",
                       json=_event("Design review", day, 9, **_invite(world.room_mail)))  # fmt: skip
     s, e = day + timedelta(hours=9), day + timedelta(hours=10)
-    (block,), _ = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s, e))
+    (block,) = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s, e))
     assert block["source"] == "outlook" and block["showAs"] == "busy"
     assert block["attribution"] == {"kind": "user", "companyId": "contoso",
                                     "userEmail": world.users["emma"]["mail"].lower(),
@@ -225,7 +222,7 @@ def test_room_single_event_created_moved_cancelled(sstack: Stack, world: World) 
     outlook(sstack, "PATCH", f"users/{emma}/events/{created['id']}",
             json={"start": moved["start"], "end": moved["end"]})  # fmt: skip
     s2, e2 = day + timedelta(hours=14), day + timedelta(hours=16)
-    (after,), _ = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s2, e2))
+    (after,) = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s2, e2))
     assert after["id"] == block["id"]  # immutable ids: the same event keeps its block
     assert not at(world.app, world.room, s, e)
 
@@ -277,13 +274,13 @@ def test_own_calendar_of_a_delegated_account(sstack: Stack, world: World) -> Non
     created = outlook(sstack, "POST", f"users/{admin}/events",
                       json={**_event("Board meeting", day, 10), "calendarId": world.own_calendar})  # fmt: skip
     s, e = day + timedelta(hours=10), day + timedelta(hours=11)
-    (block,), _ = within(NOTIFIED_WITHIN, lambda: at(world.delegated, world.own, s, e))
+    (block,) = within(NOTIFIED_WITHIN, lambda: at(world.delegated, world.own, s, e))
     assert block["attribution"]["kind"] == "company"
     moved = _event("Board meeting", day, 15)
     outlook(sstack, "PATCH", f"users/{admin}/events/{created['id']}",
             json={"start": moved["start"], "end": moved["end"]})  # fmt: skip
     s2 = day + timedelta(hours=15)
-    (after,), _ = within(NOTIFIED_WITHIN,
+    (after,) = within(NOTIFIED_WITHIN,
                          lambda: at(world.delegated, world.own, s2, s2 + timedelta(hours=1)))  # fmt: skip
     assert after["id"] == block["id"]
     outlook(sstack, "DELETE", f"users/{admin}/events/{created['id']}")
@@ -300,7 +297,7 @@ def test_shared_calendar_is_polled(sstack: Stack, world: World) -> None:
     day = world.day + timedelta(days=8)
     created = outlook(sstack, "POST", f"users/{olivia}/events", json=_event("Office hours", day, 9))
     s, e = day + timedelta(hours=9), day + timedelta(hours=10)
-    (block,), _ = within(POLLED_WITHIN, lambda: at(world.delegated, world.shared, s, e))
+    (block,) = within(POLLED_WITHIN, lambda: at(world.delegated, world.shared, s, e))
     assert block["attribution"]["kind"] == "company"
     moved = _event("Office hours", day, 13)
     outlook(sstack, "PATCH", f"users/{olivia}/events/{created['id']}",
@@ -349,7 +346,7 @@ def test_free_and_cancelled_events_do_not_block(sstack: Stack, world: World) -> 
     outlook(sstack, "PATCH", f"users/{room}/events/{busy['id']}", json={"showAs": "free"})
     within(NOTIFIED_WITHIN, lambda: not at(world.app, world.room, s, s + timedelta(hours=1)))
     outlook(sstack, "PATCH", f"users/{room}/events/{free['id']}", json={"showAs": "tentative"})
-    (block,), _ = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, day + timedelta(hours=9),
+    (block,) = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, day + timedelta(hours=9),
                                                      day + timedelta(hours=10)))  # fmt: skip
     assert block["showAs"] == "tentative"
 
@@ -363,7 +360,7 @@ def test_subjects_only_when_the_building_stores_them(
         day = world.day + timedelta(days=11)
         outlook(sstack, "POST", f"users/{world.room_mail}/events", json=_event("Quarterly", day, 9))
         s = day + timedelta(hours=9)
-        (block,), _ = within(
+        (block,) = within(
             NOTIFIED_WITHIN, lambda: at(world.app, world.room, s, s + timedelta(hours=1))
         )
         assert block["title"] == "Quarterly"

@@ -115,14 +115,18 @@ def secure_admin(req: func.HttpRequest) -> str:
 
 @app.route(route="slow", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 def slow(req: func.HttpRequest) -> str:
-    _record("SLOW_LOG", {"started": time.time()})  # so a test knows the request is in flight
-    time.sleep(1)  # the work itself: a request that is still running when the host stops
+    began = time.time()
+    _record("SLOW_LOG", {"started": began})  # so a test knows the request is in flight
+    time.sleep(1)  # the work itself: a request still running when the host stops, or a peer
+    _record("SLOW_LOG", {"began": began, "ended": time.time()})
     return "slow done"
 
 
 @app.route(route="slow-async", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
 async def slow_async(req: func.HttpRequest) -> str:
+    began = time.time()
     await asyncio.sleep(1)
+    _record("SLOW_LOG", {"began": began, "ended": time.time()})
     return "slow async done"
 
 

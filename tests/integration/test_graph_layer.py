@@ -146,9 +146,8 @@ def test_a_permanent_503_ends_with_graph_error_in_bounded_time(
     _, _, connection, room = setup
     add_fault(emu, path="/users/*/calendars", status=503)
     client, waits = graph(emu, setup, max_attempts=4, base_delay=0.1, max_total_wait=5)
-    started = time.monotonic()
     with pytest.raises(GraphError) as raised:
         client.request(connection, "GET", f"/users/{room}/calendars")
     assert raised.value.failure.status == 503 and raised.value.transient
     assert raised.value.failure.request_id
-    assert len(waits) == 3 and time.monotonic() - started < 5
+    assert len(waits) == 3 and sum(waits) <= 5  # within the client's own budget

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 
 from shared.api.health import run_checks
 
@@ -25,18 +24,17 @@ def test_a_failing_check_degrades_only_itself() -> None:
 
 
 def test_a_hung_check_does_not_hold_up_the_report() -> None:
-    release = threading.Event()
-    hang_s = 5.0
-    started = time.monotonic()
-    report = run_checks(
-        {"slow": lambda: release.wait(hang_s), "fast": lambda: None}, deadline_s=0.3
-    )
-    elapsed = time.monotonic() - started
+    release, finished = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        release.wait(30)
+        finished.set()
+
+    report = run_checks({"slow": slow, "fast": lambda: None}, deadline_s=0.3)
+    # The report came back while the check still hung: it did not wait for it.
+    assert not finished.is_set()
     release.set()
     assert report["components"] == {"slow": "degraded", "fast": "ok"}
-    # A logical bound, not a speed target: had the report waited for the hung check, it could not
-    # have returned before the hang ended.
-    assert elapsed < hang_s
 
 
 def test_unusable_settings_degrade_every_component_instead_of_failing(monkeypatch) -> None:
