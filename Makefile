@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast check bench demo deps browser clean
+.PHONY: run test test-fast check bench demo deps browser console clean
 
 # Python environment: rebuilt when the requirements change.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -21,6 +21,21 @@ node_modules/.installed: package.json package-lock.json
 
 deps: $(STAMP) node_modules/.installed
 
+# The admin console (console/: TypeScript, Vite; pinned in console/package-lock.json), built into
+# console/dist/, which the Functions app serves at /api/console/.
+CONSOLE_STAMP := console/node_modules/.installed
+CONSOLE_SOURCES := $(shell find console/src -type f 2>/dev/null) console/index.html \
+	console/vite.config.ts console/tsconfig.json
+$(CONSOLE_STAMP): console/package.json console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CONSOLE_STAMP)
+
+console/dist/index.html: $(CONSOLE_STAMP) $(CONSOLE_SOURCES)
+	cd console && npm run --silent build
+
+## The admin console's bundle (console/dist/).
+console: console/dist/index.html
+
 # Headless Chromium for the sign-in page tests (Debian's package; browsers cannot be downloaded here).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -30,11 +45,12 @@ browser:
 	  else echo "warning: chromium missing and not root; browser tests will be skipped"; fi; }
 
 ## The whole product locally: Azurite, the Microsoft 365 and Key Vault emulators, the Functions host.
-run: deps
+run: deps console
 	$(PY) -m devstack.run
 
 ## All tests (starts and stops its own stack pieces on free ports).
-test: deps browser
+test: deps browser console
+	cd console && npm test --silent
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## The unit tier only (no processes, no sockets): seconds, for the edit-test loop.
@@ -42,10 +58,11 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider -m unit
 
 ## Lint, format check and types.
-check: deps
+check: deps $(CONSOLE_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	cd console && npm run --silent lint
 
 ## Benchmarks, each printing its figures.
 bench: deps
