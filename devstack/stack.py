@@ -214,6 +214,8 @@ def start_stack(
             redirect_uris={
                 "bookingbridge": [f"{base}/oauth/callback", f"{base}/oauth/adminconsent"]
             },
+            # The admin console's sign-in (GET /api/console/) is a single-page app.
+            spa_redirect_uris={"bookingbridge": [f"{base}/console/"]},
         )
         seed_app_secret(emulator)
         settings = app_settings(azurite, emulator, f"http://127.0.0.1:{port}/api")

@@ -42,11 +42,17 @@ class RunningEmulator:
         *,
         fresh: bool = True,
         redirect_uris: dict[str, list[str]] | None = None,
+        spa_redirect_uris: dict[str, list[str]] | None = None,
     ) -> dict[str, Any]:
-        """Seed more tenants (by default with fresh ids, so the demo can be seeded per test)."""
+        """Seed more tenants (by default with fresh ids, so the demo can be seeded per test).
+
+        `redirect_uris` / `spa_redirect_uris` replace an app's web / SPA redirect URIs by app key.
+        """
         body: dict[str, Any] = {"scenario": scenario, "fresh": fresh}
         if redirect_uris:
             body["redirectUris"] = redirect_uris
+        if spa_redirect_uris:
+            body["spaRedirectUris"] = spa_redirect_uris
         response = self.control.post("seed", json=body)
         response.raise_for_status()
         result: dict[str, Any] = response.json()

@@ -38,9 +38,12 @@ def seed(
     *,
     fresh: bool = False,
     redirect_uris: dict[str, list[str]] | None = None,
+    spa_redirect_uris: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     data = load_scenario(scenario) if isinstance(scenario, str) else scenario
-    result = emulator.directory.seed(data, fresh=fresh, redirect_uris=redirect_uris)
+    result = emulator.directory.seed(
+        data, fresh=fresh, redirect_uris=redirect_uris, spa_redirect_uris=spa_redirect_uris
+    )
     emulator.last_seed = result
     # Ids only: the result also holds secrets and passwords, which never go to the log.
     log.info("seeded tenants %s", [t["id"] for t in result["tenants"].values()])
@@ -59,7 +62,8 @@ def build_routes(emulator: Emulator) -> list[BaseRoute]:
             return _error(400, "BadRequest", "body must be JSON")
         if not isinstance(body, dict):
             return _error(400, "BadRequest", "body must be a JSON object")
-        # Either {"scenario": <dict or name>, "fresh": bool, "redirectUris": {...}} or a scenario.
+        # Either {"scenario": <dict or name>, "fresh": bool, "redirectUris": {...},
+        # "spaRedirectUris": {...}} or a scenario.
         scenario = body.get("scenario", body)
         try:
             result = seed(
@@ -67,6 +71,7 @@ def build_routes(emulator: Emulator) -> list[BaseRoute]:
                 scenario,
                 fresh=bool(body.get("fresh", False)),
                 redirect_uris=body.get("redirectUris"),
+                spa_redirect_uris=body.get("spaRedirectUris"),
             )
         except (SeedError, KeyError, FileNotFoundError) as exc:
             return _error(400, "BadScenario", f"{type(exc).__name__}: {exc}")

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from devstack.m365.clock import Clock
 
@@ -188,6 +189,12 @@ class App:
     required_delegated: dict[str, set[str]]
     required_application: dict[str, set[str]]
     optional_claims: list[str] = field(default_factory=list)  # user extension attributes to emit
+    # The `spa` platform (Entra's `spa.redirectUris`): redirect URIs whose codes are redeemed by
+    # the browser, cross-origin, as a public client (PKCE, no secret, 24 h refresh tokens).
+    spa_redirect_uris: list[str] = field(default_factory=list)
+    # Exposed delegated scopes (`api.oauth2PermissionScopes`) whose `type` is "Admin".
+    admin_scopes: set[str] = field(default_factory=set)
+    scope_titles: dict[str, str] = field(default_factory=dict)  # value -> consent display name
     _secret_hashes: list[bytes] = field(default_factory=list)
 
     @property
@@ -202,6 +209,13 @@ class App:
     def check_secret(self, secret: str) -> bool:
         digest = hashlib.sha256(secret.encode()).digest()
         return any(hmac.compare_digest(digest, known) for known in self._secret_hashes)
+
+    def accepts_redirect(self, uri: str) -> bool:
+        """A registered redirect URI of any platform (web or spa)."""
+        return uri in self.redirect_uris or uri in self.spa_redirect_uris
+
+    def is_spa_redirect(self, uri: str) -> bool:
+        return uri in self.spa_redirect_uris
 
     def usable_in(self, tenant_id: str) -> bool:
         return self.multi_tenant or self.home_tenant_id == tenant_id
@@ -293,6 +307,12 @@ class Directory:
 
     def app(self, client_id: str) -> App | None:
         return self.apps.get(client_id.lower())
+
+    def spa_origins(self) -> set[str]:
+        """Origins of every app's SPA redirect URIs (what a CORS preflight is answered for)."""
+        with self._lock:
+            uris = [u for a in self.apps.values() for u in a.spa_redirect_uris]
+        return {o for o in (_origin(u) for u in uris) if o}
 
     def resolve_resource(self, prefix: str, tenant_id: str | None = None) -> Resource | None:
         """The resource a scope prefix names (`https://graph.microsoft.com`, `api://x`, a GUID)."""
@@ -446,22 +466,28 @@ class Directory:
         *,
         fresh: bool = False,
         redirect_uris: dict[str, list[str]] | None = None,
+        spa_redirect_uris: dict[str, list[str]] | None = None,
     ) -> dict[str, Any]:
         """Add the scenario's apps and tenants; return ids, generated secrets and passwords.
 
         `fresh` replaces every tenant id, domain and client id by new ones, so the same scenario
         file can be seeded again and again (one fresh tenant per test). `redirect_uris` replaces
-        the redirect URIs of apps by key (tests listen on their own ports).
+        the (web) redirect URIs of apps by key (tests listen on their own ports),
+        `spa_redirect_uris` their SPA redirect URIs.
         """
         scenario = copy.deepcopy(scenario)
         with self._lock:
             if fresh:
                 _freshen(scenario)
-            for key, uris in (redirect_uris or {}).items():
-                matching = [a for a in scenario.get("apps", []) if a.get("key") == key]
-                if not matching:
-                    raise SeedError(f"redirectUris given for unknown app key {key!r}")
-                matching[0]["redirectUris"] = list(uris)
+            for field_name, given in (
+                ("redirectUris", redirect_uris),
+                ("spaRedirectUris", spa_redirect_uris),
+            ):
+                for key, uris in (given or {}).items():
+                    matching = [a for a in scenario.get("apps", []) if a.get("key") == key]
+                    if not matching:
+                        raise SeedError(f"{field_name} given for unknown app key {key!r}")
+                    matching[0][field_name] = list(uris)
             return self._seed(scenario)
 
     def _seed(self, scenario: dict[str, Any]) -> dict[str, Any]:
@@ -514,6 +540,8 @@ class Directory:
                 "displayName": app.display_name,
                 "identifierUri": app.identifier_uris[0] if app.identifier_uris else None,
                 "redirectUris": list(app.redirect_uris),
+                "spaRedirectUris": list(app.spa_redirect_uris),
+                "scopes": list(app.exposed_scopes),
                 "homeTenantId": app.home_tenant_id,
             }
         seeded: list[Tenant] = []
@@ -549,6 +577,28 @@ class Directory:
             )
             for r in spec.get("appRoles", [])
         ]
+        # Exposed delegated scopes: the short list `scopes`, or Entra's manifest shape
+        # `oauth2PermissionScopes` ([{"value", "type": "User"|"Admin", "...DisplayName"}]).
+        scopes = [str(s) for s in spec.get("scopes", [])]
+        admin_scopes: set[str] = set()
+        titles: dict[str, str] = {}
+        for entry in spec.get("oauth2PermissionScopes", []):
+            value = str(entry["value"])
+            if value not in scopes:
+                scopes.append(value)
+            if entry.get("type", "User") == "Admin":
+                admin_scopes.add(value)
+            title = entry.get("userConsentDisplayName") or entry.get("adminConsentDisplayName")
+            if title:
+                titles[value] = str(title)
+        web = [str(u) for u in spec.get("redirectUris", [])]
+        spa = [
+            str(u) for u in spec.get("spaRedirectUris", spec.get("spa", {}).get("redirectUris", []))
+        ]
+        both = sorted(set(web) & set(spa))
+        if both:
+            # Entra keeps one platform per URI: a URI is either web or spa, never both.
+            raise SeedError(f"app {spec.get('key')!r}: {both[0]} is both a web and a spa URI")
         delegated: dict[str, set[str]] = {}
         application: dict[str, set[str]] = {}
         for resource_ref, perms in spec.get("requiredResourceAccess", {}).items():
@@ -563,13 +613,16 @@ class Directory:
             display_name=str(spec.get("displayName") or spec.get("key") or client_id),
             home_tenant_id=home_id,
             sign_in_audience=str(spec.get("signInAudience", "AzureADMultipleOrgs")),
-            redirect_uris=list(spec.get("redirectUris", [])),
+            redirect_uris=web,
             identifier_uris=list(spec.get("identifierUris", [])),
             app_roles=roles,
-            exposed_scopes=list(spec.get("scopes", [])),
+            exposed_scopes=scopes,
             required_delegated=delegated,
             required_application=application,
             optional_claims=[str(c) for c in spec.get("optionalClaims", [])],
+            spa_redirect_uris=spa,
+            admin_scopes=admin_scopes,
+            scope_titles=titles,
         )
 
     def _seed_tenant(
@@ -736,6 +789,13 @@ def _resource_key(ref: str) -> str:
     if low in (KEY_VAULT_RESOURCE, KEY_VAULT_APP_ID, "keyvault"):
         return KEY_VAULT_RESOURCE
     return f"app:{ref}"  # resolved to a client id once all apps of the scenario exist
+
+
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _hash_secret(secret: str, salt: bytes) -> bytes:

@@ -21,6 +21,8 @@ def build_routes(emulator: Emulator) -> list[BaseRoute]:
         Route("/{tenant}/discovery/keys", e.keys),
         Route("/{tenant}/oauth2/v2.0/authorize", e.authorize, methods=["GET"]),
         Route("/{tenant}/oauth2/v2.0/token", e.token, methods=["POST"]),
+        Route("/{tenant}/oauth2/v2.0/token", e.token_preflight, methods=["OPTIONS"]),
+        Route("/{tenant}/oauth2/v2.0/logout", e.logout, methods=["GET"]),
         Route("/{tenant}/login", e.login, methods=["POST"]),
         Route("/{tenant}/consent", e.consent, methods=["POST"]),
         Route("/{tenant}/v2.0/adminconsent", e.admin_consent_v2, methods=["GET"]),

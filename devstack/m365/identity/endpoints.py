@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -52,6 +53,7 @@ from devstack.m365.identity.scopes import (
 from devstack.m365.identity.store import (
     CODE_LIFETIME,
     REFRESH_MAX_INACTIVE,
+    SPA_REFRESH_LIFETIME,
     AuthCode,
     IdentityState,
     Pending,
@@ -65,6 +67,8 @@ log = logging.getLogger(__name__)
 MULTI = ("organizations", "common")
 _VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 ID_TOKEN_LIFETIME = 3600
+# Entra's discovery document and keys are readable cross-origin: MSAL Browser fetches them.
+PUBLIC_CORS = {"Access-Control-Allow-Origin": "*"}
 
 PERMISSION_TITLES = {
     "User.Read": "Sign you in and read your profile",
@@ -105,7 +109,7 @@ class Endpoints:
         segment = request.path_params["tenant"]
         tenant, multi = self._tenant_or_multi(segment)
         if tenant is None and not multi:
-            return token_error(400, "invalid_tenant", 90002, tenant=segment)
+            return token_error(400, "invalid_tenant", 90002, tenant=segment, headers=PUBLIC_CORS)
         base = self.em.base_url
         path_tenant = tenant.id if tenant else segment
         issuer_tenant = tenant.id if tenant else "{tenantid}"  # as Entra publishes it
@@ -154,11 +158,12 @@ class Endpoints:
                 "cloud_graph_host_name": "graph.windows.net",
                 "msgraph_host": self.em.base_url.removeprefix("https://") + "/v1.0",
                 "rbac_url": "https://pas.windows.net",
-            }
+            },
+            headers=PUBLIC_CORS,
         )
 
     async def keys(self, request: Request) -> Response:
-        return JSONResponse(self.em.tokens.jwks())
+        return JSONResponse(self.em.tokens.jwks(), headers=PUBLIC_CORS)
 
     # ---------------------------------------------------------------- authorize
     async def authorize(self, request: Request) -> Response:
@@ -176,7 +181,7 @@ class Endpoints:
         if multi and not app.multi_tenant:
             return error_page(50194, client_id=client_id)
         redirect_uri = q.get("redirect_uri", "")
-        if redirect_uri not in app.redirect_uris:
+        if not app.accepts_redirect(redirect_uri):
             # Never redirect to an unregistered URI: that would be an open redirector.
             return error_page(50011, redirect_uri=redirect_uri, client_id=client_id)
         state = q.get("state")
@@ -337,7 +342,7 @@ class Endpoints:
             return self._issue_code(ctx, pending, user)
         if pending.prompt == "none":
             return self._consent_required(ctx, pending, app)
-        perms = [(self._scope_label(r, n), PERMISSION_TITLES.get(n, n)) for r, n in missing]
+        perms = [(self._scope_label(r, n), _title(r, n)) for r, n in missing]
         if "offline_access" in pending.scopes.oidc:
             perms.append(("offline_access", PERMISSION_TITLES["offline_access"]))
         return HTMLResponse(
@@ -416,6 +421,8 @@ class Endpoints:
 
     def _issue_code(self, ctx: str, pending: Pending, user: User) -> Response:
         self.store.drop_pending(ctx)
+        app = self.dir.app(pending.client_id)
+        assert app is not None
         code = self.store.add_code(
             AuthCode(
                 tenant_id=user.tenant_id,
@@ -427,6 +434,7 @@ class Endpoints:
                 code_challenge=pending.code_challenge,
                 code_challenge_method=pending.code_challenge_method,
                 issued=self.em.clock.now(),
+                spa=app.is_spa_redirect(pending.redirect_uri),
             )
         )
         params = {"code": code}
@@ -472,7 +480,7 @@ class Endpoints:
         if app is None:
             return error_page(700016, client_id=client_id, tenant=segment)
         redirect_uri = q.get("redirect_uri", "")
-        if redirect_uri not in app.redirect_uris:
+        if not app.accepts_redirect(redirect_uri):
             return error_page(50011, redirect_uri=redirect_uri, client_id=client_id)
         scope_raw = "" if v1 else q.get("scope", "")
         if not v1 and not scope_raw.strip():
@@ -614,7 +622,12 @@ class Endpoints:
 
     # -------------------------------------------------------------------- token
     async def token(self, request: Request) -> Response:
+        """The token endpoint. Who the client is decides how it must authenticate: a redemption
+        of a code or refresh token issued to a SPA redirect URI is a public client's (no secret,
+        PKCE, cross-origin: an `Origin` header, answered with CORS headers); every other grant is
+        a confidential client's (a secret, and never from a browser: an `Origin` is refused)."""
         segment = request.path_params["tenant"]
+        origin = request.headers.get("origin")
         tenant, multi = self._tenant_or_multi(segment)
         if tenant is None and not multi:
             return token_error(400, "invalid_request", 90002, tenant=segment)
@@ -624,29 +637,86 @@ class Endpoints:
         if basic is not None:
             client_id = client_id or basic[0]
             secret = secret if secret is not None else basic[1]
+        spa = self._spa_grant(form)
+        cors = _cors(origin) if spa and origin else {}
         if not client_id:
-            return token_error(400, "invalid_request", 900144, parameter="client_id")
+            return token_error(400, "invalid_request", 900144, parameter="client_id", headers=cors)
         app = self.dir.app(client_id)
         if app is None or (tenant is not None and not app.usable_in(tenant.id)):
             return token_error(
-                400, "unauthorized_client", 700016, client_id=client_id, tenant=segment
-            )
-        if secret is None:
-            return token_error(401, "invalid_client", 7000218)
-        if not app.check_secret(secret):
-            return token_error(401, "invalid_client", 7000215, client_id=client_id)
+                400, "unauthorized_client", 700016, client_id=client_id, tenant=segment,
+                headers=cors,
+            )  # fmt: skip
+        if spa:
+            if not origin:
+                return token_error(400, "invalid_request", 9002327)
+            if secret is not None or form.get("client_assertion"):
+                # A secret must never be used from within the browser.
+                return token_error(401, "invalid_client", 700025, headers=cors)
+        else:
+            if origin:
+                return token_error(400, "invalid_request", 9002326, origin=origin)
+            if secret is None:
+                return token_error(401, "invalid_client", 7000218)
+            if not app.check_secret(secret):
+                return token_error(401, "invalid_client", 7000215, client_id=client_id)
         grant_type = form.get("grant_type", "")
+        response: Response
         if grant_type == "authorization_code":
-            return self._redeem_code(form, app, tenant)
-        if grant_type == "refresh_token":
-            return self._redeem_refresh(form, app, tenant)
-        if grant_type == "client_credentials":
-            return self._client_credentials(form, app, tenant, segment)
-        if grant_type == "password":
-            return self._password(form, app, tenant)
-        if not grant_type:
-            return token_error(400, "invalid_request", 900144, parameter="grant_type")
-        return token_error(400, "unsupported_grant_type", 70003)
+            response = self._redeem_code(form, app, tenant)
+        elif grant_type == "refresh_token":
+            response = self._redeem_refresh(form, app, tenant)
+        elif grant_type == "client_credentials":
+            response = self._client_credentials(form, app, tenant, segment)
+        elif grant_type == "password":
+            response = self._password(form, app, tenant)
+        elif not grant_type:
+            response = token_error(400, "invalid_request", 900144, parameter="grant_type")
+        else:
+            response = token_error(400, "unsupported_grant_type", 70003)
+        response.headers.update(cors)
+        return response
+
+    def _spa_grant(self, form: dict[str, str]) -> bool:
+        """Whether the code or refresh token presented was issued to a SPA redirect URI."""
+        grant_type = form.get("grant_type", "")
+        with self.store.lock:
+            if grant_type == "authorization_code":
+                code = self.store.codes.get(form.get("code", ""))
+                return code is not None and code.spa
+            if grant_type == "refresh_token":
+                grant = self.store.refresh_tokens.get(form.get("refresh_token", ""))
+                return grant is not None and grant.spa_expires is not None
+        return False
+
+    async def token_preflight(self, request: Request) -> Response:
+        """CORS preflight of the token endpoint: allowed for origins of SPA redirect URIs."""
+        origin = request.headers.get("origin", "")
+        if not origin or origin.rstrip("/").lower() not in self.dir.spa_origins():
+            return Response(status_code=204)  # no CORS headers: the browser refuses the POST
+        headers = _cors(origin)
+        headers.update(
+            {
+                "Access-Control-Allow-Methods": "POST, OPTIONS",
+                "Access-Control-Allow-Headers": request.headers.get(
+                    "access-control-request-headers", "content-type"
+                ),
+                "Access-Control-Max-Age": "86400",
+            }
+        )
+        return Response(status_code=204, headers=headers)
+
+    async def logout(self, request: Request) -> Response:
+        """Front-channel sign-out (`end_session_endpoint`): the emulator keeps no session cookie,
+        so signing out only returns to `post_logout_redirect_uri` when it is one of the client's
+        redirect URIs (any platform), else shows Entra's "You signed out" page."""
+        q = request.query_params
+        target = q.get("post_logout_redirect_uri", "")
+        app = self.dir.app(q.get("client_id", "")) if q.get("client_id") else None
+        if target and app is not None and app.accepts_redirect(target):
+            query = urlencode({"state": q["state"]}) if q.get("state") else ""
+            return RedirectResponse(f"{target}{'?' + query if query else ''}", status_code=302)
+        return HTMLResponse(pages.signed_out())
 
     def _redeem_code(self, form: dict[str, str], app: App, tenant: Tenant | None) -> Response:
         value = form.get("code", "")
@@ -672,6 +742,8 @@ class Endpoints:
             return token_error(
                 400, "invalid_grant", 500112, got=redirect_uri, expected=code.redirect_uri
             )
+        if code.spa and code.code_challenge is None:
+            return token_error(400, "invalid_request", 9002325)
         if code.code_challenge is not None:
             verifier = form.get("code_verifier", "")
             if not verifier:
@@ -698,6 +770,7 @@ class Endpoints:
         return self._delegated_response(
             app, user, requested, code.scopes, nonce=code.nonce, form=form,
             scope_raw_for_refresh=_scope_string(code.scopes),
+            spa_expires=self.em.clock.now() + SPA_REFRESH_LIFETIME if code.spa else None,
         )  # fmt: skip
 
     def _password(self, form: dict[str, str], app: App, tenant: Tenant | None) -> Response:
@@ -736,6 +809,10 @@ class Endpoints:
         if tenant is not None and tenant.id != grant.tenant_id:
             return token_error(400, "invalid_grant", 9002313)
         now = self.em.clock.now()
+        if grant.spa_expires is not None and now >= grant.spa_expires:
+            return token_error(
+                400, "invalid_grant", 700084, issued=grant.issued.strftime("%m/%d/%Y %H:%M:%S")
+            )
         if now - grant.issued > REFRESH_MAX_INACTIVE:
             return token_error(
                 400, "invalid_grant", 700082, issued=grant.issued.strftime("%m/%d/%Y %H:%M:%S")
@@ -759,7 +836,7 @@ class Endpoints:
                 return token_error(400, "invalid_scope", 70011, scope=exc.value)
         return self._delegated_response(
             app, user, requested, original, nonce=None, form=form,
-            scope_raw_for_refresh=grant.scope_raw,
+            scope_raw_for_refresh=grant.scope_raw, spa_expires=grant.spa_expires,
         )  # fmt: skip
 
     def _delegated_response(
@@ -772,6 +849,7 @@ class Endpoints:
         nonce: str | None,
         form: dict[str, str],
         scope_raw_for_refresh: str,
+        spa_expires: dt.datetime | None = None,
     ) -> Response:
         if requested.resource_count > 1:
             return token_error(400, "invalid_scope", 28000, scope=form.get("scope", ""))
@@ -829,16 +907,19 @@ class Endpoints:
             "access_token": access_token,
         }
         if "offline_access" in original.oidc:
+            now = self.em.clock.now()
             body["refresh_token"] = self.store.add_refresh(
                 RefreshGrant(
                     tenant_id=tid,
                     client_id=app.client_id,
                     user_id=user.id,
                     scope_raw=scope_raw_for_refresh,
-                    issued=self.em.clock.now(),
+                    issued=now,
+                    spa_expires=spa_expires,
                 )
             )
-            body["refresh_token_expires_in"] = int(REFRESH_MAX_INACTIVE.total_seconds())
+            lifetime = REFRESH_MAX_INACTIVE if spa_expires is None else spa_expires - now
+            body["refresh_token_expires_in"] = round(lifetime.total_seconds())
         if "openid" in oidc:
             id_claims: dict[str, Any] = {
                 "aud": app.client_id,
@@ -917,6 +998,19 @@ def _redirect_to(
         return HTMLResponse(pages.form_post(redirect_uri, fields))
     separator = "#" if response_mode == "fragment" else ("&" if "?" in redirect_uri else "?")
     return RedirectResponse(f"{redirect_uri}{separator}{query}", status_code=302)
+
+
+def _title(request: ResourceRequest, name: str) -> str:
+    """What the consent page says a permission allows (an app's own scopes: its display name)."""
+    app = request.resource.app
+    if app is not None and name in app.scope_titles:
+        return app.scope_titles[name]
+    return PERMISSION_TITLES.get(name, name)
+
+
+def _cors(origin: str) -> dict[str, str]:
+    """CORS headers of a SPA's cross-origin token redemption (the caller's own origin)."""
+    return {"Access-Control-Allow-Origin": origin, "Vary": "Origin"}
 
 
 def _basic_auth(header: str) -> tuple[str, str] | None:

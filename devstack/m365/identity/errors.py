@@ -54,6 +54,12 @@ MESSAGES: dict[int, str] = {
     "'{tenant}'. This can happen if the application has not been installed by the "
     "administrator of the tenant or consented to by any user in the tenant. You may have "
     "sent your authentication request to the wrong tenant.",
+    700025: "Client is public so neither 'client_assertion' nor 'client_secret' should be "
+    "presented.",
+    700084: "The refresh token was issued to a single page app (SPA), and therefore has a fixed, "
+    "limited lifetime of 1.00:00:00, which can't be extended. It is now expired and a new sign "
+    "in request must be sent by the SPA to the sign in page. The token was issued on "
+    "'{issued}'.",
     700054: "response_type '{response_type}' is not enabled for the application.",
     700082: "The refresh token has expired due to inactivity. The token was issued on '{issued}' "
     "and was inactive for 90.00:00:00.",
@@ -69,6 +75,12 @@ MESSAGES: dict[int, str] = {
     9001023: "The grant type is not supported over the /common or /consumers endpoints. Please use "
     "the /organizations or tenant-specific endpoint.",
     9002313: "Invalid request. Request is malformed or invalid.",
+    9002325: "Proof Key for Code Exchange is required for cross-origin authorization code "
+    "redemption.",
+    9002326: "Cross-origin token redemption is permitted only for the 'Single-Page Application' "
+    "client-type. Request origin: '{origin}'.",
+    9002327: "Tokens issued for the 'Single-Page Application' client-type may only be redeemed "
+    "via cross-origin requests.",
     28000: "Provided value for the input parameter scope is not valid because it contains more "
     "than one resource. Scope {scope} is not valid.",
 }
@@ -88,9 +100,15 @@ def _stamp() -> str:
 
 
 def token_error(
-    status: int, error: str, code: int, suberror: str | None = None, **fields: str
+    status: int,
+    error: str,
+    code: int,
+    suberror: str | None = None,
+    *,
+    headers: dict[str, str] | None = None,
+    **fields: str,
 ) -> JSONResponse:
-    """The token endpoint's error body, as Entra returns it."""
+    """The token endpoint's error body, as Entra returns it (`headers`: e.g. CORS for a SPA)."""
     trace, correlation, stamp = str(uuid.uuid4()), str(uuid.uuid4()), _stamp()
     body: dict[str, object] = {
         "error": error,
@@ -104,7 +122,9 @@ def token_error(
     }
     if suberror:
         body["suberror"] = suberror
-    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        body, status_code=status, headers={"Cache-Control": "no-store", **(headers or {})}
+    )
 
 
 def redirect_error_params(error: str, code: int, state: str | None, **fields: str) -> str:

@@ -106,3 +106,12 @@ def form_post(redirect_uri: str, params: dict[str, str]) -> str:
     return f"""<!doctype html><html><head><title>Working...</title></head>
 <body onload="document.forms[0].submit()"><form method="post" action="{html.escape(redirect_uri)}">
 {fields}<noscript><button type="submit">Continue</button></noscript></form></body></html>"""
+
+
+def signed_out() -> str:
+    """After a sign-out with no registered `post_logout_redirect_uri` to return to."""
+    return _page(
+        "You signed out of your account",
+        """<h1 id="signedOut">You signed out of your account</h1>
+<p>It's a good idea to close all browser windows.</p>""",
+    )

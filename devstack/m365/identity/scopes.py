@@ -77,6 +77,9 @@ def known_names(resource: Resource) -> set[str]:
 
 
 def admin_only(resource: Resource, name: str) -> bool:
+    """Only an admin may consent: Graph's admin-only scopes, an app's `type: Admin` scopes."""
+    if resource.app is not None:
+        return name in resource.app.admin_scopes
     return resource.kind == "graph" and GRAPH_DELEGATED.get(name, False)
 
 

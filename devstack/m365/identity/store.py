@@ -15,6 +15,9 @@ from devstack.m365.identity.scopes import ScopeRequest
 
 CODE_LIFETIME = dt.timedelta(minutes=10)
 REFRESH_MAX_INACTIVE = dt.timedelta(days=90)
+# Refresh tokens sent to a `spa` redirect URI: a fixed 24 h from sign-in, carried over by every
+# refresh token redeemed from them (Entra: refresh-tokens.md, v2-oauth2-auth-code-flow.md).
+SPA_REFRESH_LIFETIME = dt.timedelta(hours=24)
 PENDING_LIFETIME = dt.timedelta(hours=1)
 
 
@@ -54,6 +57,7 @@ class AuthCode:
     code_challenge_method: str | None
     issued: dt.datetime
     redeemed: bool = False
+    spa: bool = False  # issued to a SPA redirect URI: redeemed cross-origin, no secret, PKCE
 
 
 @dataclass
@@ -63,6 +67,7 @@ class RefreshGrant:
     user_id: str
     scope_raw: str  # what was asked at authorize (all resources): refresh may switch resource
     issued: dt.datetime
+    spa_expires: dt.datetime | None = None  # SPA refresh tokens: the fixed end of the session
 
 
 @dataclass
