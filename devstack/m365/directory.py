@@ -724,6 +724,15 @@ class Directory:
         self._domains[domain] = tid
         for consent in spec.get("adminConsents", []):
             app = self._app_ref(consent["app"], app_keys)
+            if "resource" in consent:
+                # One API's delegated scopes: {"app", "resource": <app key or id>, "delegated": [..]}
+                api = self._app_ref(consent["resource"], app_keys)
+                scopes = [str(s) for s in consent.get("delegated", [])]
+                unknown = sorted(set(scopes) - set(api.exposed_scopes))
+                if unknown:
+                    raise SeedError(f"{api.key} exposes no scope {unknown[0]!r}")
+                self.grant_delegated(tid, app.client_id, ALL_PRINCIPALS, api.client_id, scopes)
+                continue
             if consent.get("required", True) and "delegated" not in consent:
                 self.admin_consent_required(tid, app.client_id)
             else:

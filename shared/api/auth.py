@@ -1,10 +1,18 @@
 """Who is calling the API: bearer JWTs from the configured issuer, validated in-app.
 
 Checks signature (RS256 against the issuer's JWKS), issuer, audience, expiry and not-before, then
-maps roles to a `Caller`:
+maps the token to a `Caller`. Two kinds of token, told apart by `scp`:
 
-- `Portal.Service` — a trusted backend; reaches every building.
-- `Building.Admin` — reaches only the buildings in its `buildings` claim (list or comma-separated).
+- App tokens (client credentials: no `scp`; Entra marks them `idtyp: app`) — roles decide:
+  - `Portal.Service` — a trusted backend; reaches every building.
+  - `Building.Admin` — reaches only the buildings in its `buildings` claim (list or
+    comma-separated).
+- User tokens (delegated: a `scp` claim, or `idtyp: user`; e.g. the admin console's sign-in) —
+  must carry the API's delegated scope `access_as_user` in `scp` (else 403 `missing_scope`: a
+  valid token that was not issued for calling this API on the user's behalf, RFC 6750's
+  insufficient_scope), and the `Building.Admin` role (else 403 `missing_role`); they reach the
+  buildings in their `buildings` claim. A person never gets `Portal.Service`'s global reach, even
+  if a token says so: the role is dropped from a user token (issue 13).
 
 Anything else is 401 (no, malformed or invalid token) or 403 (valid token, wrong role or building).
 Reasons are logged as codes, never the token. JWKS are cached per process and refetched (at most
@@ -33,6 +41,8 @@ logger = logging.getLogger(__name__)
 
 PORTAL_SERVICE = "Portal.Service"
 BUILDING_ADMIN = "Building.Admin"
+# The delegated scope the app registration exposes (`{BB_API_AUDIENCE}/access_as_user`).
+ACCESS_AS_USER = "access_as_user"
 _LEEWAY_S = 60  # clock skew tolerated, as Entra-validating middleware does
 _REFETCH_COOLDOWN_S = 30.0
 _JWKS_TTL_S = 3600.0
@@ -47,6 +57,7 @@ class Caller:
     roles: frozenset[str]
     buildings: frozenset[str] | None  # None: every building (Portal.Service)
     name: str | None = None
+    delegated: bool = False  # a person's (user) token, not an app's
 
     @property
     def actor(self) -> str:
@@ -136,14 +147,38 @@ def caller_from_claims(claims: dict[str, Any]) -> Caller:
     subject = str(claims.get("oid") or claims.get("sub") or "")
     tenant = str(claims.get("tid") or "")
     name = claims.get("preferred_username") or claims.get("name")
+    if is_user_token(claims):
+        scopes = str(claims.get("scp") or "").split()
+        if ACCESS_AS_USER not in scopes:
+            raise Forbidden(
+                f"The user token does not carry the API's delegated scope {ACCESS_AS_USER}",
+                reason="missing_scope",
+            )
+        if BUILDING_ADMIN not in roles:
+            raise Forbidden(
+                "A signed-in person needs the Building.Admin role", reason="missing_role"
+            )
+        # Portal.Service-style global access is never offered to people.
+        return Caller(
+            subject, tenant, roles - {PORTAL_SERVICE}, _buildings(claims), name, delegated=True
+        )
     if PORTAL_SERVICE in roles:
         return Caller(subject, tenant, roles, None, name)
     if BUILDING_ADMIN in roles:
-        raw = claims.get("buildings") or []
-        items = raw.split(",") if isinstance(raw, str) else raw
-        buildings = frozenset(str(b).strip() for b in items if str(b).strip())
-        return Caller(subject, tenant, roles, buildings, name)
+        return Caller(subject, tenant, roles, _buildings(claims), name)
     raise Forbidden("The token carries no BookingBridge role", reason="missing_role")
+
+
+def is_user_token(claims: dict[str, Any]) -> bool:
+    """A delegated token (a person signed in): it has `scp`; Entra also marks it `idtyp: user`.
+    App-only tokens have no `scp` (and `idtyp: app` where the optional claim is emitted)."""
+    return "scp" in claims or claims.get("idtyp") == "user"
+
+
+def _buildings(claims: dict[str, Any]) -> frozenset[str]:
+    raw = claims.get("buildings") or []
+    items = raw.split(",") if isinstance(raw, str) else raw
+    return frozenset(str(b).strip() for b in items if str(b).strip())
 
 
 def _bearer(authorization: str | None) -> str:

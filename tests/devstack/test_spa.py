@@ -299,3 +299,22 @@ def test_spa_redirect_uris_at_seed_time(m365: RunningEmulator) -> None:
         },
     )
     assert both.status_code == 400 and "both a web and a spa URI" in both.text
+
+
+def test_portal_user_tokens_carry_the_api_scope(
+    m365: RunningEmulator, demo: dict[str, Any]
+) -> None:
+    """The demo's portal client (ROPC, `.default`: everything consented) gets `access_as_user`,
+    so the API takes its user tokens as the console's (tests/e2e mint admins this way)."""
+    admin = demo["tenant"]["users"]["admin"]
+    portal = demo["apps"]["portal"]
+    response = token(
+        m365, {**demo, "apps": {"bookingbridge": portal}},
+        {"grant_type": "password", "client_secret": portal["clientSecret"],
+         "username": admin["userPrincipalName"], "password": admin["password"],
+         "scope": "api://bookingbridge/.default"},
+        origin=None,
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    access = claims(m365, demo, response.json()["access_token"])
+    assert access["scp"] == "access_as_user" and access["roles"] == ["Building.Admin"]

@@ -141,3 +141,67 @@ def test_key_rollover_refetches_once_not_per_request() -> None:
     fetcher.keys.append(OTHER_JWK)
     assert validator.caller("Bearer " + _token({"roles": ["Portal.Service"]}, key=OTHER, kid="k2"))
     assert fetcher.calls == 2
+
+
+# ------------------------------------------------------------- user (delegated) tokens
+def _user_token(**claims: Any) -> str:
+    """A console sign-in's token: what Entra issues for `{audience}/access_as_user`."""
+    body: dict[str, Any] = {
+        "scp": "access_as_user",
+        "idtyp": "user",
+        "roles": ["Building.Admin"],
+        "buildings": ["b1", "b2"],
+        "name": "Avery Admin",
+        "preferred_username": "admin@contoso.example",
+        "azp": "client-guid",
+    }
+    body.update(claims)
+    return "Bearer " + _token({k: v for k, v in body.items() if v is not None}, aud="client-guid")
+
+
+def test_user_token_with_building_admin_is_an_admin_of_its_buildings() -> None:
+    caller = _validator().caller(_user_token())
+    assert caller.delegated and caller.subject == "o-1" and caller.tenant_id == "tid-1"
+    assert caller.buildings == frozenset({"b1", "b2"}) and caller.actor == "admin:o-1"
+    assert caller.name == "admin@contoso.example"
+    caller.require_building("b2")
+    with pytest.raises(Forbidden) as info:
+        caller.require_building("b3")
+    assert info.value.reason == "building_forbidden"
+    # Several scopes in `scp`, and no `idtyp` (an optional claim in Entra): still a user token.
+    assert _validator().caller(_user_token(scp="User.Read access_as_user", idtyp=None)).delegated
+
+
+@pytest.mark.parametrize("scp", ["", "User.Read", "access_as_user_x", None])
+def test_user_token_without_the_api_scope_is_403(scp: str | None) -> None:
+    # scp=None with idtyp=user: a person's token that names no scope at all.
+    with pytest.raises(Forbidden) as info:
+        _validator().caller(_user_token(scp=scp))
+    assert info.value.reason == "missing_scope" and info.value.status == 403
+
+
+def test_user_token_claiming_portal_service_is_never_global() -> None:
+    both = _validator().caller(_user_token(roles=["Portal.Service", "Building.Admin"]))
+    assert both.buildings == frozenset({"b1", "b2"}) and not both.can_reach("other")
+    assert "Portal.Service" not in both.roles
+    with pytest.raises(Forbidden) as info:
+        _validator().caller(_user_token(roles=["Portal.Service"]))
+    assert info.value.reason == "missing_role"
+
+
+def test_user_token_without_building_admin_or_buildings() -> None:
+    with pytest.raises(Forbidden) as info:
+        _validator().caller(_user_token(roles=None))
+    assert info.value.reason == "missing_role"
+    nothing = _validator().caller(_user_token(buildings=None))
+    assert nothing.buildings == frozenset() and not nothing.can_reach("b1")
+
+
+def test_app_tokens_are_unchanged() -> None:
+    app = {"idtyp": "app", "azp": "portal-guid"}
+    service = _validator().caller("Bearer " + _token({"roles": ["Portal.Service"], **app}))
+    assert service.buildings is None and not service.delegated
+    admin = _validator().caller(
+        "Bearer " + _token({"roles": ["Building.Admin"], "buildings": ["b1"], **app})
+    )
+    assert admin.buildings == frozenset({"b1"}) and not admin.delegated
