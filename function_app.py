@@ -6,7 +6,7 @@ silently disappear after deploy (STYLE.md rule 1).
 
 import azure.functions as func
 
-from functions import admin, bookings, connect, graph_webhook, mapping, ops, sync
+from functions import admin, bookings, connect, console, graph_webhook, mapping, ops, sync
 
 # No app-wide auth level: every route states ANONYMOUS itself (the API checks bearer tokens in
 # shared/api/auth.py, and Graph's webhook cannot send a function key). Left at the library's
@@ -22,5 +22,6 @@ for blueprint in (
     mapping.bp,
     sync.bp,
     bookings.bp,
+    console.bp,
 ):
     app.register_functions(blueprint)
