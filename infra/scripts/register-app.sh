@@ -7,8 +7,11 @@
 #
 # What it sets, from two data files (single sources of truth, also read by tests/unit/test_infra.py):
 #   infra/graph-permissions.json   Microsoft Graph permissions (delegated = Scope, application = Role)
-#   infra/app-registration.json    display name, redirect paths under https://HOST/api, app roles
-# plus the identifier URI api://<appId> (or --identifier-uri) that portal bearer tokens carry as aud.
+#   infra/app-registration.json    display name, redirect paths under https://HOST/api (web: the
+#                                  OAuth redirects; spa: the admin console at /api/console/), the
+#                                  exposed delegated scope access_as_user, app roles
+# plus the identifier URI api://<appId> (or --identifier-uri) that bearer tokens carry as aud; the
+# admin console signs people in for <identifier URI>/access_as_user (shared/api/auth.py).
 #
 # Idempotent: an existing registration with the same display name is updated, not duplicated; a
 # client secret is minted only when the vault has none yet (or with --rotate-secret).
@@ -119,19 +122,35 @@ roles = [
     for role in registration["appRoles"]
 ]
 redirects = [f"https://{host}/api{path}" for path in registration["redirectPaths"]]
+spa_redirects = [f"https://{host}/api{path}" for path in registration["spaRedirectPaths"]]
+scope_keys = (
+    "adminConsentDescription", "adminConsentDisplayName", "id", "isEnabled", "type",
+    "userConsentDescription", "userConsentDisplayName", "value",
+)
+scopes = [{k: scope[k] for k in scope_keys} for scope in registration["oauth2PermissionScopes"]]
+# What az ad app has no option for: the spa platform and the exposed scopes (Graph PATCH body;
+# `api` is replaced as a whole, so the token version is repeated here).
+platform = {
+    "spa": {"redirectUris": spa_redirects},
+    "api": {"requestedAccessTokenVersion": 2, "oauth2PermissionScopes": scopes},
+}
 
 (out / "required-resource-accesses.json").write_text(json.dumps(required, separators=(",", ":")))
 (out / "app-roles.json").write_text(json.dumps(roles, separators=(",", ":")))
 (out / "redirect-uris").write_text("\n".join(redirects) + "\n")
+(out / "spa-redirect-uris").write_text("\n".join(spa_redirects) + "\n")
+(out / "spa-and-scopes.json").write_text(json.dumps(platform, separators=(",", ":")))
 (out / "display-name").write_text(registration["displayName"] + "\n")
 (out / "sign-in-audience").write_text(registration["signInAudience"] + "\n")
 PY
 
 mapfile -t redirect_uris <"$work_dir/redirect-uris"
+mapfile -t spa_redirect_uris <"$work_dir/spa-redirect-uris"
 [[ -n "$display_name" ]] || display_name="$(<"$work_dir/display-name")"
 sign_in_audience="$(<"$work_dir/sign-in-audience")"
 required_file="$work_dir/required-resource-accesses.json"
 roles_file="$work_dir/app-roles.json"
+platform_file="$work_dir/spa-and-scopes.json"
 
 # Prints a command the way a person would retype it: an argument with shell-special characters is
 # double-quoted when that is enough (JMESPath and OData filters contain single quotes), else
@@ -191,6 +210,7 @@ if [[ $dry_run -eq 1 ]]; then
   echo "# dry run: nothing is changed; payloads as passed to az:"
   echo "# required-resource-accesses.json: $(<"$required_file")"
   echo "# app-roles.json: $(<"$roles_file")"
+  echo "# spa-and-scopes.json: $(<"$platform_file")"
 fi
 
 # 1. Find or create the registration.
@@ -220,6 +240,14 @@ run_retry az ad app update --id "$app_id" \
   --web-redirect-uris "${redirect_uris[@]}" \
   --required-resource-accesses "@$required_file" \
   --app-roles "@$roles_file"
+
+# 2b. The admin console: its SPA redirect URI (MSAL Browser redeems codes cross-origin, which Entra
+#     allows only for spa URIs: AADSTS9002326 otherwise) and the delegated scope it signs people in
+#     for. `az ad app` has no option for either, so Microsoft Graph is patched directly.
+run_retry az rest --method PATCH \
+  --uri "https://graph.microsoft.com/v1.0/applications(appId='$app_id')" \
+  --headers "Content-Type=application/json" \
+  --body "@$platform_file"
 
 # 3. The service principal (enterprise app) in the home tenant: admin consent and Exchange RBAC for
 #    Applications (scope-rooms.ps1) refer to it; customers' tenants get theirs through consent.
@@ -258,6 +286,10 @@ fi
 # 5. Tell the app its client id (azd writes it into the app settings on the next provision).
 if command -v azd >/dev/null 2>&1 || [[ $dry_run -eq 1 ]]; then
   run azd env set BB_CLIENT_ID "$app_id" || echo "# azd env set failed: run it yourself in the azd project"
+  if [[ "$identifier_uri" != "api://$app_id" ]]; then
+    # A custom identifier URI is the API's audience (the Bicep default is api://<clientId>).
+    run azd env set BB_API_AUDIENCE "$identifier_uri" || echo "# azd env set failed: set BB_API_AUDIENCE yourself"
+  fi
 fi
 
 consent_redirect="$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' \
@@ -267,7 +299,9 @@ cat <<EOF
 App registration: $display_name
   client id (BB_CLIENT_ID):      $app_id
   identifier URI (audience):     $identifier_uri
-  redirect URIs:                 ${redirect_uris[*]}
+  redirect URIs (web):           ${redirect_uris[*]}
+  redirect URIs (spa, console):  ${spa_redirect_uris[*]}
+  delegated scope (console):     $identifier_uri/access_as_user
   client secret:                 Key Vault $vault, secret $secret_name (value not shown)
 
 Next:
@@ -275,4 +309,7 @@ Next:
   2. Each customer's admin grants consent (application permissions need it):
      https://login.microsoftonline.com/organizations/v2.0/adminconsent?client_id=$app_id&scope=https%3A%2F%2Fgraph.microsoft.com%2F.default&redirect_uri=$consent_redirect&state=<opaque>
   3. To limit application access to chosen room mailboxes: infra/scripts/scope-rooms.ps1
+  4. Admin console: https://$host/api/console/ — give building admins the Building.Admin app role
+     (Enterprise applications > $display_name > Users and groups) and their buildings claim; each
+     consents to access_as_user on first sign-in (or an admin consents for the organization).
 EOF

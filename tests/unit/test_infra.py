@@ -6,7 +6,8 @@
 - each role the code's clients need is assigned to the app's identity, from one role map;
 - no secret in outputs, parameter defaults or app settings; storage, vault and telemetry hardened;
 - infra/scripts/register-app.sh requests exactly infra/graph-permissions.json, with the redirect URIs
-  the app serves, and never prints or passes on the command line the client secret;
+  the app serves (web, and the console's spa one), exposes the delegated scope access_as_user, and
+  never prints or passes on the command line the client secret;
 - infra/scripts/scope-rooms.ps1 scopes the same application permissions.
 """
 
@@ -29,6 +30,7 @@ import pytest
 import tree_sitter_bicep
 from tree_sitter import Language, Node, Parser
 
+from shared.api.auth import ACCESS_AS_USER
 from shared.core.settings import TIMER_SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -991,6 +993,26 @@ def test_register_app_dry_run_prints_the_registration(fake_bin: Path) -> None:
     (update,) = commands(out, "az", "ad", "app", "update")
     assert sorted(option_values(update, "--web-redirect-uris")) == redirects
     assert option_values(update, "--identifier-uris") == ["api://<appId>"]
+    # The admin console (issue 13): its SPA redirect URI and the delegated scope it asks for.
+    platform = re.search(r"^# spa-and-scopes\.json: (.*)$", out, re.M)
+    assert platform, out
+    body = json.loads(platform.group(1))
+    assert body["spa"]["redirectUris"] == [f"https://{HOST}/api/console/"]
+    assert body["api"]["requestedAccessTokenVersion"] == 2
+    (scope,) = body["api"]["oauth2PermissionScopes"]
+    registration = json.loads((INFRA / "app-registration.json").read_text())
+    assert scope == registration["oauth2PermissionScopes"][0]
+    assert scope["value"] == ACCESS_AS_USER and scope["type"] == "User" and scope["isEnabled"]
+    assert all(scope[k] for k in ("id", "adminConsentDisplayName", "userConsentDisplayName"))
+    (patch,) = commands(out, "az", "rest")
+    assert option_values(patch, "--method") == ["PATCH"]
+    assert option_values(patch, "--uri") == [
+        "https://graph.microsoft.com/v1.0/applications(appId='<appId>')"
+    ]
+    assert option_values(patch, "--body")[0].endswith("/spa-and-scopes.json")
+    assert f"https://{HOST}/api/console/" in out and "api://<appId>/access_as_user" in out
+    # The console's page is the SPA redirect URI the app itself names (config.json).
+    assert registration["spaRedirectPaths"] == ["/console/"]
     (secret_set,) = commands(out, "az", "keyvault", "secret", "set")
     assert "--value" not in secret_set and "--file" in secret_set
     # The name the app reads by default (azd env BB_CLIENT_SECRET_NAME is empty here).
