@@ -13,19 +13,24 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from tests.e2e.conftest import functions_client
 from tests.e2e.console_fixtures import (
     anonymous_api,
+    api_token_of,
     building,
     check_a11y,
     chromium,
     console_stack,
     console_url,
+    demo_user,
+    emulator_sign_in,
     page,
     portal_api,
     shot,
     sign_in,
     wait_heading,
 )
+from tests.e2e.sync_fixtures import map_room, wait_until
 
 __all__ = ["anonymous_api", "building", "chromium", "console_stack", "page", "portal_api"]
 
@@ -61,3 +66,181 @@ def test_sign_in_as_the_demo_admin(page: Any, console_stack: Stack) -> None:
     )
     shot(page, "buildings")
     check_a11y(page, "buildings")
+
+
+# ---------------------------------------------------------------- Microsoft 365 tile
+
+
+def connection_of(api: httpx.Client, building: str) -> dict[str, Any]:
+    response = api.get(f"buildings/{building}/connection")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def wait_connection_state(page: Any, state: str) -> None:
+    page.locator(f'[data-connection="{state}"]').first.wait_for()
+
+
+def connect_delegated_in_console(page: Any, stack: Stack, shot_as: str | None = None) -> None:
+    """On the Microsoft 365 page: Connect (delegated), sign in and consent as the demo admin at
+    the emulator, come back to the console."""
+    admin = demo_user(stack, "admin")
+    page.get_by_label("Delegated").check()
+    page.get_by_role("button", name="Connect", exact=True).click()
+    page.wait_for_url(lambda url: url.startswith("https://"))
+    emulator_sign_in(page, admin["userPrincipalName"], admin["password"])
+    page.wait_for_function(
+        "base => location.href.startsWith(base) || document.querySelector('#idBtn_Accept')",
+        arg=console_url(stack),
+    )
+    if page.locator("#idBtn_Accept").count():  # the admin consents to the Graph scopes once
+        if shot_as:
+            shot(page, shot_as + "-consent")
+        page.click("#idBtn_Accept")
+    page.wait_for_url(lambda url: url.startswith(console_url(stack)))
+    wait_heading(page, "Microsoft 365")
+
+
+def test_connect_delegated(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, building: str
+) -> None:
+    sign_in(page, console_stack, buildings=[building], route=f"#/b/{building}/m365")
+    wait_heading(page, "Microsoft 365")  # the route survived the sign-in round trip
+    wait_connection_state(page, "disconnected")
+    shot(page, "m365-disconnected")
+    check_a11y(page, "m365 (not connected)")
+
+    connect_delegated_in_console(page, console_stack, shot_as="delegated")
+    wait_connection_state(page, "connected")
+    tile = page.locator("section.tile")
+    admin = demo_user(console_stack, "admin")
+    assert "Connected to Microsoft 365" in page.locator("main").inner_text()
+    assert admin["userPrincipalName"] in tile.inner_text()
+    assert console_stack.endpoints["tenantId"] in tile.inner_text()
+    assert "Calendars.ReadWrite" in tile.inner_text()  # the scopes are shown
+    shot(page, "m365-connected")
+    check_a11y(page, "m365 (connected)")
+    connection = connection_of(portal_api, building)
+    assert connection["status"] == "connected" and connection["mode"] == "delegated"
+
+
+def test_connect_application_as_the_tenant_admin(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, building: str
+) -> None:
+    admin = demo_user(console_stack, "admin")
+    sign_in(page, console_stack, buildings=[building], route=f"#/b/{building}/m365")
+    wait_connection_state(page, "disconnected")
+    page.get_by_label("Application").check()
+    # The Exchange RBAC scoping steps are explained before the admin consents.
+    assert "Exchange RBAC" in page.locator("main").inner_text()
+    assert "New-ManagementScope" in page.locator("main").inner_text()
+    page.get_by_label("Tenant id or domain").fill(console_stack.endpoints["tenantDomain"])
+    shot(page, "m365-application-form")
+    check_a11y(page, "m365 (application form)")
+    page.get_by_role("button", name="Connect", exact=True).click()
+    page.wait_for_url(lambda url: url.startswith("https://"))
+    emulator_sign_in(page, admin["userPrincipalName"], admin["password"])
+    page.locator("#idBtn_Accept").wait_for()  # permissions reviewed "for your organization"
+    shot(page, "application-consent")
+    page.click("#idBtn_Accept")
+    page.wait_for_url(lambda url: url.startswith(console_url(console_stack)))
+    wait_heading(page, "Microsoft 365")
+    wait_connection_state(page, "connected")
+    tile = page.locator("section.tile").inner_text()
+    assert "Application" in tile and console_stack.endpoints["tenantId"] in tile
+    shot(page, "m365-application-connected")
+    connection = connection_of(portal_api, building)
+    assert connection["status"] == "connected" and connection["mode"] == "application"
+
+
+def test_revoked_grant_shows_the_reason_and_reconnect_restores_it(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, building: str
+) -> None:
+    admin = demo_user(console_stack, "admin")
+    sign_in(page, console_stack, buildings=[building], route=f"#/b/{building}/m365")
+    wait_connection_state(page, "disconnected")
+    connect_delegated_in_console(page, console_stack)
+    wait_connection_state(page, "connected")
+    # A mapped calendar, so the connection is in use (its subscription, its token refreshes).
+    map_room(portal_api, building, "room-1", admin["userPrincipalName"].lower())
+
+    revoked = console_stack.emulator.control.post(
+        "graph/grants/revoke",
+        json={
+            "tenantId": console_stack.endpoints["tenantId"],
+            "user": admin["userPrincipalName"],
+            "clientId": console_stack.endpoints["app"]["clientId"],
+        },
+    )
+    assert revoked.status_code == 200, revoked.text
+    # The product notices by itself (the subscription removed, its token refused).
+    seen = wait_until(
+        lambda: connection_of(portal_api, building)["status"] == "reauth_required", timeout=30
+    )
+    assert seen, connection_of(portal_api, building)
+
+    page.reload()
+    wait_heading(page, "Microsoft 365")
+    wait_connection_state(page, "reauth_required")
+    reason = page.locator("[data-reason]")
+    assert reason.get_attribute("data-reason") == connection_of(portal_api, building)["reason"]
+    words = reason.inner_text()
+    assert len(words) > 40 and "_" not in words, words  # plain words, not a reason code
+    shot(page, "m365-reauth-required")
+    check_a11y(page, "m365 (reauth required)")
+
+    page.get_by_role("button", name="Reconnect").click()
+    page.wait_for_url(lambda url: url.startswith("https://"))
+    emulator_sign_in(page, admin["userPrincipalName"], admin["password"])
+    page.wait_for_function(
+        "base => location.href.startsWith(base) || document.querySelector('#idBtn_Accept')",
+        arg=console_url(console_stack),
+    )
+    if page.locator("#idBtn_Accept").count():
+        page.click("#idBtn_Accept")
+    page.wait_for_url(lambda url: url.startswith(console_url(console_stack)))
+    wait_connection_state(page, "connected")
+    assert connection_of(portal_api, building)["status"] == "connected"
+    shot(page, "m365-reconnected")
+
+
+# ---------------------------------------------------------------- another building's admin
+
+
+def test_an_admin_of_another_building_cannot_see_or_change_it(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, building: str
+) -> None:
+    # The building exists and is set up by its own admin (here: the portal backend).
+    put = portal_api.put(
+        f"buildings/{building}/resources/room-1",
+        json={"name": "Room 1", "kind": "room", "timeZone": "Europe/Amsterdam"},
+    )
+    assert put.status_code in (200, 201), put.text
+
+    sign_in(page, console_stack, nickname="bruno", buildings=["annex-building"])
+    wait_heading(page, "Buildings")
+    assert page.locator("[data-building]").evaluate_all(
+        "els => els.map(e => e.dataset.building)"
+    ) == ["annex-building"]
+    switcher = page.locator("#building-switcher option").evaluate_all("os => os.map(o => o.value)")
+    assert building not in switcher
+    page.evaluate("h => { location.hash = h }", f"#/b/{building}/resources")
+    wait_heading(page, "No access")
+    assert "Room 1" not in page.locator("main").inner_text()
+    shot(page, "no-access")
+    check_a11y(page, "no access")
+
+    # Through the API with his own token: refused, and nothing changed.
+    token = api_token_of(console_stack, "bruno")
+    with functions_client(console_stack.endpoints, token) as bruno:
+        assert bruno.get(f"buildings/{building}/resources").status_code == 403
+        assert bruno.get(f"buildings/{building}/connection").status_code == 403
+        changed = bruno.put(
+            f"buildings/{building}/resources/room-1",
+            json={"name": "Taken over", "kind": "room", "timeZone": "UTC"},
+        )
+        assert changed.status_code == 403, changed.text
+        assert bruno.delete(f"buildings/{building}/resources/room-1").status_code == 403
+        assert bruno.get("buildings/annex-building/resources").status_code == 200
+    still = portal_api.get(f"buildings/{building}/resources/room-1")
+    assert still.status_code == 200 and still.json()["name"] == "Room 1"
