@@ -11,6 +11,7 @@ import type { Resource } from "./types";
 import { alertBox, errorMessage, pageHeading } from "./ui";
 import { renderBuildings } from "./pages/buildings";
 import { renderM365 } from "./pages/m365";
+import { renderResources } from "./pages/resources";
 
 export interface PageContext {
   app: App;
@@ -36,6 +37,7 @@ type PageRender = (ctx: PageContext, main: HTMLElement) => Promise<void>;
 
 const PAGES: Partial<Record<string, PageRender>> = {
   m365: renderM365,
+  resources: renderResources,
 };
 
 export class App {
@@ -107,10 +109,16 @@ export class App {
     this.resourceCache.delete(building);
   }
 
+  private statusTimer = 0;
+
   announce(message: string): void {
     this.status.textContent = "";
+    window.clearTimeout(this.statusTimer);
     window.setTimeout(() => {
       this.status.textContent = message;
+      this.statusTimer = window.setTimeout(() => {
+        this.status.textContent = "";
+      }, 8000);
     }, 50);
   }
 
@@ -222,7 +230,13 @@ export class App {
       );
       return;
     }
-    const resources = await this.resources(route.building, signal);
+    let resources: Resource[] = [];
+    try {
+      resources = await this.resources(route.building, signal);
+    } catch (err) {
+      // Only for the building's time zone here: a page that needs them says what failed.
+      if (!(err instanceof ApiError) || err.status === 401 || err.status === 403) throw err;
+    }
     if (signal.aborted) return;
     const ctx: PageContext = {
       app: this,

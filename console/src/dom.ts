@@ -47,11 +47,11 @@ export function uid(prefix = "bb"): string {
 }
 
 /** A labelled form field: the label, the control, and a place for its error (aria-describedby). */
-export function field(
+export function field<T extends HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement>(
   label: string,
-  control: HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement,
+  control: T,
   hint?: string,
-): { wrap: HTMLElement; control: typeof control; error: HTMLElement } {
+): { wrap: HTMLElement; control: T; error: HTMLElement } {
   const id = control.id || uid("f");
   control.id = id;
   const error = h("p", { class: "field-error", id: `${id}-error`, hidden: true });
