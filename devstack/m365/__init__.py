@@ -90,8 +90,13 @@ def start_emulator(
     ready_file: Path | str | None = None,
     timeout: float = 60.0,
     graph: bool = True,
+    env: dict[str, str] | None = None,
 ) -> RunningEmulator:
-    """Start `python -m devstack.m365` and wait until it is ready (it wrote its ready file)."""
+    """Start `python -m devstack.m365` and wait until it is ready (it wrote its ready file).
+
+    `env` adds environment variables for the child, e.g. the Graph emulator's `GRAPH_EMULATOR_*`
+    knobs (devstack/m365/graph/config.py).
+    """
     tmp = None
     if ready_file is None:
         tmp = tempfile.TemporaryDirectory(prefix="m365-")
@@ -121,6 +126,7 @@ def start_emulator(
         argv,
         ready_file=Path(ready_file),
         log_path=Path(log_path) if log_path else None,
+        env=env,
         timeout=timeout,
     )
     info = child.info

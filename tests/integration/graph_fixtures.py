@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -74,7 +75,10 @@ SHARED = [*OWN, "Calendars.ReadWrite.Shared"]
 @pytest.fixture(scope="session")
 def graph_emu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
     base = tmp_path_factory.mktemp("graph-emu")
-    emulator = start_emulator(base / "tls", log_path=base / "m365.log")
+    # Graph wants https notification URLs; these tests' Sink is http on loopback, so they opt in.
+    emulator = start_emulator(
+        base / "tls", log_path=base / "m365.log", env={"GRAPH_EMULATOR_ALLOW_HTTP_LOOPBACK": "1"}
+    )
     try:
         yield emulator
     finally:
@@ -183,9 +187,14 @@ def view_params(start: dt.datetime, end: dt.datetime, **extra: str) -> dict[str,
 
 
 class Sink:
-    """A webhook endpoint on loopback: echoes validation tokens, records notifications."""
+    """A webhook endpoint on loopback: echoes validation tokens, records notifications.
 
-    def __init__(self) -> None:
+    Plain http by default (the emulator accepts it only where `allowHttpLoopback` is on, as the
+    fixture `graph_emu` sets); with `tls_dir` (the emulator's TLS folder) it serves https with the
+    local server certificate, as Graph requires of a notification URL.
+    """
+
+    def __init__(self, tls_dir: Path | str | None = None) -> None:
         self.received: list[tuple[float, str, dict[str, Any]]] = []
         self.mode = "ok"  # ok | fail | bad-echo | json-echo | slow
         self.validations = 0
@@ -223,12 +232,18 @@ class Sink:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls_dir is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(Path(tls_dir) / "server.pem", Path(tls_dir) / "server-key.pem")
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.scheme = "https"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}/notify"
 
     def items(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -84,6 +84,9 @@ class Subscription:
             "encryptionCertificate": None,
             "encryptionCertificateId": None,
             "notificationUrlAppId": None,
+            # Not in the v1.0 $metadata, but in every v1.0 create/get example of Graph's docs
+            # (api-reference/v1.0/api/subscription-post-subscriptions.md): Graph sends it.
+            "notificationContentType": "application/json",
         }
 
 
@@ -210,7 +213,7 @@ class Notifier:
             item = {
                 "id": base64.b64encode(os.urandom(12)).decode(),
                 "subscriptionId": sub.id,
-                "subscriptionExpirationDateTime": sub.expiration.isoformat(),
+                "subscriptionExpirationDateTime": iso_utc(sub.expiration),
                 "changeType": change_type,
                 "resource": resource,
                 "resourceData": {
@@ -307,7 +310,7 @@ class Notifier:
             return
         item = {
             "subscriptionId": sub.id,
-            "subscriptionExpirationDateTime": sub.expiration.isoformat(),
+            "subscriptionExpirationDateTime": iso_utc(sub.expiration),
             "tenantId": sub.tenant_id,
             "clientState": sub.client_state,
             "lifecycleEvent": event,

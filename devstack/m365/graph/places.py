@@ -96,7 +96,10 @@ def handle(
         raise item_not_found()
     rooms = sorted(tenant.rooms(), key=lambda u: u.mail)
     lists = sorted(tenant.room_lists.values(), key=lambda r: r.email_address)
-    kind = [s.lower() for s in segs]
+    # `graph.` is the v1.0 schema's alias of `microsoft.graph` ($metadata: <Schema
+    # Namespace="microsoft.graph" Alias="graph">); Kiota SDKs send `/places/graph.room` and
+    # `/places/{list}/graph.roomList/rooms`, Graph accepts both spellings.
+    kind = ["microsoft." + s.lower() if s.lower().startswith("graph.") else s.lower() for s in segs]
     if kind == ["microsoft.graph.room"]:
         return _page(
             state, [room_json(u) for u in rooms], query, base, "places/microsoft.graph.room"

@@ -450,7 +450,9 @@ class Router:
         state = self.state
         target = cal_id or mb.default_calendar.id  # /calendarView = the default calendar
         low = [s.lower() for s in rest]
-        if low == ["delta"]:
+        # `delta()` is the OData function-call form Kiota SDKs send (msgraph-sdk's
+        # calendarView/delta() URL template); Graph answers both forms alike.
+        if low in (["delta"], ["delta()"]):
 
             async def run_delta() -> Reply:
                 self._only(req, "GET")

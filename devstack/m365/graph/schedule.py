@@ -31,6 +31,9 @@ def get_schedule(
 ) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise GraphError(400, "RequestBodyRead", "The request body must be a JSON object.")
+    # Parameter names as the docs spell them (`schedules`) or as the metadata does (`Schedules`,
+    # what Kiota SDKs send: the v1.0 $metadata action getSchedule); Graph takes either.
+    body = {str(k).lower(): v for k, v in body.items()}
     schedules = body.get("schedules")
     if (
         not isinstance(schedules, list)
@@ -40,15 +43,19 @@ def get_schedule(
         raise _bad("The 'schedules' parameter must be a non-empty collection of SMTP addresses.")
     if len(schedules) > 20:
         raise _bad("The number of schedules requested exceeds the limit of 20.")
-    if "startTime" not in body or "endTime" not in body:
+    if "starttime" not in body or "endtime" not in body:
         raise _bad("Both 'startTime' and 'endTime' are required.")
-    start, _ = parse_dttz(body["startTime"], "startTime")
-    end, _ = parse_dttz(body["endTime"], "endTime")
+    start, _ = parse_dttz(body["starttime"], "startTime")
+    end, _ = parse_dttz(body["endtime"], "endTime")
     if end <= start:
         raise _bad("The 'endTime' must be later than 'startTime'.")
     if end - start >= dt.timedelta(days=62):
         raise _bad("The requested time window must be shorter than 62 days.")
-    interval = body.get("availabilityViewInterval", 30)
+    interval = body.get("availabilityviewinterval", 30)
+    if isinstance(interval, str) and interval.strip().isdigit():
+        # An Edm.Int32 as a JSON string, as Microsoft's free/busy page sends it
+        # (graph-docs concepts/outlook-get-free-busy-schedule.md: "availabilityViewInterval": "15").
+        interval = int(interval)
     if not isinstance(interval, int) or isinstance(interval, bool) or not 5 <= interval <= 1440:
         raise _bad("availabilityViewInterval must be between 5 and 1440 minutes.")
     out_tz = tz or "UTC"
