@@ -67,9 +67,12 @@ def main() -> int:
 def _banner(stack: Stack, seconds: float) -> str:
     e = stack.endpoints
     base = e["functionsBaseUrl"]
+    admin = e["admin"]  # the demo building's admin: the console's sign-in
     return f"""
 BookingBridge is running (ready in {seconds:.1f} s). Ctrl-C stops everything.
 
+  Admin console      {e["consoleUrl"]}
+                     sign in as {admin["username"]} / {admin["password"]}
   Functions host     {base}   (health: {base}/health, API: {base}/openapi.json)
   Entra ID + Graph   {e["emulatorBaseUrl"]}   (Graph: {e["graphBaseUrl"]})
   Key Vault          {e["keyVaultUrl"]}
@@ -78,7 +81,9 @@ BookingBridge is running (ready in {seconds:.1f} s). Ctrl-C stops everything.
   Endpoints, demo credentials: {STATE / "endpoints.json"}
   Logs: {STATE / "logs"}/
 
-Try:  curl -s {base}/health
+Try:  open {e["consoleUrl"]} in a browser (the emulator's certificate is from the local CA:
+      trust {e["caBundle"]} or accept the browser's warning once)
+      curl -s {base}/health
       make demo        (in another terminal)
 """
 

@@ -172,6 +172,7 @@ def endpoints_document(
         "buildingId": DEMO_BUILDING,
         "returnUrl": f"{base}/health?connected=demo",
         "storage": azurite.connection_string,
+        "consoleUrl": f"{base}/console/",  # the admin console (sign in as `admin`)
     }
 
 

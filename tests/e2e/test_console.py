@@ -244,3 +244,14 @@ def test_an_admin_of_another_building_cannot_see_or_change_it(
         assert bruno.get("buildings/annex-building/resources").status_code == 200
     still = portal_api.get(f"buildings/{building}/resources/room-1")
     assert still.status_code == 200 and still.json()["name"] == "Room 1"
+
+
+def test_make_run_prints_the_console_and_the_admin_sign_in(console_stack: Stack) -> None:
+    from devstack.run import _banner
+
+    endpoints = console_stack.endpoints
+    assert endpoints["consoleUrl"] == console_url(console_stack)
+    banner = _banner(console_stack, 1.0)
+    admin = endpoints["admin"]
+    assert console_url(console_stack) in banner
+    assert f"sign in as {admin['username']} / {admin['password']}" in banner
