@@ -26,10 +26,12 @@ from tests.e2e.console_fixtures import (
     portal_api,
     shot,
     sign_in,
+    wait_heading,
 )
 from tests.e2e.sync_fixtures import (
     connect_building_application,
     connect_building_delegated,
+    map_discovered,
     new_building,
     outlook,
 )
@@ -207,3 +209,52 @@ def test_a_409_calendar_already_mapped_is_explained_on_its_row(
     shot(page, "resources-409")
     check_a11y(page, "resources (409)")
     assert resource_of(portal_api, b, "second")["sync"]["status"] == "not_synced"
+
+
+# ---------------------------------------------------------------- every page: screenshots, axe
+
+PAGES = [
+    ("m365", "Microsoft 365"),
+    ("resources", "Resource sync"),
+    ("people", "Companies and users"),
+    ("settings", "Settings"),
+    ("bookings", "Bookings"),
+    ("health", "Sync health"),
+    ("audit", "Audit trail"),
+]
+
+
+def test_every_page_has_its_heading_and_zone_and_passes_axe(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, application_building: str
+) -> None:
+    b = application_building
+    huddle = demo_user(console_stack, "huddle4b")["userPrincipalName"].lower()
+    map_discovered(
+        portal_api, b, "huddle", lambda c: c["mailbox"] == huddle and c["kind"] == "room"
+    )
+    sign_in(page, console_stack, buildings=[b, "demo-building"], route=f"#/b/{b}/m365")
+    for name, title in PAGES:
+        open_page(page, console_stack, b, name, title)
+        # Every page says which time zone its times are in (the building's).
+        assert page.locator("[data-zone]").count() >= 1, name
+        shot(page, name)
+        check_a11y(page, name)
+    page.evaluate("h => { location.hash = h }", "#/buildings")
+    wait_heading(page, "Buildings")
+    shot(page, "buildings")
+    check_a11y(page, "buildings")
+
+
+def test_usable_at_390_px_wide(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, application_building: str
+) -> None:
+    b = application_building
+    page.set_viewport_size({"width": 390, "height": 844})
+    sign_in(page, console_stack, buildings=[b], route=f"#/b/{b}/resources")
+    for name, title in PAGES:
+        open_page(page, console_stack, b, name, title)
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 1, f"{name}: the page scrolls sideways by {overflow} px at 390 px"
+        shot(page, f"{name}-390px")
