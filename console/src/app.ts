@@ -11,7 +11,9 @@ import type { Resource } from "./types";
 import { alertBox, errorMessage, pageHeading } from "./ui";
 import { renderBuildings } from "./pages/buildings";
 import { renderM365 } from "./pages/m365";
+import { renderPeople } from "./pages/people";
 import { renderResources } from "./pages/resources";
+import { renderSettings } from "./pages/settings";
 
 export interface PageContext {
   app: App;
@@ -38,6 +40,8 @@ type PageRender = (ctx: PageContext, main: HTMLElement) => Promise<void>;
 const PAGES: Partial<Record<string, PageRender>> = {
   m365: renderM365,
   resources: renderResources,
+  people: renderPeople,
+  settings: renderSettings,
 };
 
 export class App {
