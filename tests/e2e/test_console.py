@@ -255,3 +255,25 @@ def test_make_run_prints_the_console_and_the_admin_sign_in(console_stack: Stack)
     admin = endpoints["admin"]
     assert console_url(console_stack) in banner
     assert f"sign in as {admin['username']} / {admin['password']}" in banner
+
+
+def test_sign_out_returns_to_the_sign_in_page(page: Any, console_stack: Stack) -> None:
+    sign_in(page, console_stack, buildings=["demo-building"])
+    page.get_by_role("button", name="Sign out").click()
+    # Through the emulator's end-session endpoint. MSAL names no client_id there, so the emulator
+    # (which keeps no session to know the app by) shows Entra's "You signed out" page rather than
+    # returning to the post-logout URI; either way the console's session is gone.
+    page.wait_for_function(
+        "base => (location.href.startsWith(base) && document.querySelector('main.signin'))"
+        " || document.querySelector('#signedOut')",
+        arg=console_url(console_stack),
+    )
+    shot(page, "signed-out")
+    page.goto(console_url(console_stack))
+    page.get_by_role("button", name="Sign in with Microsoft").wait_for()
+    assert page.locator("[data-account]").count() == 0
+    shot(page, "signin")
+    check_a11y(page, "sign-in page")
+    # Nothing of the session is left to reuse: the console shows the sign-in page again.
+    page.reload()
+    page.get_by_role("button", name="Sign in with Microsoft").wait_for()
