@@ -258,3 +258,47 @@ def test_usable_at_390_px_wide(
         )
         assert overflow <= 1, f"{name}: the page scrolls sideways by {overflow} px at 390 px"
         shot(page, f"{name}-390px")
+
+
+# ---------------------------------------------------------------- CSV import
+
+
+def test_csv_import_shows_the_rejected_rows_and_writes_nothing(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, building: str
+) -> None:
+    put = portal_api.put(
+        f"buildings/{building}/companies/contoso",
+        json={"name": "Contoso", "domains": ["contoso.example"]},
+    )
+    assert put.status_code in (200, 201), put.text
+    csv = (
+        "email,name,companyId\n"
+        "ann@contoso.example,Ann Example,contoso\n"
+        "not-an-email,Bob Broken,contoso\n"
+        "cy@contoso.example,Cy Nowhere,no-such-company\n"
+    )
+    sign_in(page, console_stack, buildings=[building], route=f"#/b/{building}/people")
+    open_page(page, console_stack, building, "people", "Companies and users")
+    page.get_by_label("Or paste CSV").fill(csv)
+    page.locator('[data-import="preview"]').wait_for()
+    shot(page, "people-import-preview")
+    page.get_by_role("button", name="Import users").click()
+    rejected = page.locator('[data-import="rejected"]')
+    rejected.wait_for()
+    bad_rows = rejected.locator("tbody tr")
+    assert bad_rows.count() == 2, rejected.inner_text()
+    text = rejected.inner_text()
+    assert "not-an-email" in text and "no-such-company" in text, text
+    assert "ann@contoso.example" not in text  # only the rejected rows are listed
+    for n in range(2):
+        assert bad_rows.nth(n).locator(".msg-error").inner_text().strip(), text  # each says why
+    page.get_by_text("Nothing was imported: 2 rows were rejected").wait_for()
+    shot(page, "people-import-rejected")
+    check_a11y(page, "people (import rejected)")
+    # Nothing was written: not even the good row.
+    users = portal_api.get(f"buildings/{building}/users")
+    assert users.status_code == 200, users.text
+    body = users.json()
+    listed = body.get("value", body.get("users", body)) if isinstance(body, dict) else body
+    assert listed == [], body
+    assert portal_api.get(f"buildings/{building}/users/ann@contoso.example").status_code == 404
