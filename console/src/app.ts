@@ -9,7 +9,10 @@ import { BUILDING_PAGES, PAGE_TITLES, buildingHref, isRouteHash, parseRoute, rou
 import { buildingZone } from "./time";
 import type { Resource } from "./types";
 import { alertBox, errorMessage, pageHeading } from "./ui";
+import { renderAudit } from "./pages/audit";
+import { renderBookings } from "./pages/bookings";
 import { renderBuildings } from "./pages/buildings";
+import { renderHealth } from "./pages/health";
 import { renderM365 } from "./pages/m365";
 import { renderPeople } from "./pages/people";
 import { renderResources } from "./pages/resources";
@@ -42,6 +45,9 @@ const PAGES: Partial<Record<string, PageRender>> = {
   resources: renderResources,
   people: renderPeople,
   settings: renderSettings,
+  bookings: renderBookings,
+  health: renderHealth,
+  audit: renderAudit,
 };
 
 export class App {
