@@ -205,7 +205,14 @@ def start_stack(
             ports=azurite_ports,
             log_path=logs / "azurite.log",
         )
-        emulator = start_emulator(tls.ca_cert.parent, auto_consent=True, log_path=logs / "m365.log")
+        # The local Functions host serves the Graph webhook over http on loopback; Graph (and the
+        # emulator by default) wants https notification URLs, so the stack opts in explicitly.
+        emulator = start_emulator(
+            tls.ca_cert.parent,
+            auto_consent=True,
+            log_path=logs / "m365.log",
+            env={"GRAPH_EMULATOR_ALLOW_HTTP_LOOPBACK": "1"},
+        )
         port = functions_port or free_port()
         # Seeded after start so the app registration knows this stack's (random) callback URLs.
         base = f"http://127.0.0.1:{port}/api"

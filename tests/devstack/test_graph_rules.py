@@ -32,6 +32,11 @@ from tests.waiting import wait_for
 
 __all__ = ["graph_emu", "sink", "tenant"]  # fixtures used by name below
 
+# Base64url of an entry id, like every Outlook id, but of no item.
+WELL_FORMED_UNKNOWN = (
+    "AAMkAGVmMDEzMTM4LTZmYWUtNDdkNC1hMDZiLTU1OGY5OTZhYmY4OABGAAAAAAAiQ8W967B7TKBjgx9rVEURBwAiIsqM"
+    "bYjsT5e-T7KzowPTAAAAAAENAAAiIsqMbYjsT5e-T7KzowPTAAAa_WKzAAA="
+)
 EP_ID = "String {66f5a359-4659-4830-9070-00047ec6ac6e} Name BookingId"
 
 
@@ -58,6 +63,8 @@ def test_tokens_and_permissions(tenant: Tenant) -> None:
     r = app.get("/users/nobody@nowhere.example/events")
     assert r.status_code == 404 and code(r) == "ErrorInvalidUser"
     r = app.get(f"/users/{tenant.upn('alice')}/events/AAMkAGnotthere")
+    assert r.status_code == 400 and code(r) == "ErrorInvalidIdMalformed"
+    r = app.get(f"/users/{tenant.upn('alice')}/events/{WELL_FORMED_UNKNOWN}")
     assert r.status_code == 404 and code(r) == "ErrorItemNotFound"
     # Another user's mailbox without a share → 403; with a read share → readable, not writable.
     dave = tenant.as_user("dave", SHARED)

@@ -41,6 +41,8 @@ def m365(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
         scenario="demo",
         log_path=base / "m365.log",
         graph=os.environ.get("M365_EMULATOR_GRAPH", "1") != "0",
+        # Service tests subscribe graph_fixtures' http Sink: they opt in to http on loopback.
+        env={"GRAPH_EMULATOR_ALLOW_HTTP_LOOPBACK": "1"},
     )
     try:
         yield emulator

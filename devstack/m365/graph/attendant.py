@@ -9,7 +9,9 @@ the organizer's event removes the room's copy.
 
 Room policy keys (scenario `users[].room`): `automateProcessing` ("AutoAccept" default, or "None"
 = never answers), `allowConflicts` (false), `maxDurationMinutes` (1440), `bookingWindowInDays`
-(180), `allowRecurringMeetings` (true).
+(180), `allowRecurringMeetings` (true), and how the room's copy is rewritten (`_as_processed`):
+`addOrganizerToSubject`, `deleteSubject`, `deleteComments`, `removePrivateProperty` (all true, as
+Exchange Online's Set-CalendarProcessing defaults).
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ def _sync_copy(
 ) -> None:
     existing = next((e for e in room.events.values() if e.origin == (org.user_id, rec.key)), None)
     now = state.now()
+    data = _as_processed(room, rec)
     if existing is None:
         if not create:
             return
@@ -193,7 +196,7 @@ def _sync_copy(
             rest_id=new_rest_id(),
             immutable_id=new_immutable_id(),
             ical_uid=rec.ical_uid,
-            data=copy.deepcopy(rec.data),
+            data=data,
             start=rec.start,
             end=rec.end,
             start_tz=rec.start_tz,
@@ -215,7 +218,7 @@ def _sync_copy(
         state.changed(room, copy_rec, "created")
         return
     same = (
-        existing.data == rec.data
+        existing.data == data
         and existing.start == rec.start
         and existing.end == rec.end
         and existing.recurrence == rec.recurrence
@@ -224,7 +227,7 @@ def _sync_copy(
     )
     if same:
         return
-    existing.data = copy.deepcopy(rec.data)
+    existing.data = data
     existing.start, existing.end = rec.start, rec.end
     existing.start_tz, existing.end_tz = rec.start_tz, rec.end_tz
     existing.recurrence = copy.deepcopy(rec.recurrence)
@@ -232,6 +235,32 @@ def _sync_copy(
     existing.cancelled = set(rec.cancelled)
     existing.touch(now, room.next_seq())
     state.changed(room, existing, "updated")
+
+
+def _as_processed(mailbox: Mailbox, rec: EventRec) -> dict[str, object]:
+    """The meeting's data as the mailbox keeps it. A room's resource booking attendant rewrites
+    its copy per the room's calendar processing (Set-CalendarProcessing, Exchange Online defaults
+    all true): AddOrganizerToSubject + DeleteSubject → the subject is the organizer's name,
+    DeleteSubject alone → empty, AddOrganizerToSubject alone → "organizer subject";
+    DeleteComments → no body; RemovePrivateProperty → a private meeting is normal in the room.
+    People's copies are the organizer's data unchanged."""
+    data: dict[str, object] = copy.deepcopy(rec.data)
+    if not mailbox.is_room:
+        return data
+    policy = mailbox.room_policy
+    organizer = str(rec.organizer.get("emailAddress", {}).get("name") or "")
+    subject = str(rec.data.get("subject") or "")
+    add_organizer = bool(policy.get("addOrganizerToSubject", True))
+    if policy.get("deleteSubject", True):
+        subject = organizer if add_organizer else ""
+    elif add_organizer:
+        subject = f"{organizer} {subject}".strip()
+    data["subject"] = subject
+    if policy.get("deleteComments", True):
+        data["body"] = {"contentType": "html", "content": ""}
+    if policy.get("removePrivateProperty", True) and data.get("sensitivity") == "private":
+        data["sensitivity"] = "normal"
+    return data
 
 
 def _remove_copy(state: GraphState, room: Mailbox, org: Mailbox, rec: EventRec) -> None:

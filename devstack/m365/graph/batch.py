@@ -22,6 +22,16 @@ from .messages import Reply, Req, parse_query
 Dispatch = Callable[[Req], Awaitable[Reply]]
 
 MAX_REQUESTS = 20
+# Inner responses' headers as Graph sends them (concepts/json-batching.md, "Example JSON batch
+# response"): a success with a body carries OData-Version and the full JSON media type, an error
+# a plain application/json; every response Cache-Control: no-cache.
+SUCCESS_HEADERS = {
+    "Cache-Control": "no-cache",
+    "OData-Version": "4.0",
+    "Content-Type": "application/json;odata.metadata=minimal;odata.streaming=true;"
+    "IEEE754Compatible=false;charset=utf-8",
+}
+ERROR_HEADERS = {"Cache-Control": "no-cache", "Content-Type": "application/json"}
 
 
 def _bad(message: str) -> GraphError:
@@ -45,9 +55,6 @@ async def run_batch(dispatch: Dispatch, req: Req) -> Reply:
         if rid in ids:
             raise _bad("Batch request ids must be unique.")
         ids.append(rid)
-        url = str(item["url"])
-        if urllib.parse.urlsplit(url).scheme:
-            raise _bad("Batch request URLs must be relative to the version endpoint.")
         headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
         if item.get("body") is not None and "content-type" not in headers:
             raise _bad("A Content-Type header is required when a batch request has a body.")
@@ -60,6 +67,22 @@ async def run_batch(dispatch: Dispatch, req: Req) -> Reply:
 
     async def one(item: dict[str, Any]) -> dict[str, Any]:
         url = str(item["url"])
+        scheme = urllib.parse.urlsplit(url).scheme
+        if scheme:
+            # Graph resolves `url` against its version root, so an absolute URL (what Kiota's
+            # BatchRequestItem puts there) fails as that one request, with 400 "Resource not
+            # found for the segment" (msgraph-sdk-python#1015); the batch itself answers 200.
+            return {
+                "id": str(item["id"]),
+                "status": 400,
+                "headers": dict(ERROR_HEADERS),
+                "body": {
+                    "error": {
+                        "code": "BadRequest",
+                        "message": f"Resource not found for the segment '{scheme}:'.",
+                    }
+                },
+            }
         if not url.startswith("/"):
             url = "/" + url
         path, _, raw_query = url.partition("?")
@@ -75,13 +98,15 @@ async def run_batch(dispatch: Dispatch, req: Req) -> Reply:
         reply = await dispatch(
             Req(str(item["method"]).upper(), path, parse_query(raw_query), headers, raw)
         )
-        out_headers = {
-            k: v
-            for k, v in reply.headers.items()
-            if k.lower() in ("retry-after", "location", "preference-applied", "content-type")
-        }
-        if reply.body is not None and "content-type" not in {k.lower() for k in out_headers}:
-            out_headers["Content-Type"] = "application/json"
+        out_headers: dict[str, str] = {"Cache-Control": "no-cache"}
+        if reply.body is not None:
+            if 200 <= reply.status < 300:
+                out_headers.update(SUCCESS_HEADERS)
+            else:
+                out_headers.update(ERROR_HEADERS)
+        for k, v in reply.headers.items():
+            if k.lower() in ("retry-after", "location", "preference-applied", "etag"):
+                out_headers[k] = v
         result: dict[str, Any] = {
             "id": str(item["id"]),
             "status": reply.status,
@@ -105,7 +130,7 @@ async def run_batch(dispatch: Dispatch, req: Req) -> Reply:
                 results[str(item["id"])] = {
                     "id": str(item["id"]),
                     "status": 424,
-                    "headers": {"Content-Type": "application/json"},
+                    "headers": dict(ERROR_HEADERS),
                     "body": {
                         "error": {
                             "code": "FailedDependency",

@@ -10,8 +10,10 @@ from typing import Any
 class GraphConfig:
     """Knobs settable at start (`GRAPH_EMULATOR_*` env) or via `POST /_emulator/graph/config`."""
 
-    # Graph requires https notification URLs; the local Functions host is http on loopback.
-    allow_http_loopback: bool = True
+    # Graph requires https notification URLs (subscription.md: "This URL must make use of the
+    # HTTPS protocol"); http on loopback only where a test or the local stack opts in
+    # (GRAPH_EMULATOR_ALLOW_HTTP_LOOPBACK=1: devstack/stack.py does, for the local Functions host).
+    allow_http_loopback: bool = False
     attendant_delay_ms: tuple[int, int] = (100, 300)
     # "Retries for up to 4 hours" on Graph; here 4 emulated hours map to this many real seconds.
     retry_budget_seconds: float = 20.0

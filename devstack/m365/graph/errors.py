@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .model import well_formed_id
+
 
 class GraphError(Exception):
     """A refusal in Graph's shape (status, code, message, extra headers)."""
@@ -46,6 +48,15 @@ def error_body(
 # Messages as Graph/Exchange word them (where known); clients must branch on the code only.
 def item_not_found() -> GraphError:
     return GraphError(404, "ErrorItemNotFound", "The specified object was not found in the store.")
+
+
+def id_malformed() -> GraphError:
+    """An id that is no Outlook id at all (not base64url of an entry id): 400, not 404."""
+    return GraphError(400, "ErrorInvalidIdMalformed", "Id is malformed.")
+
+
+def item_or_malformed(ident: str) -> GraphError:
+    return item_not_found() if well_formed_id(ident) else id_malformed()
 
 
 def invalid_user(ident: str) -> GraphError:

@@ -20,7 +20,7 @@ import uuid
 from typing import Any
 
 from . import recurrence as rrule
-from .errors import GraphError, bad_request, item_not_found
+from .errors import GraphError, bad_request, item_or_malformed
 from .model import (
     EventRec,
     ExceptionRec,
@@ -137,6 +137,35 @@ BOOLS = (
     "isOnlineMeeting",
 )
 ATTENDEE_TYPES = ("required", "optional", "resource")
+LOCATION_TYPES = (
+    "default",
+    "conferenceRoom",
+    "homeAddress",
+    "businessAddress",
+    "geoCoordinates",
+    "streetAddress",
+    "hotel",
+    "restaurant",
+    "localBusiness",
+    "postalAddress",
+)
+UNIQUE_ID_TYPES = ("unknown", "locationStore", "directory", "private", "bing")
+BODY_TYPES = ("text", "html")
+
+
+def canonical(value: Any, allowed: tuple[str, ...]) -> str | None:
+    """An enum member as Graph spells it, matched case-insensitively, or None.
+
+    Graph's enum values are case-insensitive on input and come back in the metadata's spelling:
+    Microsoft's own examples send "HTML", "Required", "Default" (api-reference/v1.0/api/
+    user-post-events.md) and get "html", "required", "default" back.
+    """
+    if not isinstance(value, str):
+        return None
+    low = value.lower()
+    return next((a for a in allowed if a.lower() == low), None)
+
+
 MAX_ATTENDEES = 500
 NO_TIME = "0001-01-01T00:00:00Z"
 _EP_ID = re.compile(
@@ -180,9 +209,9 @@ def _norm_attendees(value: Any) -> list[dict[str, Any]]:
             raise _odata_bad(
                 f"The property '{sorted(extra)[0]}' does not exist on type 'microsoft.graph.attendee'."
             )
-        typ = att.get("type", "required")
-        if typ not in ATTENDEE_TYPES:
-            raise _odata_bad(f"Invalid attendee type '{typ}'.")
+        typ = canonical(att.get("type", "required"), ATTENDEE_TYPES)
+        if typ is None:
+            raise _odata_bad(f"Invalid attendee type '{att.get('type')}'.")
         email = _norm_email(att["emailAddress"], f"attendees[{i}].emailAddress")
         if not email["address"]:
             raise _invalid("An attendee needs an email address.")
@@ -212,6 +241,15 @@ def _norm_location(value: Any) -> dict[str, Any]:
             f"The property '{sorted(extra)[0]}' does not exist on type 'microsoft.graph.location'."
         )
     out = {k: v for k, v in value.items() if k != "@odata.type"}
+    for key, allowed_values in (
+        ("locationType", LOCATION_TYPES),
+        ("uniqueIdType", UNIQUE_ID_TYPES),
+    ):
+        if key in out:
+            canon = canonical(out[key], allowed_values)
+            if canon is None:
+                raise _odata_bad(f"Invalid value '{out[key]}' for property '{key}'.")
+            out[key] = canon
     out.setdefault("displayName", "")
     out.setdefault(
         "locationType", "conferenceRoom" if out.get("locationEmailAddress") else "default"
@@ -263,8 +301,11 @@ def parse_body(body: Any, *, creating: bool) -> dict[str, Any]:
             continue  # can only be set on create
         changes[key] = value
     for key, allowed in ENUMS.items():
-        if key in changes and changes[key] not in allowed:
-            raise _odata_bad(f"Invalid value '{changes[key]}' for property '{key}'.")
+        if key in changes:
+            canon = canonical(changes[key], allowed)
+            if canon is None:
+                raise _odata_bad(f"Invalid value '{changes[key]}' for property '{key}'.")
+            changes[key] = canon
     for key in BOOLS:
         if key in changes and not isinstance(changes[key], bool):
             raise _odata_bad(f"The property '{key}' must be a boolean.")
@@ -276,12 +317,10 @@ def parse_body(body: Any, *, creating: bool) -> dict[str, Any]:
         raise _odata_bad("'subject' must be a string.")
     if "body" in changes:
         b = changes["body"]
-        if not isinstance(b, dict) or b.get("contentType", "text") not in ("text", "html"):
+        kind = canonical(b.get("contentType", "text"), BODY_TYPES) if isinstance(b, dict) else None
+        if kind is None:
             raise _odata_bad("'body' must be an itemBody with contentType text or html.")
-        changes["body"] = {
-            "contentType": b.get("contentType", "text"),
-            "content": str(b.get("content") or ""),
-        }
+        changes["body"] = stored_body(kind, str(b.get("content") or ""))
     if "categories" in changes and not (
         isinstance(changes["categories"], list)
         and all(isinstance(c, str) for c in changes["categories"])
@@ -636,7 +675,7 @@ def resolve(mb: Mailbox, event_id: str) -> tuple[EventRec, dt.datetime | None]:
             )
             if orig in starts:
                 return master, orig
-    raise item_not_found()
+    raise item_or_malformed(event_id)
 
 
 def occurrences(
@@ -698,6 +737,50 @@ def item_id(rec: EventRec, occ: dt.datetime | None, immutable: bool) -> str:
     return base if occ is None else occurrence_id(base, occ)
 
 
+# How Exchange stores an HTML body: as a whole document (api-reference/v1.0/api/user-post-events.md
+# and event-get.md show the created/fetched event's body wrapped like this).
+HTML_HEAD = (
+    '<html>\r\n<head>\r\n<meta http-equiv="Content-Type" content="text/html; charset=utf-8">'
+    "\r\n</head>\r\n<body>\r\n"
+)
+HTML_TAIL = "\r\n</body>\r\n</html>\r\n"
+
+
+def stored_body(kind: str, content: str) -> dict[str, str]:
+    """The body as Exchange keeps it: an HTML fragment becomes a document; text stays text."""
+    if kind == "html" and content.strip() and not re.match(r"\s*(<!doctype|<html)", content, re.I):
+        content = HTML_HEAD + content + HTML_TAIL
+    return {"contentType": kind, "content": content}
+
+
+def html_to_text(content: str) -> str:
+    text = re.sub(r"(?is)<(head|style|script)\b.*?</\1\s*>", "", content)
+    text = re.sub(r"(?i)<br\s*/?>|</(p|div|tr|li|h[1-6])\s*>", "\r\n", text)
+    text = html.unescape(re.sub(r"<[^>]+>", "", text)).replace("\xa0", " ")
+    lines = [line.strip() for line in re.split(r"\r?\n", text)]
+    return "\r\n".join(line for line in lines if line)
+
+
+def text_to_html(content: str) -> str:
+    if not content:
+        return ""
+    escaped = html.escape(content, quote=False).replace("\r\n", "\n").replace("\n", "<br>\r\n")
+    return HTML_HEAD + '<div class="PlainText">' + escaped + "</div>" + HTML_TAIL
+
+
+def render_body(body: dict[str, Any], want: str | None) -> dict[str, str]:
+    """`Prefer: outlook.body-content-type`: "text" converts HTML to text; without the header (or
+    with "html") the body comes back as HTML, text bodies converted (event-get.md: "If the header
+    is not specified, the body property is returned in HTML format")."""
+    kind, content = str(body.get("contentType", "text")), str(body.get("content", ""))
+    if want == "text":
+        return {
+            "contentType": "text",
+            "content": html_to_text(content) if kind == "html" else content,
+        }
+    return {"contentType": "html", "content": text_to_html(content) if kind == "text" else content}
+
+
 def _preview(body: dict[str, Any]) -> str:
     text = body.get("content", "")
     if body.get("contentType") == "html":
@@ -715,6 +798,7 @@ def event_json(
     immutable: bool = False,
     select: list[str] | None = None,
     expand_ext: list[str] | None = None,
+    body_type: str | None = None,
 ) -> dict[str, Any]:
     data = dict(rec.data)
     start, end, stz, etz = rec.start, rec.end, rec.start_tz, rec.end_tz
@@ -774,7 +858,7 @@ def event_json(
             "response": rec.response,
             "time": iso_utc(rec.response_time) if rec.response_time else NO_TIME,
         },
-        "body": dict(data["body"]),
+        "body": render_body(data["body"], body_type),
         "start": format_dttz(start, out_tz),
         "end": format_dttz(end, out_tz),
         "location": dict(data["location"]),

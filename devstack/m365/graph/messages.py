@@ -61,18 +61,31 @@ class Prefs:
     tz: str | None
     immutable: bool
     max_page: int | None
+    body_type: str | None = None  # Prefer: outlook.body-content-type="text" | "html"
+
+    def applied(self) -> dict[str, str]:
+        """Preference-Applied for the preferences honoured (event-get.md, Request headers)."""
+        done = []
+        if self.tz:
+            done.append(f'outlook.timezone="{self.tz}"')
+        if self.body_type:
+            done.append(f'outlook.body-content-type="{self.body_type}"')
+        return {"Preference-Applied": ", ".join(done)} if done else {}
 
 
 _MAXPAGE = re.compile(r"odata\.maxpagesize\s*=\s*(\d+)", re.I)
+_BODY_TYPE = re.compile(r'outlook\.body-content-type\s*=\s*"?(text|html)"?', re.I)
 
 
 def prefs(headers: dict[str, str]) -> Prefs:
     prefer = headers.get("prefer", "")
     m = _MAXPAGE.search(prefer)
+    b = _BODY_TYPE.search(prefer)
     return Prefs(
         prefer_timezone(prefer),
         bool(re.search(r'IdType\s*=\s*"?ImmutableId"?', prefer, re.I)),
         int(m.group(1)) if m else None,
+        b.group(1).lower() if b else None,
     )
 
 

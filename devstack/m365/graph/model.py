@@ -21,13 +21,35 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode("ascii")
 
 
+# Outlook ids are base64url (with padding) of a binary entry id, as a whole string: REST ids decode
+# to 00 03 24 00 6x … ("AAMkAG…"), immutable ids to 00 09 00 2e … ("AAkALg…"). An id that is not
+# such a string is malformed: Graph answers 400 ErrorInvalidIdMalformed "Id is malformed."
+# (GRAPH.md §10), a well-formed id of nothing in this mailbox 404 ErrorItemNotFound.
+_REST_PREFIX = b"\x00\x03\x24\x00"
+_IMMUTABLE_PREFIX = b"\x00\x09\x00\x2e"
+_OCCURRENCE_PREFIX = b"\x00\x03\x24\x38\x20"
+_ENTRY_ID_BYTES = 70  # 96 characters with padding, about the size of a real calendar item id
+
+
 def new_rest_id() -> str:
-    # Shaped like an Outlook REST id (base64url of an entry id); opaque to clients.
-    return "AAMkAG" + _b64(os.urandom(45))
+    tail = os.urandom(_ENTRY_ID_BYTES - 5)
+    return _b64(_REST_PREFIX + bytes([0x60 | (os.urandom(1)[0] & 0x0F)]) + tail)
 
 
 def new_immutable_id() -> str:
-    return "AAkALg" + _b64(os.urandom(45))
+    head = bytes([os.urandom(1)[0] & 0x0F])
+    return _b64(_IMMUTABLE_PREFIX + head + os.urandom(_ENTRY_ID_BYTES - 5))
+
+
+def well_formed_id(value: str) -> bool:
+    """True when `value` could be an Outlook item or folder id (base64url of an entry id)."""
+    if not value or len(value) % 4 or len(value) < 16:
+        return False
+    try:
+        raw = base64.b64decode(value.encode("ascii"), altchars=b"-_", validate=True)
+    except (ValueError, UnicodeEncodeError):
+        return False
+    return len(raw) >= 12
 
 
 def new_change_key() -> str:
@@ -40,14 +62,17 @@ def new_ical_uid() -> str:
 
 def occurrence_id(master_id: str, original_start: dt.datetime) -> str:
     raw = f"{master_id}|{int(original_start.timestamp())}".encode()
-    return "AAMkOC" + _b64(raw)
+    return _b64(_OCCURRENCE_PREFIX + raw)
 
 
 def parse_occurrence_id(occ_id: str) -> tuple[str, dt.datetime] | None:
     if not occ_id.startswith("AAMkOC"):
         return None
     try:
-        master_id, ts = base64.urlsafe_b64decode(occ_id[6:].encode()).decode().rsplit("|", 1)
+        raw = base64.urlsafe_b64decode(occ_id.encode())
+        if not raw.startswith(_OCCURRENCE_PREFIX):
+            return None
+        master_id, ts = raw[len(_OCCURRENCE_PREFIX) :].decode().rsplit("|", 1)
         return master_id, dt.datetime.fromtimestamp(int(ts), dt.UTC)
     except (ValueError, UnicodeDecodeError):
         return None
@@ -164,7 +189,9 @@ class Mailbox:
         self, name: str, *, is_default: bool = False, cal_id: str | None = None
     ) -> Calendar:
         cal = Calendar(
-            id=cal_id or ("AAMkAC" + _b64(uuid.uuid4().bytes * 2)), name=name, is_default=is_default
+            id=cal_id or _b64(b"\x00\x03\x24\x00\x20" + uuid.uuid4().bytes * 3),
+            name=name,
+            is_default=is_default,
         )
         self.calendars[cal.id] = cal
         return cal

@@ -126,15 +126,16 @@ def handle(
         )
     if len(segs) == 1:
         ident = segs[0].lower()
+        context = {"@odata.context": f"{state.emulator.base_url}/v1.0/$metadata#places/$entity"}
         for u in rooms:
             if ident in (
                 u.mail.lower(),
                 u.id.lower(),
                 str((u.room or {}).get("placeId", "")).lower(),
             ):
-                return room_json(u)
+                return {**context, **room_json(u)}
         for rl in lists:
             if ident in (rl.email_address.lower(), rl.id.lower()):
-                return room_list_json(rl)
+                return {**context, **room_list_json(rl)}
         raise item_not_found()
     raise GraphError(400, "BadRequest", "Resource not found for the segment.")

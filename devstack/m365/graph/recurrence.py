@@ -25,6 +25,12 @@ def _bad(message: str) -> GraphError:
     return GraphError(400, "ErrorInvalidRequest", message)
 
 
+def _canon(value: Any, allowed: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return next((a for a in allowed if a.lower() == value.lower()), None)
+
+
 def _sun0(d: dt.date) -> int:
     """Day of week with Sunday = 0 (Outlook's enumeration order)."""
     return (d.weekday() + 1) % 7
@@ -47,19 +53,22 @@ def normalize(rec: Any, start_local: dt.datetime, start_tz: str) -> dict[str, An
     rng = rec.get("range")
     if not isinstance(pattern, dict) or not isinstance(rng, dict):
         raise _bad("A recurrence needs both 'pattern' and 'range'.")
-    ptype = pattern.get("type")
+    # Enum members are case-insensitive on input, as everywhere in Graph (events.canonical).
+    ptype = _canon(pattern.get("type"), SUPPORTED_PATTERNS) or pattern.get("type")
     if ptype not in SUPPORTED_PATTERNS:
         raise _bad(f"Recurrence pattern type '{ptype}' is not supported.")
     interval = pattern.get("interval", 1)
     if not isinstance(interval, int) or interval < 1 or interval > 99:
         raise _bad("The recurrence pattern interval must be between 1 and 99.")
     days = pattern.get("daysOfWeek") or []
+    if isinstance(days, list):
+        days = [_canon(d, DAYS) or d for d in days]
     if not isinstance(days, list) or any(d not in DAYS for d in days):
         raise _bad("Invalid daysOfWeek in recurrence pattern.")
-    fdw = pattern.get("firstDayOfWeek") or "sunday"
+    fdw = _canon(pattern.get("firstDayOfWeek") or "sunday", DAYS) or pattern.get("firstDayOfWeek")
     if fdw not in DAYS:
         raise _bad("Invalid firstDayOfWeek in recurrence pattern.")
-    index = pattern.get("index") or "first"
+    index = _canon(pattern.get("index") or "first", INDEXES) or pattern.get("index")
     if index not in INDEXES:
         raise _bad("Invalid index in recurrence pattern.")
     dom = pattern.get("dayOfMonth") or 0
@@ -70,7 +79,7 @@ def normalize(rec: Any, start_local: dt.datetime, start_tz: str) -> dict[str, An
         raise _bad(f"A {ptype} recurrence requires dayOfMonth between 1 and 31.")
     if ptype == "absoluteYearly" and not (1 <= month <= 12):
         raise _bad("An absoluteYearly recurrence requires month between 1 and 12.")
-    rtype = rng.get("type")
+    rtype = _canon(rng.get("type"), ("endDate", "noEnd", "numbered")) or rng.get("type")
     if rtype not in ("endDate", "noEnd", "numbered"):
         raise _bad(f"Recurrence range type '{rtype}' is not supported.")
     start_date = _parse_date(rng.get("startDate") or start_local.date().isoformat(), "startDate")

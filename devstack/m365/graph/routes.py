@@ -16,7 +16,7 @@ from typing import Any
 
 from . import batch, places, schedule, subscriptions, views
 from . import events as ev
-from .errors import GraphError, bad_request, error_body, item_not_found
+from .errors import GraphError, bad_request, error_body, item_not_found, item_or_malformed
 from .messages import Prefs, Reply, Req, Run, prefs
 from .model import Calendar, EventRec, Mailbox
 from .odata import parse_expand, parse_filter
@@ -209,7 +209,7 @@ class Router:
         elif low[0] == "calendars" and len(rest) >= 2:
             cal = mb.calendars.get(rest[1])
             if cal is None:
-                raise item_not_found()
+                raise item_or_malformed(rest[1])
             tail = rest[2:]
         tlow = [s.lower() for s in tail]
         if cal is not None and not tail:
@@ -217,7 +217,8 @@ class Router:
             async def run_calendar() -> Reply:
                 self._only(req, "GET")
                 calendar_access(state, caller, *self._target(mb, cal), write=False)
-                return Reply(200, self.calendar_json(mb, cal))
+                kind = "calendar" if low[0] == "calendar" else "calendars"
+                return Reply(200, self._entity(mb, kind, self.calendar_json(mb, cal)))
 
             return run_calendar
         if tlow == ["getschedule"] and low[0] == "calendar":
@@ -265,7 +266,9 @@ class Router:
                     target = cal_id or mb.default_calendar.id
                     calendar_access(state, caller, mb, target, write=True)
                     rec, _created = ev.create_event(state, mb, target, req.json())
-                    body = ev.event_json(state, mb, rec, tz=p.tz, immutable=p.immutable)
+                    body = ev.event_json(
+                        state, mb, rec, tz=p.tz, immutable=p.immutable, body_type=p.body_type
+                    )
                     body["@odata.context"] = (
                         f"{self.base}/$metadata#users('{mb.user_id}')/events/$entity"
                     )
@@ -310,18 +313,18 @@ class Router:
                         occ,
                         tz=p.tz,
                         immutable=p.immutable,
+                        body_type=p.body_type,
                         select=select,
                         expand_ext=expand,
                     )
-                    return Reply(200, body, self._tz_header(p))
+                    return Reply(200, self._entity(mb, "events", body, select), self._tz_header(p))
                 if method == "PATCH":
                     rec, occ = load(True)
                     ev.update_event(state, mb, rec, occ, req.json())
-                    return Reply(
-                        200,
-                        ev.event_json(state, mb, rec, occ, tz=p.tz, immutable=p.immutable),
-                        self._tz_header(p),
+                    body = ev.event_json(
+                        state, mb, rec, occ, tz=p.tz, immutable=p.immutable, body_type=p.body_type
                     )
+                    return Reply(200, self._entity(mb, "events", body), self._tz_header(p))
                 if method == "DELETE":
                     rec, occ = load(True)
                     ev.delete_event(state, mb, rec, occ)
@@ -374,6 +377,7 @@ class Router:
                                 orig,
                                 tz=p.tz,
                                 immutable=p.immutable,
+                                body_type=p.body_type,
                                 select=self._select(req),
                             )
                         )
@@ -407,6 +411,7 @@ class Router:
                 r,
                 tz=p.tz,
                 immutable=p.immutable,
+                body_type=p.body_type,
                 select=self._select(req),
                 expand_ext=expand,
             )
@@ -469,6 +474,7 @@ class Router:
                     page_size=size,
                     tz=p.tz,
                     immutable=p.immutable,
+                    body_type=p.body_type,
                 )
                 headers = self._tz_header(p)
                 if p.max_page:
@@ -502,7 +508,16 @@ class Router:
             page = items[skip : skip + top]
             select = self._select(req)
             value = [
-                ev.event_json(state, mb, rec, occ, tz=p.tz, immutable=p.immutable, select=select)
+                ev.event_json(
+                    state,
+                    mb,
+                    rec,
+                    occ,
+                    tz=p.tz,
+                    immutable=p.immutable,
+                    body_type=p.body_type,
+                    select=select,
+                )
                 for rec, occ, _s in page
             ]
             out: dict[str, Any] = {
@@ -547,9 +562,20 @@ class Router:
         query = urllib.parse.urlencode(params, quote_via=urllib.parse.quote, safe="$")
         return f"{self.state.emulator.base_url}/v1.0{req.path}?{query}"
 
+    def _entity(
+        self, mb: Mailbox, kind: str, body: dict[str, Any], select: list[str] | None = None
+    ) -> dict[str, Any]:
+        """A single entity with its `@odata.context`, as Graph answers (event-get.md: `…/$metadata#
+        users('{id}')/events(subject,body)/$entity` with $select, `…/events/$entity` without)."""
+        shape = f"{kind}({','.join(select)})" if select else kind
+        context = f"{self.base}/$metadata#users('{mb.user_id}')/{shape}"
+        if kind != "calendar":
+            context += "/$entity"
+        return {"@odata.context": context, **body}
+
     @staticmethod
     def _tz_header(p: Prefs) -> dict[str, str]:
-        return {"Preference-Applied": f'outlook.timezone="{p.tz}"'} if p.tz else {}
+        return p.applied()
 
     def user_json(self, mb: Mailbox, query: dict[str, str]) -> dict[str, Any]:
         user = self.state.directory.user(mb.tenant_id, mb.user_id)

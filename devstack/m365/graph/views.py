@@ -107,6 +107,7 @@ def render_page(
     *,
     tz: str | None,
     immutable: bool,
+    body_type: str | None = None,
 ) -> dict[str, Any]:
     chunk = rnd.entries[offset : offset + rnd.page_size]
     value: list[dict[str, Any]] = []
@@ -116,7 +117,9 @@ def render_page(
             rec = mb.events.get(key)
             if rec is None:
                 continue  # deleted since the round began; the next round reports it
-            value.append(event_json(state, mb, rec, occ, tz=tz, immutable=immutable))
+            item = event_json(state, mb, rec, occ, tz=tz, immutable=immutable, body_type=body_type)
+            # Delta items carry their type, as Graph's delta pages do (event-delta.md examples).
+            value.append({"@odata.type": "#microsoft.graph.event", **item})
         else:
             rest, imm = ref
             value.append(
@@ -164,6 +167,7 @@ def delta(
     page_size: int,
     tz: str | None,
     immutable: bool,
+    body_type: str | None = None,
 ) -> dict[str, Any]:
     bad = [k for k in query if k.lower() in UNSUPPORTED_DELTA]
     if bad:
@@ -186,7 +190,9 @@ def delta(
             raise _sync_state_not_found()
         rnd, offset = page
         _same_target(rnd.snapshot, mb)
-        return render_page(state, mb, rnd, offset, base, tz=tz, immutable=immutable)
+        return render_page(
+            state, mb, rnd, offset, base, tz=tz, immutable=immutable, body_type=body_type
+        )
     if dtok is not None:
         snap = store.snapshots.get(dtok)
         if snap is None:
@@ -195,10 +201,10 @@ def delta(
         rnd = begin_round(
             state, mb, set(snap.calendar_ids), snap.start, snap.end, snap.path, snap, page_size
         )
-        return render_page(state, mb, rnd, 0, base, tz=tz, immutable=immutable)
+        return render_page(state, mb, rnd, 0, base, tz=tz, immutable=immutable, body_type=body_type)
     start, end = window(query)
     rnd = begin_round(state, mb, cals, start, end, path, None, page_size)
-    return render_page(state, mb, rnd, 0, base, tz=tz, immutable=immutable)
+    return render_page(state, mb, rnd, 0, base, tz=tz, immutable=immutable, body_type=body_type)
 
 
 def _same_target(snap: Snapshot, mb: Mailbox) -> None:
