@@ -109,3 +109,19 @@ export function facts(rows: [string, Node | string | null | undefined][]): HTMLE
     ...rows.flatMap(([k, v]) => [h("dt", null, k), h("dd", null, v ?? "—")]),
   );
 }
+
+/**
+ * A table that stacks into one card per row on narrow screens (390 px): each cell gets its
+ * column's name as data-label (shown by CSS before the value). Call again after adding rows.
+ */
+export function stackable<T extends HTMLTableElement>(table: T): T {
+  table.classList.add("stack");
+  const names = [...table.querySelectorAll("thead th")].map((th) => th.textContent ?? "");
+  for (const tr of table.querySelectorAll("tbody tr")) {
+    [...tr.children].forEach((cell, i) => {
+      const name = names[i];
+      if (name && cell.tagName === "TD") cell.setAttribute("data-label", name);
+    });
+  }
+  return table;
+}

@@ -7,7 +7,7 @@ import { fieldErrors } from "../problem";
 import { buildingHref } from "../router";
 import { formatDateTime, isoZ, zonedToUtc } from "../time";
 import type { AuditRecord } from "../types";
-import { alertBox, pageHeading } from "../ui";
+import { alertBox, pageHeading, stackable } from "../ui";
 
 const LOCAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/;
 
@@ -67,7 +67,7 @@ function recordsTable(ctx: PageContext, records: AuditRecord[]): Node {
   return h(
     "div",
     { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "Audit records" },
-    h(
+    stackable(h(
       "table",
       { class: "audit" },
       h("caption", null, `${records.length} record${records.length === 1 ? "" : "s"}, newest first`),
@@ -89,6 +89,6 @@ function recordsTable(ctx: PageContext, records: AuditRecord[]): Node {
           ),
         ),
       ),
-    ),
+    )),
   );
 }

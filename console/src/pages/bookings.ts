@@ -7,7 +7,7 @@ import { buildingHref } from "../router";
 import { addDays, dayRange, formatTime, isoZ, todayIn } from "../time";
 import { attributionText, hourMarks, layoutBlocks, sourceText } from "../timeline";
 import type { BookingItem, Resource } from "../types";
-import { button, messageSlot, pageHeading } from "../ui";
+import { button, messageSlot, pageHeading, stackable } from "../ui";
 
 // Polled, not pushed: the API has no push channel, and server-sent events would hold a Functions
 // invocation open per watching admin (costly on consumption plans, cut at the host's timeout).
@@ -154,7 +154,7 @@ function drawTable(ctx: PageContext, resources: Resource[], bookings: BookingIte
   const names = new Map(resources.map((r) => [r.id, r.name]));
   const live = bookings.filter((b) => b.status !== "cancelled");
   if (!live.length) return h("p", null, "No bookings on this day.");
-  return h(
+  return stackable(h(
     "table",
     { class: "bookings" },
     h(
@@ -178,5 +178,5 @@ function drawTable(ctx: PageContext, resources: Resource[], bookings: BookingIte
         ),
       ),
     ),
-  );
+  ));
 }

@@ -6,7 +6,7 @@ import { previewImport, type ImportPreview } from "../csv";
 import { field, h, replace, setFieldError } from "../dom";
 import { fieldErrors } from "../problem";
 import type { BuildingSettings, Company, ImportReport, User, UsersPage } from "../types";
-import { alertBox, button, confirmDialog, messageSlot, pageHeading } from "../ui";
+import { alertBox, button, confirmDialog, messageSlot, pageHeading, stackable } from "../ui";
 
 type Field = { control: HTMLElement; error: HTMLElement };
 
@@ -130,7 +130,7 @@ function companiesSection(ctx: PageContext, base: string, companies: Company[], 
     { class: "card", "aria-labelledby": "companies-title" },
     heading,
     companies.length
-      ? h("div", { class: "table-wrap" }, h("table", null, h("thead", null, h("tr", null, h("th", { scope: "col" }, "Company"), h("th", { scope: "col" }, "Domains"), h("th", { scope: "col" }, "Actions"))), h("tbody", null, ...rows)))
+      ? h("div", { class: "table-wrap" }, stackable(h("table", null, h("thead", null, h("tr", null, h("th", { scope: "col" }, "Company"), h("th", { scope: "col" }, "Domains"), h("th", { scope: "col" }, "Actions"))), h("tbody", null, ...rows))))
       : h("p", null, "No companies yet."),
     h("h3", null, "Add or edit a company"),
     form,
@@ -203,6 +203,7 @@ function usersSection(
   const defaultEmail = settings.defaultUserEmail?.toLowerCase() ?? null;
   const companyName = new Map(companies.map((c) => [c.id, c.name]));
   const tbody = h("tbody");
+  const usersTable = h("table", null, h("thead", null, h("tr", null, h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Company"), h("th", { scope: "col" }, "Default"), h("th", { scope: "col" }, "Actions"))), tbody);
   const addRows = (users: User[]) => {
     for (const u of users) {
       const result = messageSlot();
@@ -253,6 +254,7 @@ function usersSection(
         ),
       );
     }
+    stackable(usersTable);
   };
   addRows(first.value);
   let token = first.continuationToken;
@@ -281,7 +283,7 @@ function usersSection(
       ". Bookers whose domain matches several companies are attributed to the default user.",
     ),
     first.value.length
-      ? h("div", { class: "table-wrap" }, h("table", null, h("thead", null, h("tr", null, h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Company"), h("th", { scope: "col" }, "Default"), h("th", { scope: "col" }, "Actions"))), tbody))
+      ? h("div", { class: "table-wrap" }, usersTable)
       : h("p", null, "No registered users yet."),
     h("div", { class: "actions" }, more, moreMsg.el),
     h("h3", { id: "users-form-title" }, "Add or edit a user"),
@@ -366,7 +368,7 @@ function previewTable(p: ImportPreview, rejected: ImportReport["rejected"] | nul
     "div",
     { class: "table-wrap", "data-import": rejected ? "rejected" : "preview" },
     p.headerProblem ? alertBox(p.headerProblem) : null,
-    h(
+    stackable(h(
       "table",
       null,
       h("caption", null, caption),
@@ -390,6 +392,6 @@ function previewTable(p: ImportPreview, rejected: ImportReport["rejected"] | nul
           .filter((x) => !p.rows.some((r) => r.row === x.row))
           .map((x) => h("tr", { "data-row": String(x.row), class: "row-bad" }, h("td", null, String(x.row)), h("td", { colspan: 3 }, ""), h("td", { class: "msg-error" }, x.error))),
       ),
-    ),
+    )),
   );
 }

@@ -11,7 +11,7 @@ import { reasonSentence } from "../reasons";
 import { buildingHref } from "../router";
 import { formatDateTime, formatDuration, isValidZone } from "../time";
 import type { Calendar, Connection, Resource, RoomList } from "../types";
-import { alertBox, badgeEl, button, confirmDialog, messageSlot, pageHeading } from "../ui";
+import { alertBox, badgeEl, button, confirmDialog, messageSlot, pageHeading, stackable } from "../ui";
 
 const KIND_WORDS: Record<Resource["kind"], string> = { room: "Meeting room", desk: "Desk", amenity: "Amenity" };
 const POLL_MS = 3000;
@@ -59,6 +59,7 @@ export async function renderResources(ctx: PageContext, page: HTMLElement): Prom
     rows.set(r.id, row);
     tbody.append(row.tr);
   }
+  stackable(table);
 
   const save = button("Save", async () => {
     const chosen = new Map<string, CalendarOption | null>();
