@@ -6,7 +6,7 @@ silently disappear after deploy (STYLE.md rule 1).
 
 import azure.functions as func
 
-from functions import admin, bookings, connect, console, graph_webhook, mapping, ops, sync
+from functions import admin, bookings, checks, connect, console, graph_webhook, mapping, ops, sync
 
 # No app-wide auth level: every route states ANONYMOUS itself (the API checks bearer tokens in
 # shared/api/auth.py, and Graph's webhook cannot send a function key). Left at the library's
@@ -23,5 +23,6 @@ for blueprint in (
     sync.bp,
     bookings.bp,
     console.bp,
+    checks.bp,
 ):
     app.register_functions(blueprint)

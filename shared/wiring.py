@@ -27,6 +27,7 @@ from shared.bookings.outbox import QUEUE as OUTBOX_QUEUE
 from shared.bookings.outbox import Outbox
 from shared.bookings.outlook import REQUEST_POLICY, WORKER_POLICY, with_policy
 from shared.bookings.service import BookingDeps
+from shared.checks.deps import CheckConfig, CheckDeps
 from shared.connect.flows import discover_tenant_id
 from shared.connect.repository import (
     CONNECTIONS_TABLE,
@@ -329,4 +330,51 @@ def sync_deps(settings: Settings) -> SyncDeps:
         enqueue=enqueue_sync,
         peek_poison=_peek_sync_poison,
         config=SyncConfig.of(settings),
+    )
+
+
+# ---- checks
+
+
+def _enqueue_check(building: str, run_id: str) -> None:
+    from shared.checks.runner import QUEUE as CHECKS_QUEUE
+    from shared.checks.runner import encode_message
+
+    with tablestore.storage_errors(f"enqueue on {CHECKS_QUEUE}"):
+        clients.queue(CHECKS_QUEUE).send_message(encode_message(building, run_id))
+
+
+@per_settings
+def check_deps(settings: Settings) -> CheckDeps:
+    """The go-live check: the booking service with test bookings' own subject and no invitation
+    (the marker prefix, nobody mailed), the Graph client, availability's busy store, sync's
+    subscription index and queue, the audit log."""
+    from dataclasses import replace
+
+    from shared.checks.store import TABLE as CHECKS_TABLE
+    from shared.checks.store import CheckStore
+    from shared.core.checkmarks import SUBJECT_PREFIX
+
+    bookings = booking_deps()
+    test_bookings = replace(
+        bookings,
+        config=replace(bookings.config, subject_template=SUBJECT_PREFIX + "{title}",
+                       invite_booker=False),
+    )  # fmt: skip
+    subs = subscription_deps
+    return CheckDeps(
+        tables=clients.table,
+        store=CheckStore(clients.table(CHECKS_TABLE)),
+        graph=graph_client(),
+        connections=connection_repository(),
+        bookings=test_bookings,
+        busy=busy_store(),
+        subscription=lambda b, m: subscriptions.subscription_for(subs(), b, m),
+        enqueue_sync=enqueue_sync,
+        enqueue_run=_enqueue_check,
+        audit=audit_log().record,
+        audit_query=audit_log().query,
+        notification_url=subs().notification_url,
+        poll_max_seconds=settings.poll_max_seconds,
+        config=CheckConfig.of(settings),
     )

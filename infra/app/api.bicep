@@ -132,6 +132,11 @@ var appSettings = {
   BB_OUTBOX_MAX_ATTEMPTS: '8'
   BB_OUTBOX_BACKOFF_SECONDS: '30'
   BB_OUTBOX_BACKOFF_MAX_SECONDS: '900'
+  // Go-live check (shared/checks/): the sweeper's schedule (a %SETTING% of a timer trigger: without
+  // it the function would not index), the Outlook wait and the resources checked at once.
+  BB_CHECKS_SWEEP_SCHEDULE: '0 */5 * * * *'
+  BB_CHECKS_OUTLOOK_SECONDS: '60'
+  BB_CHECKS_CONCURRENCY: '4'
 }
 
 resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {

@@ -40,6 +40,9 @@ host has no default for a timer schedule).
 | `BB_OUTBOX_MAX_ATTEMPTS` | write-through attempts of a booking change before it is marked failed (1–50) | `8` |
 | `BB_OUTBOX_BACKOFF_SECONDS` | delay before the first outbox retry, doubled per attempt (1–3600) | `30` |
 | `BB_OUTBOX_BACKOFF_MAX_SECONDS` | the longest delay between outbox retries (≥ the first, ≤ 86400; 8 attempts ≈ 45 min with the defaults) | `900` |
+| `BB_CHECKS_SWEEP_SCHEDULE` | NCRONTAB of the go-live check sweeper: removes the test artefacts of check runs that died (`%BB_CHECKS_SWEEP_SCHEDULE%`; must be set) | `0 */5 * * * *` (every 5 min) |
+| `BB_CHECKS_OUTLOOK_SECONDS` | how long a go-live check waits for an Outlook change to reach availability before it names the notification path (5–900) | `60` |
+| `BB_CHECKS_CONCURRENCY` | mapped resources a go-live check runs at once (1–20) | `4` |
 | `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
 | `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
 
@@ -75,6 +78,7 @@ TIMER_SCHEDULES = {
     "BB_POLL_SCHEDULE": "*/30 * * * * *",  # poll calendars Graph cannot notify about: 30 s
     "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",  # a delta round for every mapped calendar: 30 min
     "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # renew Graph subscriptions before they expire: 30 min
+    "BB_CHECKS_SWEEP_SCHEDULE": "0 */5 * * * *",  # clean up go-live check runs that died: 5 min
 }
 
 
@@ -132,6 +136,8 @@ class Settings:
     outbox_max_attempts: int
     outbox_backoff_seconds: int
     outbox_backoff_max_seconds: int
+    checks_outlook_seconds: int
+    checks_concurrency: int
 
     @property
     def verify(self) -> str | bool:
@@ -299,6 +305,8 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         outbox_backoff_max_seconds=r.integer(
             "BB_OUTBOX_BACKOFF_MAX_SECONDS", 900, minimum=1, maximum=86400
         ),
+        checks_outlook_seconds=r.integer("BB_CHECKS_OUTLOOK_SECONDS", 60, minimum=5, maximum=900),
+        checks_concurrency=r.integer("BB_CHECKS_CONCURRENCY", 4, minimum=1, maximum=20),
     )
     for schedule in TIMER_SCHEDULES:
         r.schedule(schedule)

@@ -15,6 +15,7 @@ Rules, per event id in one round (GRAPH.md §7.3, §4.10, §11):
 | a `seriesMaster` | | nothing: calendarView delta sends each occurrence with its own id |
 | our own event: `transactionId` names a platform booking of this resource (its block, or the booking itself while it is created or cancelled), or its id is a platform block's `outlook_event_id` | an Outlook block (imported before we knew) | `Remove` it; never `Put` |
 | full round (baseline): nothing about an id | an Outlook block overlapping the window | `Remove` it (Graph no longer has it) |
+| a go-live check's own test event (its `transactionId`, shared/core/checkmarks.py) | | as any event, but attributed to nobody (reason `go_live_check`): the check measures how fast it shows up, then deletes it |
 
 Ids are immutable ids (GraphClient sends `Prefer: IdType="ImmutableId"` on every call), so an
 event keeps its block when it moves. An Outlook block's id is derived from (mailbox, calendar,
@@ -31,6 +32,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from shared.availability.busy import BusyBlock, booking_id_from_transaction
+from shared.core.checkmarks import CHECK_ATTRIBUTION_REASON, check_run_of_transaction
 from shared.core.times import TimeUnreadable, parse_graph_time
 from shared.directory.attribution import Attribution
 
@@ -217,9 +219,11 @@ def plan(
             if current is not None:
                 actions.append(Remove(current, reason))
             continue
+        is_check = check_run_of_transaction(item.get("transactionId")) is not None
         block = _outlook_block(
-            item, target, block_id, start, end, show_as, attribute, store_subjects
-        )
+            item, target, block_id, start, end, show_as, _nobody if is_check else attribute,
+            store_subjects,
+        )  # fmt: skip
         if current is None or not _same(current, block):
             actions.append(Put(block, event_id))
     if full:
@@ -259,6 +263,11 @@ def _outlook_block(
             "reason": who.reason,
         },
     )
+
+
+def _nobody(email: str | None) -> Attribution:
+    """A go-live check's test event belongs to no company and no user (never counted)."""
+    return Attribution("unattributed", None, None, CHECK_ATTRIBUTION_REASON)
 
 
 def _ids(target: Target) -> tuple[str, str]:
