@@ -14,6 +14,13 @@ export function h<K extends keyof HTMLElementTagNameMap>(
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2).toLowerCase(), value);
+    } else if (key === "style") {
+      // Through the CSSOM: the console's Content-Security-Policy (style-src 'self') blocks
+      // style attributes, not CSSOM changes.
+      for (const decl of (typeof value === "string" ? value : "").split(";")) {
+        const i = decl.indexOf(":");
+        if (i > 0) el.style.setProperty(decl.slice(0, i).trim(), decl.slice(i + 1).trim());
+      }
     } else if (key === "value" && "value" in el) {
       (el as HTMLInputElement).value = String(value);
     } else if (key === "checked" && el instanceof HTMLInputElement) {

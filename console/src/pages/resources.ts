@@ -115,7 +115,12 @@ export async function renderResources(ctx: PageContext, page: HTMLElement): Prom
         row.resource = r;
         replace(row.stateCell, ...stateParts(r, ctx.zone));
         if (row.select && !row.dirty && document.activeElement !== row.select) selectCurrent(row.select, r, discovery);
-        if (before !== r.sync?.status) ctx.announce(`${r.name}: ${syncBadge(r.sync, r.paid).label}`);
+        if (before !== r.sync?.status) {
+          ctx.announce(`${r.name}: ${syncBadge(r.sync, r.paid).label}`);
+          if (r.sync?.status === "synced" && row.result.el.classList.contains("msg-success")) {
+            row.result.set("Saved: synced with Outlook.", "success");
+          }
+        }
       }
     } catch (err) {
       if (!ctx.signal.aborted) saveMsg.set(ctx.handle(err, refresh));
