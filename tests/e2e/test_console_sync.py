@@ -8,7 +8,9 @@ proven in test_console.py); the admin then works in the console.
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -302,3 +304,75 @@ def test_csv_import_shows_the_rejected_rows_and_writes_nothing(
     listed = body.get("value", body.get("users", body)) if isinstance(body, dict) else body
     assert listed == [], body
     assert portal_api.get(f"buildings/{building}/users/ann@contoso.example").status_code == 404
+
+
+# ---------------------------------------------------------------- the bookings timeline
+
+# The promise: an Outlook booking is on the open timeline within 5 s, without a reload.
+OUTLOOK_ON_TIMELINE_MS = 5_000
+
+
+def _local(day: date, hour: int) -> dict[str, str]:
+    """A Graph dateTimeTimeZone at `hour` of `day` in the building's zone."""
+    return {"dateTime": f"{day.isoformat()}T{hour:02d}:00:00", "timeZone": ZONE}
+
+
+def _z(day: date, hour: int) -> str:
+    when = datetime.combine(day, time(hour), tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_outlook_booking_appears_on_the_timeline_within_5_s_without_a_reload(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, anonymous_api: httpx.Client
+) -> None:
+    b = new_building("ct")
+    connect_building_application(console_stack, portal_api, anonymous_api, b)
+    room = demo_user(console_stack, "focus3c")["userPrincipalName"].lower()
+    emma = demo_user(console_stack, "emma")["userPrincipalName"]
+    put_resource(portal_api, b, "focus", "Focus room 3C", capacity=4)
+    cal = discovered(portal_api, b, room, "room")
+    mapped = portal_api.put(
+        f"buildings/{b}/resources/focus/mapping", json={"calendarId": cal["id"], "mailbox": room}
+    )
+    assert mapped.status_code == 200, mapped.text
+    domain = console_stack.endpoints["tenantDomain"]
+    company = portal_api.put(
+        f"buildings/{b}/companies/contoso", json={"name": "Contoso", "domains": [domain]}
+    )
+    assert company.status_code in (200, 201), company.text
+    # Tomorrow in the building's zone: platform bookings must be in the future, whatever the hour.
+    day = datetime.now(ZoneInfo(ZONE)).date() + timedelta(days=1)
+    platform = portal_api.post(
+        f"buildings/{b}/bookings",
+        headers={"Idempotency-Key": f"console-{b}"},
+        json={"resourceId": "focus", "start": _z(day, 9), "end": _z(day, 10),
+              "title": "Platform stand-up",
+              "booker": {"email": f"liam@{domain}", "name": "Liam"}},
+    )  # fmt: skip
+    assert platform.status_code == 201, platform.text
+
+    sign_in(page, console_stack, buildings=[b], route=f"#/b/{b}/bookings?date={day}")
+    wait_heading(page, "Bookings")
+    assert page.locator("#booking-day").input_value() == day.isoformat()
+    track = page.locator('[data-timeline-resource="focus"]')
+    track.locator('li[data-booking-source="platform"]').wait_for()
+    assert track.locator('li[data-booking-source="outlook"]').count() == 0
+    shot(page, "bookings-before")
+    check_a11y(page, "bookings")
+    page.evaluate("() => { window.__sameDocument = true }")  # gone if the page reloads
+
+    outlook(
+        console_stack, "POST", f"users/{emma}/events",
+        json={"subject": "Design review", "start": _local(day, 14), "end": _local(day, 15),
+              "attendees": [{"type": "resource", "emailAddress": {"address": room}}]},
+    )  # fmt: skip
+    block = track.locator('li[data-booking-source="outlook"]')
+    block.wait_for(timeout=OUTLOOK_ON_TIMELINE_MS)
+    assert page.evaluate("() => window.__sameDocument === true"), "the page was reloaded"
+    spoken = block.inner_text() + " " + (block.get_attribute("title") or "")
+    # Attributed to the company whose email domain the booker has, and said so.
+    assert "contoso" in spoken.lower() and "email domain" in spoken, spoken
+    row = page.locator('tr[data-booking-source="outlook"]')
+    assert "contoso" in row.inner_text().lower(), row.inner_text()
+    assert "Platform stand-up" in page.locator('tr[data-booking-source="platform"]').inner_text()
+    shot(page, "bookings-outlook-arrived")
