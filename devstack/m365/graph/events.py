@@ -870,8 +870,8 @@ def event_json(
     }
     if original_start is not None:
         out["originalStart"] = original_start
-    if rec.transaction_id:
-        out["transactionId"] = rec.transaction_id
+    # Always present, null unless set on create (event-delta.md's example: "transactionId": null).
+    out["transactionId"] = rec.transaction_id
     if expand_ext is not None:
         wanted = {" ".join(x.split()).lower() for x in expand_ext}
         props = [

@@ -186,8 +186,13 @@ class Router:
                     return Reply(201, self.calendar_json(mb, cal))
                 self._only(req, "GET")
                 allowed = self._calendars_visible(caller, mb)
+                # Each item with its @odata.id, as user-list-calendars.md's example shows.
                 cals = [
-                    self.calendar_json(mb, c)
+                    {
+                        "@odata.id": f"{self.base}/users('{mb.user_id}@{mb.tenant_id}')"
+                        f"/calendars('{c.id}')",
+                        **self.calendar_json(mb, c),
+                    }
                     for c in mb.calendars.values()
                     if allowed is None or c.id in allowed
                 ]

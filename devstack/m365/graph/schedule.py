@@ -141,6 +141,7 @@ def _one(
             "daysOfWeek": ["monday", "tuesday", "wednesday", "thursday", "friday"],
             "startTime": "08:00:00.0000000",
             "endTime": "17:00:00.0000000",
-            "timeZone": {"name": "UTC"},
+            # In the Prefer: outlook.timezone zone, as calendar-getschedule.md's example shows.
+            "timeZone": {"name": tz},
         },
     }
