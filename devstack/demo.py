@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 
+from devstack.demo_check import go_live
 from devstack.procs import REPO_ROOT
 
 ENDPOINTS = REPO_ROOT / ".devstack" / "endpoints.json"
@@ -304,6 +305,8 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
     show("sync", check(api.get(f"{b}/sync"), 200))
     audit = check(api.get(f"{b}/audit", params={"limit": 5}), 200)
     show("latest audit records", audit)
+    if not go_live(api, b):  # 13. the go-live check (issue 14)
+        return 1
     print("\nDone: connect → map → book → Outlook booking synced back → attribution → cancel.")
     return 0 if outlook and result == "connected" else 1
 
