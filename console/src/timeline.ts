@@ -38,7 +38,8 @@ export function attributionText(b: BookingItem): string {
   if (!a) return b.source === "platform" && b.booker ? `booked by ${b.booker.name}` : "";
   const who = a.userEmail ?? a.companyId ?? "";
   const kind = ATTRIBUTION_WORDS[a.kind] ?? a.kind;
-  return a.kind === "unattributed" ? "not attributed" : `${who} (${kind})`;
+  if (a.kind === "unattributed") return a.reason ? `not attributed (${a.reason.replace(/_/g, " ")})` : "not attributed";
+  return `${who} (${kind})`;
 }
 
 export function sourceText(b: BookingItem): string {
