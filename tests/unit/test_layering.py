@@ -20,8 +20,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 DOMAINS = frozenset(
-    {"connect", "directory", "mapping", "availability", "bookings", "subscriptions", "sync", "api",
-     "checks"}
+    {
+        "connect",
+        "directory",
+        "mapping",
+        "availability",
+        "bookings",
+        "subscriptions",
+        "sync",
+        "api",
+        "checks",
+    }
 )
 # Layer of shared/ -> the layers it may import (besides itself). Read "<-" in ARCHITECTURE as
 # "is imported by": core <- storage, graph <- domains <- wiring <- functions.
