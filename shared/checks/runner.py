@@ -229,10 +229,10 @@ def _run_resource(
         state = replace(state, current=name)
         deps.store.put_resource(building, run.id, state)
         after = blocked_by(name, done)
-        if after is not None:
-            result = skipped(name, deps.now(), "depends_on_failed", {"after": after})
-        elif name in WRITE_STEPS and ctx.read_only:
+        if name in WRITE_STEPS and ctx.read_only:  # before `after`: cancel follows a skipped step
             result = skipped(name, deps.now(), "read_only_connection", ctx.facts)
+        elif after is not None:
+            result = skipped(name, deps.now(), "depends_on_failed", {"after": after})
         else:
             result = _step(ctx, name)
         done[name] = result

@@ -327,3 +327,38 @@ def test_a_crashed_run_leaves_nothing_after_the_next_sweep(
     assert_nothing_left(kstack, {**check, "cleanup": {"status": "clean", "leftovers": []}},
                         building, demo["mailbox"])  # fmt: skip
     assert deps.store.lock(building) is None  # the next POST may start
+
+
+def test_a_read_only_connection_runs_the_read_steps_only(
+    kstack: Stack, demo: dict[str, str]
+) -> None:
+    """An application connection granted Calendars.Read alone (no write permission): the write
+    steps and the probe write are skipped, the run passes, nothing is written."""
+    from shared import wiring
+    from shared.checks.runner import get_check, run_check, start_check
+
+    deps = wiring.check_deps()
+    real = deps.connections
+
+    class ReadOnly:
+        def get(self, building: str) -> Any:
+            found = real.get(building)
+            return replace(found, scopes=frozenset({"Calendars.Read"})) if found else None
+
+    mine = replace(deps, connections=ReadOnly(), enqueue_run=lambda b, r: None)
+    building = demo["building"]
+    started = start_check(mine, building, {}, actor="test")
+    status = run_check(mine, building, started["id"])
+    check = get_check(deps, building, started["id"])
+    assert status == "passed", check
+    steps = steps_of(check, demo["resource"])
+    assert [n for n, s in steps.items() if s["status"] == "passed"] == [
+        "connection", "notifications", "delta", "calendar",
+    ]  # fmt: skip
+    assert steps["connection"]["detail"]["readOnly"] is True
+    assert steps["calendar"]["detail"]["probe"].startswith("skipped")
+    for name in ("write_through", "outlook_to_platform", "cancel"):
+        assert (
+            steps[name]["status"] == "skipped" and steps[name]["reason"] == "read_only_connection"
+        )
+    assert_nothing_left(kstack, check, building, demo["mailbox"])
