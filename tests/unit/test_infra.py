@@ -583,8 +583,16 @@ def test_function_app_is_tagged_for_azd_service_api() -> None:
     assert re.search(r"^name:\s*bookingbridge\s*$", azure_yaml, re.M)
     service_block = re.search(r"^  api:\n((?:    .*\n)+)", azure_yaml, re.M)
     assert service_block, azure_yaml
-    fields = dict(re.findall(r"^    (\w+):\s*(\S+)", service_block.group(1), re.M))
-    assert fields == {"project": ".", "language": "python", "host": "function"}
+    fields = dict(re.findall(r"^    (\w+):[ \t]*(\S*)", service_block.group(1), re.M))
+    assert fields == {"project": ".", "language": "python", "host": "function", "hooks": ""}
+    # azd builds the console before packaging, on every platform it runs on.
+    hooks = re.findall(
+        r"^        (posix|windows):\n(?:          .*\n)*?          run: (.+)$",
+        service_block.group(1),
+        re.M,
+    )
+    assert sorted(hooks) == [("posix", "make console"), ("windows", "make console")], hooks
+    assert re.search(r"^      prepackage:$", service_block.group(1), re.M)
 
 
 def test_parameters_file_maps_azd_environment_variables_only() -> None:
