@@ -582,7 +582,8 @@ def _check_boundary(rec: EventRec, occ: dt.datetime, start: dt.datetime, end: dt
         raise GraphError(
             400,
             "ErrorOccurrenceCrossingBoundary",
-            "An occurrence cannot be moved onto or past the date of an adjacent occurrence.",
+            # The message event-update.md documents for this code.
+            "Modified occurrence is crossing or overlapping adjacent occurrence.",
         )
 
 
