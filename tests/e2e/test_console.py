@@ -292,3 +292,46 @@ def test_an_expired_session_asks_to_sign_in_again_without_losing_the_page(
     wait_heading(page, "Settings")  # back on the page the admin was on
     assert page.url.endswith(f"#/b/{building}/settings"), page.url
     page.locator("[data-account]").wait_for()
+
+
+def test_a_network_failure_shows_a_banner_and_retry_recovers(
+    page: Any, console_stack: Stack, building: str
+) -> None:
+    sign_in(page, console_stack, buildings=[building], route=f"#/b/{building}/m365")
+    wait_heading(page, "Microsoft 365")
+    # The API becomes unreachable (the browser's requests to it fail at the network level).
+    page.route("**/api/buildings/**", lambda route: route.abort("internetdisconnected"))
+    page.get_by_role("link", name="Resource sync").click()
+    banner = page.locator('[data-banner="network"]')
+    banner.wait_for()
+    assert page.get_by_role("heading", level=1).count() == 1  # a page, not a blank or a trace
+    assert "Traceback" not in page.content() and "at Object." not in page.content()
+    shot(page, "network-failure")
+    check_a11y(page, "network failure")
+    page.unroute("**/api/buildings/**")
+    banner.get_by_role("button", name="Retry").click()
+    wait_heading(page, "Resource sync")
+    page.wait_for_function("() => !document.querySelector('main[aria-busy=true]')")
+    assert page.locator('[data-banner="network"]').count() == 0
+
+
+def test_keyboard_skip_link_and_navigation(page: Any, console_stack: Stack, building: str) -> None:
+    sign_in(page, console_stack, buildings=[building], route=f"#/b/{building}/m365")
+    wait_heading(page, "Microsoft 365")
+    # The skip link (first in the page) takes keyboard users past the header and nav.
+    skip = page.get_by_role("link", name="Skip to content")
+    skip.focus()
+    assert skip.is_visible()  # shown when focused
+    page.keyboard.press("Enter")
+    assert page.evaluate("() => document.activeElement.closest('main') !== null")
+    # The nav's links are followed with the keyboard alone; focus lands on the new page's h1.
+    nav = page.get_by_role("navigation", name="Building pages")
+    nav.get_by_role("link", name="Settings").focus()
+    page.keyboard.press("Enter")
+    wait_heading(page, "Settings")
+    page.wait_for_function(
+        "() => document.activeElement && document.activeElement.tagName === 'H1'"
+    )
+    assert nav.get_by_role("link", name="Settings").get_attribute("aria-current") == "page"
+    page.keyboard.press("Tab")  # onwards into the page's own controls
+    assert page.evaluate("() => document.activeElement.closest('main') !== null")
