@@ -12,6 +12,7 @@ import { alertBox, errorMessage, pageHeading } from "./ui";
 import { renderAudit } from "./pages/audit";
 import { renderBookings } from "./pages/bookings";
 import { renderBuildings } from "./pages/buildings";
+import { renderChecks } from "./pages/checks";
 import { renderHealth } from "./pages/health";
 import { renderM365 } from "./pages/m365";
 import { renderPeople } from "./pages/people";
@@ -47,6 +48,7 @@ const PAGES: Partial<Record<string, PageRender>> = {
   settings: renderSettings,
   bookings: renderBookings,
   health: renderHealth,
+  checks: renderChecks,
   audit: renderAudit,
 };
 

@@ -7,6 +7,7 @@ export const BUILDING_PAGES = [
   "settings",
   "bookings",
   "health",
+  "checks",
   "audit",
 ] as const;
 export type BuildingPage = (typeof BUILDING_PAGES)[number];
@@ -18,6 +19,7 @@ export const PAGE_TITLES: Record<BuildingPage, string> = {
   settings: "Settings",
   bookings: "Bookings",
   health: "Sync health",
+  checks: "Go-live check",
   audit: "Audit trail",
 };
 

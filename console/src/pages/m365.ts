@@ -7,6 +7,7 @@ import { field, h, replace, setFieldError, uid } from "../dom";
 import { fieldErrors } from "../problem";
 import { ApiError } from "../api";
 import { reasonText } from "../reasons";
+import { buildingHref } from "../router";
 import { formatDateTime } from "../time";
 import type { Connection } from "../types";
 import { alertBox, button, confirmDialog, facts, messageSlot, pageHeading } from "../ui";
@@ -75,6 +76,16 @@ function tile(ctx: PageContext, c: Connection): HTMLElement {
       ["Last token refresh", `${formatDateTime(c.lastRefreshAt, ctx.zone)}`],
     ]),
   );
+  if (c.status === "connected") {
+    section.append(
+      h(
+        "p",
+        { class: "card-links" },
+        h("a", { href: buildingHref(ctx.building, "checks"), "data-go-live": "" }, "Run the go-live check"),
+        ": prove bookings flow both ways between BookingBridge and Outlook before going live.",
+      ),
+    );
+  }
   if (c.status === "reauth_required" || c.status === "error") {
     const r = reasonText(c.reason);
     section.append(
