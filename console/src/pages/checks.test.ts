@@ -71,7 +71,7 @@ describe("status mapping and words", () => {
     expect(cleanupWords({ status: "failed", cleanup: { status: "leftovers", leftovers: [{}, {}] } })).toBe(
       "2 test items left behind; the sweeper removes them",
     );
-    expect(cleanupWords({ status: "running", cleanup: null })).toBe("After the run");
+    expect(cleanupWords({ status: "running", cleanup: null })).toBe("Clean-up after the run");
   });
 
   it("says where a run is", () => {
@@ -86,7 +86,7 @@ describe("status mapping and words", () => {
       "Running: 3 of 7 steps done. Now: Calendar reachable and writable for Board room.",
     );
     expect(progressText({ ...run, status: "passed", durationMs: 9100, cleanup: { status: "clean" } }, new Map())).toMatch(
-      /^The check passed in 9\.1 s\. Clean-up: Clean/,
+      /^The check passed in 9\.1 s\. Clean: nothing was left/,
     );
   });
 });

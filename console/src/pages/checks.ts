@@ -195,7 +195,7 @@ export function runWords(status: RunStatus): string {
 
 export function cleanupWords(run: Pick<CheckRun, "status" | "cleanup">): string {
   const c = run.cleanup;
-  if (!c) return isFinished(run.status) ? "Not reported" : "After the run";
+  if (!c) return isFinished(run.status) ? "Clean-up not reported" : "Clean-up after the run";
   if (c.status === "clean") return "Clean: nothing was left in Outlook or in BookingBridge";
   const n = c.leftovers?.length ?? 0;
   return `${n} test item${n === 1 ? "" : "s"} left behind; the sweeper removes ${n === 1 ? "it" : "them"}`;
@@ -206,7 +206,7 @@ export function progressText(run: CheckRun, names: Map<string, string>): string 
   if (run.status === "queued") return "The check is queued and starts in a moment.";
   if (isFinished(run.status)) {
     const took = run.durationMs !== null && run.durationMs !== undefined ? ` in ${formatMs(run.durationMs)}` : "";
-    return `The check ${run.status === "abandoned" ? "was abandoned" : run.status}${took}. Clean-up: ${cleanupWords(run)}.`;
+    return `The check ${run.status === "abandoned" ? "was abandoned" : run.status}${took}. ${cleanupWords(run)}.`;
   }
   const resources = run.resources ?? [];
   const total = STEPS.length * Math.max(resources.length, run.resourceIds.length, 1);
@@ -298,7 +298,7 @@ export async function renderChecks(ctx: PageContext, page: HTMLElement): Promise
     const table = h(
       "table",
       { class: "checks" },
-      h("caption", null, "Recent runs, newest first"),
+      h("caption", null, "Newest first"),
       h(
         "thead",
         null,
@@ -450,6 +450,7 @@ export async function renderChecks(ctx: PageContext, page: HTMLElement): Promise
             conflict,
             h("div", { class: "alert alert-warning", role: "alert", "data-check-running": running }, "A check is already running for this building: ", link, ". Only one runs at a time."),
           );
+          void refreshRecent();
           return;
         }
         msg.set(ctx.handle(err));
