@@ -4,7 +4,8 @@ check button showing the steps live", in issue 13's console).
 The demo admin, signed in through the emulator, opens the page from the Microsoft 365 tile, runs
 the check and watches every step turn passed as the run goes on, until the run ends passed and
 clean; the page passes axe-core and fits 390 px. A second check started while one runs is a 409
-explained with a link to the running one. Buildings are connected and mapped behind the console's
+explained with a link to the running one. A step made to fail (Graph refusing writes) shows its
+reason in words, the sentence and the fix. Buildings are connected and mapped behind the console's
 back, as test_console_sync.py does; the fixtures are console_fixtures.py's.
 """
 
@@ -30,7 +31,7 @@ from tests.e2e.console_fixtures import (
     sign_in,
     wait_heading,
 )
-from tests.e2e.sync_fixtures import connect_building_application, map_room, new_building
+from tests.e2e.sync_fixtures import connect_building_application, map_room, new_building, outlook
 
 __all__ = ["anonymous_api", "chromium", "console_stack", "page", "portal_api"]
 
@@ -194,3 +195,50 @@ def test_a_check_already_running_is_explained_with_a_link_to_it(
         )
     finally:
         wait_finished(portal_api, b, running)
+
+
+def test_a_failing_step_shows_its_reason_in_words_the_sentence_and_the_fix(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, anonymous_api: httpx.Client
+) -> None:
+    """Graph refuses writes to the room (as outside the app's Exchange RBAC scope): the calendar
+    step fails with its reason, sentence and fix, the write steps are skipped, the run still
+    cleans up. Run with the keyboard only."""
+    rid = "focus-3c"
+    b = connected_building_with_room(console_stack, portal_api, anonymous_api, "cf", "focus3c", rid)
+    mailbox = demo_user(console_stack, "focus3c")["userPrincipalName"].lower()
+    sign_in(page, console_stack, buildings=[b], route=f"#/b/{b}/checks")
+    open_page(page, console_stack, b, "checks", "Go-live check")
+    outlook(console_stack, "POST", "faults", json={
+        "method": "POST", "path": "re:/calendars/[^/]+/events$", "status": 403,
+        "code": "ErrorAccessDenied", "message": "Access is denied. Check credentials and try again.",
+        "mailbox": mailbox,
+    })  # fmt: skip
+    try:
+        page.get_by_role("button", name="Run go-live check").focus()
+        page.keyboard.press("Enter")
+        run = page.locator("[data-check-id]")
+        run.wait_for()
+        page.locator('[data-check-id][data-check-status="failed"]').wait_for(timeout=RUN_MS)
+    finally:
+        outlook(console_stack, "DELETE", "faults")
+    resource = run.locator(f'[data-resource-id="{rid}"]')
+    assert resource.locator("[data-resource-status]").get_attribute("data-resource-status") == (
+        "failed"
+    )
+    for name in ("connection", "notifications", "delta"):
+        resource.locator(f'[data-step="{name}"][data-status="passed"]').wait_for()
+    calendar = resource.locator('[data-step="calendar"][data-status="failed"]')
+    calendar.wait_for()
+    reason = calendar.locator('[data-reason="calendar_write_denied"]')
+    assert "Calendar write refused" in reason.inner_text(), reason.inner_text()
+    message = calendar.locator(".message").inner_text()
+    assert mailbox in message.lower() and "RBAC" in message, message
+    fix = calendar.locator(".fix").inner_text()
+    assert fix.startswith("Fix:") and "management scope" in fix, fix
+    for name in ("write_through", "outlook_to_platform", "cancel"):
+        skipped = resource.locator(f'[data-step="{name}"][data-status="skipped"]')
+        assert "An earlier step did not pass" in skipped.inner_text(), skipped.inner_text()
+    assert run.get_attribute("data-cleanup") == "clean"
+    assert "failed" in run.locator("[data-progress]").inner_text()
+    shot(page, "checks-failed")
+    check_a11y(page, "checks (failed)")

@@ -233,7 +233,8 @@ export function renderStep(row: StepRow, zone: string): HTMLElement {
       h("strong", null, row.label),
       " ",
       h("span", { class: `badge ${ROW_BADGE[row.status]}` }, ROW_WORDS[row.status]),
-      s ? h("span", { class: "hint" }, ` ${formatMs(s.durationMs)}, started ${formatDateTime(s.startedAt, zone)}`) : null,
+      // A skipped step did not run: no duration to show.
+      s && s.status !== "skipped" ? h("span", { class: "hint" }, ` ${formatMs(s.durationMs)}, started ${formatDateTime(s.startedAt, zone)}`) : null,
       typeof lag === "number" ? h("span", { class: "hint" }, `, Outlook → platform lag ${lag.toFixed(1)} s`) : null,
     ),
     s && s.status !== "passed" && (s.reason || s.message || s.fix)
