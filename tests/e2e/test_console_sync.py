@@ -222,6 +222,7 @@ PAGES = [
     ("settings", "Settings"),
     ("bookings", "Bookings"),
     ("health", "Sync health"),
+    ("checks", "Go-live check"),
     ("audit", "Audit trail"),
 ]
 
