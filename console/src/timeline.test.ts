@@ -40,6 +40,13 @@ describe("timeline", () => {
         AMS,
       ),
     ).toBe("12:00–13:00 (subject not stored), Outlook booking, contoso (company by email domain)");
+    expect(
+      bookingLabel(
+        booking({ source: "outlook", title: null, attribution: { kind: "company", companyId: "contoso", userEmail: null, reason: "domain" } }),
+        AMS,
+        new Map([["contoso", "Contoso Ltd"]]),
+      ),
+    ).toBe("12:00–13:00 (subject not stored), Outlook booking, Contoso Ltd (company by email domain)");
     expect(bookingLabel(booking({ title: "Standup", booker: { email: "a@c.com", name: "Ann" } }), AMS)).toBe(
       "12:00–13:00 Standup, Platform booking, booked by Ann",
     );

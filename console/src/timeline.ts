@@ -11,7 +11,16 @@ export interface Block {
   label: string;
 }
 
-export function layoutBlocks(bookings: BookingItem[], from: Date, to: Date, zone: string): Block[] {
+/** Company names by id, so attribution reads "Contoso", not "contoso". */
+export type CompanyNames = ReadonlyMap<string, string>;
+
+export function layoutBlocks(
+  bookings: BookingItem[],
+  from: Date,
+  to: Date,
+  zone: string,
+  companies: CompanyNames = new Map(),
+): Block[] {
   const span = to.getTime() - from.getTime();
   return bookings
     .filter((b) => b.status !== "cancelled")
@@ -20,7 +29,7 @@ export function layoutBlocks(bookings: BookingItem[], from: Date, to: Date, zone
       const e = Math.min(new Date(b.end).getTime(), to.getTime());
       const left = ((s - from.getTime()) / span) * 100;
       const width = Math.max(((e - s) / span) * 100, 0.6);
-      return { booking: b, left: round(left), width: round(Math.min(width, 100 - left)), label: bookingLabel(b, zone) };
+      return { booking: b, left: round(left), width: round(Math.min(width, 100 - left)), label: bookingLabel(b, zone, companies) };
     })
     .filter((b) => b.width > 0)
     .sort((a, b) => a.left - b.left);
@@ -33,10 +42,11 @@ const ATTRIBUTION_WORDS: Record<string, string> = {
   unattributed: "not attributed",
 };
 
-export function attributionText(b: BookingItem): string {
+export function attributionText(b: BookingItem, companies: CompanyNames = new Map()): string {
   const a = b.attribution;
   if (!a) return b.source === "platform" && b.booker ? `booked by ${b.booker.name}` : "";
-  const who = a.userEmail ?? a.companyId ?? "";
+  const company = a.companyId ? (companies.get(a.companyId) ?? a.companyId) : null;
+  const who = a.userEmail ?? company ?? "";
   const kind = ATTRIBUTION_WORDS[a.kind] ?? a.kind;
   if (a.kind === "unattributed") return a.reason ? `not attributed (${a.reason.replace(/_/g, " ")})` : "not attributed";
   return `${who} (${kind})`;
@@ -46,10 +56,10 @@ export function sourceText(b: BookingItem): string {
   return b.source === "outlook" ? "Outlook" : "Platform";
 }
 
-export function bookingLabel(b: BookingItem, zone: string): string {
+export function bookingLabel(b: BookingItem, zone: string, companies: CompanyNames = new Map()): string {
   const time = `${formatTime(b.start, zone)}–${formatTime(b.end, zone)}`;
   const title = b.title ? ` ${b.title}` : b.source === "outlook" ? " (subject not stored)" : "";
-  const by = attributionText(b);
+  const by = attributionText(b, companies);
   return `${time}${title}, ${sourceText(b)} booking${by ? `, ${by}` : ""}`;
 }
 

@@ -5,8 +5,8 @@ import type { PageContext } from "../app";
 import { h, replace } from "../dom";
 import { buildingHref } from "../router";
 import { addDays, dayRange, formatTime, isoZ, todayIn } from "../time";
-import { attributionText, hourMarks, layoutBlocks, sourceText } from "../timeline";
-import type { BookingItem, Resource } from "../types";
+import { attributionText, hourMarks, layoutBlocks, sourceText, type CompanyNames } from "../timeline";
+import type { BookingItem, Company, Resource } from "../types";
 import { button, messageSlot, pageHeading, stackable } from "../ui";
 
 // Polled, not pushed: the API has no push channel, and server-sent events would hold a Functions
@@ -24,15 +24,15 @@ export async function renderBookings(ctx: PageContext, page: HTMLElement): Promi
       query: { from: isoZ(from), to: isoZ(to), source: "all" },
       signal: ctx.signal,
     });
-  const first = await load();
+  const [first, companies] = await Promise.all([load(), companyNames(ctx, base)]);
   const timeline = h("div", { class: "timeline" });
   const table = h("div", { class: "table-wrap", tabindex: "0", role: "region", "aria-label": "All bookings of the day" });
   const updated = h("p", { class: "hint", "data-updated": "" });
   const msg = messageSlot();
   let lastIds = "";
   const draw = (bookings: BookingItem[]) => {
-    replace(timeline, ...drawTimeline(ctx, ctx.resources, bookings, from, to, date));
-    replace(table, drawTable(ctx, ctx.resources, bookings));
+    replace(timeline, ...drawTimeline(ctx, ctx.resources, bookings, from, to, date, companies));
+    replace(table, drawTable(ctx, ctx.resources, bookings, companies));
     updated.textContent = `Updated ${formatTime(new Date().toISOString(), ctx.zone)}; refreshes by itself every few seconds.`;
     const ids = bookings.map((b) => b.id).sort().join(",");
     if (lastIds && ids !== lastIds) ctx.announce(`Bookings changed: ${bookings.length} on this day.`);
@@ -94,7 +94,25 @@ export async function renderBookings(ctx: PageContext, page: HTMLElement): Promi
   );
 }
 
-function drawTimeline(ctx: PageContext, resources: Resource[], bookings: BookingItem[], from: Date, to: Date, date: string): Node[] {
+/** The building's company names; without them attribution falls back to ids (never an error). */
+async function companyNames(ctx: PageContext, base: string): Promise<CompanyNames> {
+  try {
+    const companies = await ctx.api.get<Company[]>(`${base}/companies`, { signal: ctx.signal });
+    return new Map(companies.map((c) => [c.id, c.name]));
+  } catch {
+    return new Map();
+  }
+}
+
+function drawTimeline(
+  ctx: PageContext,
+  resources: Resource[],
+  bookings: BookingItem[],
+  from: Date,
+  to: Date,
+  date: string,
+  companies: CompanyNames,
+): Node[] {
   const ids = new Set(resources.map((r) => r.id));
   const rows = [...resources];
   for (const b of bookings) {
@@ -119,7 +137,7 @@ function drawTimeline(ctx: PageContext, resources: Resource[], bookings: Booking
       { class: "tl", "aria-label": `Timeline of ${date}`, tabindex: "0" },
       scale,
       ...rows.map((r) => {
-        const mine = layoutBlocks(bookings.filter((b) => b.resourceId === r.id), from, to, ctx.zone);
+        const mine = layoutBlocks(bookings.filter((b) => b.resourceId === r.id), from, to, ctx.zone, companies);
         const labelId = `tl-${r.id}`;
         return h(
           "div",
@@ -151,7 +169,7 @@ function drawTimeline(ctx: PageContext, resources: Resource[], bookings: Booking
   ];
 }
 
-function drawTable(ctx: PageContext, resources: Resource[], bookings: BookingItem[]): HTMLElement {
+function drawTable(ctx: PageContext, resources: Resource[], bookings: BookingItem[], companies: CompanyNames): HTMLElement {
   const names = new Map(resources.map((r) => [r.id, r.name]));
   const live = bookings.filter((b) => b.status !== "cancelled");
   if (!live.length) return h("p", null, "No bookings on this day.");
@@ -174,7 +192,7 @@ function drawTable(ctx: PageContext, resources: Resource[], bookings: BookingIte
           h("td", null, names.get(b.resourceId) ?? b.resourceId),
           h("td", null, h("span", { class: `swatch swatch-${b.source}` }, sourceText(b))),
           h("td", null, b.title ?? (b.source === "outlook" ? "(subject not stored)" : "")),
-          h("td", null, [b.booker ? `${b.booker.name} <${b.booker.email}>` : null, attributionText(b)].filter(Boolean).join("; ")),
+          h("td", null, [b.booker ? `${b.booker.name} <${b.booker.email}>` : null, attributionText(b, companies)].filter(Boolean).join("; ")),
           h("td", null, b.source === "platform" ? `${b.syncState ?? ""}${b.lastError ? ` (${b.lastError.reason})` : ""}` : "from Outlook"),
         ),
       ),
