@@ -6,7 +6,18 @@ silently disappear after deploy (STYLE.md rule 1).
 
 import azure.functions as func
 
-from functions import admin, bookings, checks, connect, console, graph_webhook, mapping, ops, sync
+from functions import (
+    admin,
+    bookings,
+    checks,
+    connect,
+    console,
+    graph_webhook,
+    mapping,
+    ops,
+    sync,
+    webhooks,
+)
 
 # No app-wide auth level: every route states ANONYMOUS itself (the API checks bearer tokens in
 # shared/api/auth.py, and Graph's webhook cannot send a function key). Left at the library's
@@ -24,5 +35,6 @@ for blueprint in (
     bookings.bp,
     console.bp,
     checks.bp,
+    webhooks.bp,
 ):
     app.register_functions(blueprint)

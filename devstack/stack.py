@@ -94,6 +94,8 @@ def app_settings(azurite: Azurite, emulator: Any, functions_base_url: str) -> di
         # Connect flows may return to the stack itself (endpoints.json `returnUrl`).
         "BB_RETURN_URL_ORIGINS": _origin(functions_base_url),
         "BB_CLIENT_SECRET_NAME": CLIENT_SECRET_NAME,
+        # Outgoing webhooks may reach receivers on this machine (loopback, http) (issue 16).
+        "BB_WEBHOOKS_ALLOW_LOOPBACK": "true",
         # Every timer needs its schedule or the host cannot index it; tests run timers by hand.
         **TIMER_SCHEDULES,
     }

@@ -378,3 +378,54 @@ def check_deps(settings: Settings) -> CheckDeps:
         poll_max_seconds=settings.poll_max_seconds,
         config=CheckConfig.of(settings),
     )
+
+
+# ---- webhooks
+
+
+@per_settings
+def webhook_http(settings: Settings) -> Any:
+    """The outgoing webhooks' own httpx client: 10 s per attempt, redirects never followed, no
+    proxies from the environment; receivers are on the internet, so the system trust store (and
+    the local CA on the stack)."""
+    import httpx
+
+    from shared.webhooks.deps import TIMEOUT_S
+
+    return httpx.Client(
+        timeout=httpx.Timeout(TIMEOUT_S, connect=5.0),
+        follow_redirects=False,
+        verify=settings.verify,
+        trust_env=False,
+        limits=httpx.Limits(max_connections=64, max_keepalive_connections=16),
+        headers={"User-Agent": "BookingBridge-Webhooks/0.1"},
+    )
+
+
+def _enqueue_webhook_delivery(message: str, delay: float) -> None:
+    from shared.webhooks.delivery import QUEUE as WEBHOOK_QUEUE
+
+    with tablestore.storage_errors(f"enqueue on {WEBHOOK_QUEUE}"):
+        clients.queue(WEBHOOK_QUEUE).send_message(
+            message, visibility_timeout=int(delay) if delay >= 1 else None
+        )
+
+
+@per_settings
+def webhook_deps(settings: Settings) -> Any:
+    """Outgoing webhooks: the `webhooks` table, signing secrets in Key Vault, the delivery queue,
+    the webhooks' httpx client, the system resolver (SSRF checks), the clock."""
+    from shared.webhooks.deps import WebhookConfig, WebhookDeps
+    from shared.webhooks.ssrf import system_resolver
+    from shared.webhooks.store import TABLE as WEBHOOKS_TABLE
+    from shared.webhooks.store import SigningSecrets, WebhookStore
+
+    return WebhookDeps(
+        store=WebhookStore(clients.table(WEBHOOKS_TABLE)),
+        secrets=SigningSecrets(secret_store()),
+        http=webhook_http(),
+        enqueue=_enqueue_webhook_delivery,
+        resolve=system_resolver,
+        clock=_utc_now,
+        config=WebhookConfig.of(settings),
+    )

@@ -137,6 +137,13 @@ var appSettings = {
   BB_CHECKS_SWEEP_SCHEDULE: '0 */5 * * * *'
   BB_CHECKS_OUTLOOK_SECONDS: '60'
   BB_CHECKS_CONCURRENCY: '4'
+  // Outgoing webhooks (shared/webhooks/, issue 16): retries (30 s doubling to 2 h, for 26 h), an
+  // endpoint failing for 3 days is disabled, a rotated secret stays valid 24 h.
+  BB_WEBHOOK_RETRY_BASE_SECONDS: '30'
+  BB_WEBHOOK_RETRY_MAX_SECONDS: '7200'
+  BB_WEBHOOK_RETRY_WINDOW_SECONDS: '93600'
+  BB_WEBHOOK_DISABLE_AFTER_SECONDS: '259200'
+  BB_WEBHOOK_SECRET_GRACE_SECONDS: '86400'
 }
 
 resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {

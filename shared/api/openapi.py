@@ -75,7 +75,18 @@ def path_parameters(*names: str) -> list[dict[str, Any]]:
 # Each API surface describes its own operations in shared/api/apispec/<surface>.py as
 #   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
 # so features add routes without editing a shared list.
-SURFACES = ("ops", "admin", "connect", "graph", "mapping", "sync", "bookings", "console", "checks")
+SURFACES = (
+    "ops",
+    "admin",
+    "connect",
+    "graph",
+    "mapping",
+    "sync",
+    "bookings",
+    "console",
+    "checks",
+    "webhooks",
+)
 
 COMPONENTS: dict[str, Any] = {
     "securitySchemes": {

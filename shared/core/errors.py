@@ -12,6 +12,7 @@
     ├── PayloadTooLarge                413 a body over its size limit (shared/core/jsonbody.py)
     ├── UnsupportedMediaType           415 (shared/subscriptions/inbox.py) the webhook only takes JSON
     ├── Unprocessable                  422 understood but not doable (`reason` code: not_supported, ...)
+    │   └── UnsafeUrl                  (shared/webhooks/ssrf.py) a webhook URL to a non-public address
     └── DependencyError                503 a dependency failed; `transient` says whether to retry
         ├── GraphError                 carries Graph's status, code and request id
         ├── IdentityError              the identity platform refused (AADSTS code, `reauth` flag)

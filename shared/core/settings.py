@@ -43,6 +43,12 @@ host has no default for a timer schedule).
 | `BB_CHECKS_SWEEP_SCHEDULE` | NCRONTAB of the go-live check sweeper: removes the test artefacts of check runs that died (`%BB_CHECKS_SWEEP_SCHEDULE%`; must be set) | `0 */5 * * * *` (every 5 min) |
 | `BB_CHECKS_OUTLOOK_SECONDS` | how long a go-live check waits for an Outlook change to reach availability before it names the notification path (5–900) | `60` |
 | `BB_CHECKS_CONCURRENCY` | mapped resources a go-live check runs at once (1–20) | `4` |
+| `BB_WEBHOOKS_ALLOW_LOOPBACK` | outgoing webhooks (issue 16) may target loopback addresses, over http too (the local stack and tests only; never in Azure) | `false` |
+| `BB_WEBHOOK_RETRY_BASE_SECONDS` | delay before an outgoing webhook's first retry, doubled per attempt, with jitter (1–3600) | `30` |
+| `BB_WEBHOOK_RETRY_MAX_SECONDS` | the longest delay between retries (≥ the first, ≤ 86400) | `7200` |
+| `BB_WEBHOOK_RETRY_WINDOW_SECONDS` | how long a delivery is retried after the event (1–604800; 26 h by default, at least 24 h in production) | `93600` |
+| `BB_WEBHOOK_DISABLE_AFTER_SECONDS` | an endpoint whose deliveries fail for this long is disabled (60–2592000; 3 days) | `259200` |
+| `BB_WEBHOOK_SECRET_GRACE_SECONDS` | after a rotation, the previous signing secret stays valid this long (0–604800; 24 h) | `86400` |
 | `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
 | `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
 
@@ -138,6 +144,12 @@ class Settings:
     outbox_backoff_max_seconds: int
     checks_outlook_seconds: int
     checks_concurrency: int
+    webhooks_allow_loopback: bool
+    webhook_retry_base_seconds: int
+    webhook_retry_max_seconds: int
+    webhook_retry_window_seconds: int
+    webhook_disable_after_seconds: int
+    webhook_secret_grace_seconds: int
 
     @property
     def verify(self) -> str | bool:
@@ -307,12 +319,32 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         ),
         checks_outlook_seconds=r.integer("BB_CHECKS_OUTLOOK_SECONDS", 60, minimum=5, maximum=900),
         checks_concurrency=r.integer("BB_CHECKS_CONCURRENCY", 4, minimum=1, maximum=20),
+        webhooks_allow_loopback=r.flag("BB_WEBHOOKS_ALLOW_LOOPBACK", "false"),
+        webhook_retry_base_seconds=r.integer(
+            "BB_WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1, maximum=3600
+        ),
+        webhook_retry_max_seconds=r.integer(
+            "BB_WEBHOOK_RETRY_MAX_SECONDS", 7200, minimum=1, maximum=86400
+        ),
+        webhook_retry_window_seconds=r.integer(
+            "BB_WEBHOOK_RETRY_WINDOW_SECONDS", 93600, minimum=1, maximum=604800
+        ),
+        webhook_disable_after_seconds=r.integer(
+            "BB_WEBHOOK_DISABLE_AFTER_SECONDS", 259200, minimum=60, maximum=2592000
+        ),
+        webhook_secret_grace_seconds=r.integer(
+            "BB_WEBHOOK_SECRET_GRACE_SECONDS", 86400, minimum=0, maximum=604800
+        ),
     )
     for schedule in TIMER_SCHEDULES:
         r.schedule(schedule)
     if settings.outbox_backoff_max_seconds < settings.outbox_backoff_seconds:
         r.problems.append(
             "BB_OUTBOX_BACKOFF_MAX_SECONDS must not be below BB_OUTBOX_BACKOFF_SECONDS"
+        )
+    if settings.webhook_retry_max_seconds < settings.webhook_retry_base_seconds:
+        r.problems.append(
+            "BB_WEBHOOK_RETRY_MAX_SECONDS must not be below BB_WEBHOOK_RETRY_BASE_SECONDS"
         )
     if settings.poll_max_seconds < settings.poll_min_seconds:
         r.problems.append("BB_POLL_MAX_SECONDS must not be below BB_POLL_MIN_SECONDS")

@@ -51,6 +51,8 @@ LOCAL_ONLY_SETTINGS = {
     # The local stack's client-secret credential standing in for the managed identity.
     "AZURE_TENANT_ID",
     "AZURE_CLIENT_SECRET",
+    # Outgoing webhooks to loopback over http: the local stack's receivers only (issue 16).
+    "BB_WEBHOOKS_ALLOW_LOOPBACK",
 }
 
 # Settings the Bicep may set although shared/ never reads them: the platform reads them.

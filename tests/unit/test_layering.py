@@ -30,6 +30,7 @@ DOMAINS = frozenset(
         "sync",
         "api",
         "checks",
+        "webhooks",
     }
 )
 # Layer of shared/ -> the layers it may import (besides itself). Read "<-" in ARCHITECTURE as
