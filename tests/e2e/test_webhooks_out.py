@@ -1,0 +1,262 @@
+"""Outgoing webhooks end to end (issue 16): the local stack's host delivers from its queue to a
+receiver on loopback that verifies every request with the `standardwebhooks` library.
+
+One stack for the module, with short retry delays (webhook_fixtures.WEBHOOK_SETTINGS). Each test
+uses its own building and receiver.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import webhooks as sw
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from devstack.stack import Stack, start_stack
+from tests.e2e.conftest import client_token, functions_client
+from tests.e2e.sync_fixtures import new_building
+from tests.e2e.webhook_fixtures import WEBHOOK_SETTINGS, Receiver, free_port
+from tests.waiting import wait_for
+
+pytestmark = pytest.mark.timeout(180)
+WITHIN = 3.0  # seconds from the change to the receiver (issue 16)
+
+
+@pytest.fixture(scope="module")
+def wstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("webhooks-stack"), extra_settings=WEBHOOK_SETTINGS
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def wapi(wstack: Stack) -> Iterator[httpx.Client]:
+    with functions_client(wstack.endpoints, client_token(wstack.endpoints)) as client:
+        yield client
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver().start()
+    try:
+        yield r
+    finally:
+        r.stop()
+
+
+def create(api: httpx.Client, building: str, url: str, **body: Any) -> dict[str, Any]:
+    made = api.post(f"buildings/{building}/webhooks", json={"url": url, **body})
+    assert made.status_code == 201, made.text
+    return dict(made.json())
+
+
+def ping(api: httpx.Client, building: str, webhook: str) -> dict[str, Any]:
+    sent = api.post(f"buildings/{building}/webhooks/{webhook}:ping")
+    assert sent.status_code == 202, sent.text
+    return dict(sent.json())
+
+
+def deliveries(api: httpx.Client, building: str, webhook: str) -> list[dict[str, Any]]:
+    listed = api.get(f"buildings/{building}/webhooks/{webhook}/deliveries")
+    assert listed.status_code == 200, listed.text
+    return list(listed.json()["value"])
+
+
+def delivery(api: httpx.Client, building: str, webhook: str, delivery_id: str) -> dict[str, Any]:
+    return next(d for d in deliveries(api, building, webhook) if d["id"] == delivery_id)
+
+
+def test_a_url_to_a_private_address_is_refused_with_422(wapi: httpx.Client) -> None:
+    building = new_building("whp")
+    for url in (
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[fd00:ec2::254]/",
+        "https://192.168.0.10:8443/x",
+        "ftp://example.com/",
+    ):
+        refused = wapi.post(f"buildings/{building}/webhooks", json={"url": url})
+        assert refused.status_code == 422, (url, refused.text)
+        assert refused.json()["reason"] == "unsafe_url"
+    assert wapi.get(f"buildings/{building}/webhooks").json() == {"value": []}
+
+
+def test_the_secret_is_shown_once_and_crud_works(wapi: httpx.Client, receiver: Receiver) -> None:
+    building = new_building("whc")
+    made = create(wapi, building, receiver.url, events=["booking.failed"], description="Portal")
+    assert made["secret"].startswith("whsec_") and made["status"] == "active"
+    one = wapi.get(f"buildings/{building}/webhooks/{made['id']}")
+    assert one.status_code == 200 and "secret" not in one.json()
+    assert made["secret"] not in wapi.get(f"buildings/{building}/webhooks").text
+    patched = wapi.patch(f"buildings/{building}/webhooks/{made['id']}", json={"enabled": False})
+    assert patched.status_code == 200 and patched.json()["status"] == "disabled"
+    bad = wapi.patch(
+        f"buildings/{building}/webhooks/{made['id']}", json={"url": "https://10.0.0.1/"}
+    )
+    assert bad.status_code == 422
+    typo = wapi.patch(f"buildings/{building}/webhooks/{made['id']}", json={"evnts": ["*"]})
+    assert typo.status_code == 400
+    assert wapi.delete(f"buildings/{building}/webhooks/{made['id']}").status_code == 204
+    assert wapi.get(f"buildings/{building}/webhooks/{made['id']}").status_code == 404
+
+
+def test_an_event_reaches_the_receiver_signed_within_3_s(
+    wapi: httpx.Client, receiver: Receiver
+) -> None:
+    building = new_building("whs")
+    made = create(wapi, building, receiver.url)
+    receiver.secrets["current"] = made["secret"]
+    started = time.time()
+    sent = ping(wapi, building, made["id"])
+    got = wait_for(receiver.requests, timeout=WITHIN, what="the ping at the receiver")[0]
+    assert got.at - started <= WITHIN
+    assert got.verified_with == ["current"], got.headers
+    assert got.id == sent["eventId"]
+    assert got.event["type"] == "webhook.ping"
+    assert got.event["data"] == {"building": building, "webhookId": made["id"]}
+    done = wait_for(lambda: delivery(wapi, building, made["id"], sent["id"])["status"] == "delivered"
+                    and delivery(wapi, building, made["id"], sent["id"]), what="delivered")  # fmt: skip
+    (attempt,) = done["attempts"]
+    assert attempt["statusCode"] == 200 and attempt["latencyMs"] >= 0 and attempt["error"] is None
+
+
+def test_500_then_200_delivers_again_with_the_same_webhook_id(
+    wapi: httpx.Client, receiver: Receiver
+) -> None:
+    building = new_building("whr")
+    made = create(wapi, building, receiver.url)
+    receiver.secrets["s"] = made["secret"]
+    receiver.script[:] = [500, 503, 200]
+    sent = ping(wapi, building, made["id"])
+    got = wait_for(lambda: len(receiver.requests()) >= 3 and receiver.requests(), timeout=15,
+                   what="three attempts")  # fmt: skip
+    assert {r.id for r in got} == {sent["eventId"]}
+    assert all(r.verified_with == ["s"] for r in got)
+    assert [r.status for r in got] == [500, 503, 200]
+    done = wait_for(lambda: (d := delivery(wapi, building, made["id"], sent["id"]))["status"]
+                    == "delivered" and d, what="delivered")  # fmt: skip
+    assert [a["statusCode"] for a in done["attempts"]] == [500, 503, 200]
+    assert wapi.get(f"buildings/{building}/webhooks/{made['id']}").json()["status"] == "active"
+
+
+def test_400_is_not_retried(wapi: httpx.Client, receiver: Receiver) -> None:
+    building = new_building("whn")
+    made = create(wapi, building, receiver.url)
+    receiver.secrets["s"] = made["secret"]
+    receiver.default = 400
+    sent = ping(wapi, building, made["id"])
+    failed = wait_for(lambda: (d := delivery(wapi, building, made["id"], sent["id"]))["status"]
+                      == "failed" and d, what="failed")  # fmt: skip
+    time.sleep(3.0)  # three retry delays' worth: nothing more may come
+    assert len(receiver.requests()) == 1
+    assert [a["statusCode"] for a in failed["attempts"]] == [400]
+    health = wapi.get(f"buildings/{building}/webhooks/{made['id']}").json()
+    assert health["status"] == "failing" and health["lastFailureAt"]
+
+
+def test_a_receiver_down_gets_everything_once_it_is_back(wapi: httpx.Client) -> None:
+    building = new_building("whd")
+    port = free_port()
+    down = Receiver(port=port)
+    made = create(wapi, building, down.url)
+    down.secrets["s"] = made["secret"]
+    sent = [ping(wapi, building, made["id"]) for _ in range(3)]
+    wait_for(lambda: all(delivery(wapi, building, made["id"], s["id"])["attempts"] for s in sent),
+             timeout=10, what="first attempts failing")  # fmt: skip
+    first = delivery(wapi, building, made["id"], sent[0]["id"])
+    assert first["status"] == "pending" and first["attempts"][0]["error"] == "connection_error"
+    down.start()
+    try:
+        got = wait_for(lambda: {r.id for r in down.requests()} >= {s["eventId"] for s in sent}
+                       and down.requests(), timeout=15, what="every event after the outage")  # fmt: skip
+        assert all(r.verified_with == ["s"] for r in got)
+        wait_for(lambda: all(delivery(wapi, building, made["id"], s["id"])["status"] == "delivered"
+                             for s in sent), what="all delivered")  # fmt: skip
+    finally:
+        down.stop()
+
+
+def test_rotation_signs_with_both_during_grace_then_only_the_new(
+    wapi: httpx.Client, receiver: Receiver
+) -> None:
+    building = new_building("whk")
+    made = create(wapi, building, receiver.url)
+    receiver.secrets["old"] = made["secret"]
+    rotated = wapi.post(f"buildings/{building}/webhooks/{made['id']}:rotate",
+                        json={"graceSeconds": 4})  # fmt: skip
+    assert rotated.status_code == 200, rotated.text
+    new = rotated.json()["secret"]
+    assert new != made["secret"] and rotated.json()["previousSecretValidUntil"]
+    receiver.secrets["new"] = new
+    ping(wapi, building, made["id"])
+    during = wait_for(receiver.requests, what="a ping during the grace period")[0]
+    assert sorted(during.verified_with) == ["new", "old"]
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    until = datetime.fromisoformat(rotated.json()["previousSecretValidUntil"])
+    time.sleep(max(0.0, (until - datetime.now(UTC)).total_seconds()) + 0.5)
+    ping(wapi, building, made["id"])
+    after = wait_for(lambda: len(receiver.requests()) >= 2 and receiver.requests()[1],
+                     what="a ping after the grace period")  # fmt: skip
+    assert after.verified_with == ["new"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(made["secret"]).verify(after.body, after.headers)
+
+
+def test_a_forged_or_replayed_delivery_is_rejected_by_the_library(
+    wapi: httpx.Client, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    building = new_building("whf")
+    made = create(wapi, building, receiver.url)
+    receiver.secrets["s"] = made["secret"]
+    ping(wapi, building, made["id"])
+    got = wait_for(receiver.requests, what="a ping")[0]
+    hook = Webhook(made["secret"])
+    assert hook.verify(got.body, got.headers)
+    forged = got.body.replace(b"webhook.ping", b"booking.failed")
+    with pytest.raises(WebhookVerificationError):
+        hook.verify(forged, got.headers)
+    with pytest.raises(WebhookVerificationError):  # another id with the same signature
+        hook.verify(got.body, {**got.headers, "webhook-id": "msg_other"})
+    with pytest.raises(WebhookVerificationError):  # someone else's secret
+        Webhook("whsec_" + "QUJD" * 8).verify(got.body, got.headers)
+
+    class Later(datetime):  # the same request replayed ten minutes later
+        @classmethod
+        def now(cls, tz: Any = None) -> Later:  # type: ignore[override]
+            return datetime.now(tz) + timedelta(minutes=10)  # type: ignore[return-value]
+
+    monkeypatch.setattr(sw, "datetime", Later)
+    with pytest.raises(WebhookVerificationError, match="too old"):
+        hook.verify(got.body, got.headers)
+
+
+def test_redelivery_sends_the_same_event_again(wapi: httpx.Client, receiver: Receiver) -> None:
+    building = new_building("whx")
+    made = create(wapi, building, receiver.url)
+    receiver.secrets["s"] = made["secret"]
+    sent = ping(wapi, building, made["id"])
+    wait_for(lambda: delivery(wapi, building, made["id"], sent["id"])["status"] == "delivered",
+             what="delivered")  # fmt: skip
+    again = wapi.post(
+        f"buildings/{building}/webhooks/{made['id']}/deliveries/{sent['id']}:redeliver"
+    )
+    assert again.status_code == 202, again.text
+    got = wait_for(lambda: len(receiver.requests()) >= 2 and receiver.requests(),
+                   what="the redelivery")  # fmt: skip
+    assert got[0].id == got[1].id == sent["eventId"] and got[1].verified_with == ["s"]
+    assert got[0].body == got[1].body
+    assert (
+        wapi.post(
+            f"buildings/{building}/webhooks/{made['id']}/deliveries/9999999999999deadbeef:redeliver"
+        ).status_code
+        == 404
+    )
