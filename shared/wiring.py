@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -166,7 +166,7 @@ def health_checks() -> dict[str, Callable[[], object]]:
 
 @per_settings
 def connection_repository(settings: Settings) -> ConnectionRepository:
-    return ConnectionRepository(lambda: clients.table(CONNECTIONS_TABLE))
+    return ConnectionRepository(lambda: clients.table(CONNECTIONS_TABLE), emit_webhook_events)
 
 
 @per_settings
@@ -260,6 +260,7 @@ def booking_deps(settings: Settings) -> BookingDeps:
             backoff_seconds=settings.outbox_backoff_seconds,
             backoff_max_seconds=settings.outbox_backoff_max_seconds,
         ),
+        emit=emit_webhook_events,
     )
 
 
@@ -330,6 +331,7 @@ def sync_deps(settings: Settings) -> SyncDeps:
         enqueue=enqueue_sync,
         peek_poison=_peek_sync_poison,
         config=SyncConfig.of(settings),
+        emit=emit_webhook_events,
     )
 
 
@@ -360,6 +362,7 @@ def check_deps(settings: Settings) -> CheckDeps:
         bookings,
         config=replace(bookings.config, subject_template=SUBJECT_PREFIX + "{title}",
                        invite_booker=False),
+        emit=lambda building, events: 0,  # test bookings are not news for portals
     )  # fmt: skip
     subs = subscription_deps
     return CheckDeps(
@@ -377,6 +380,7 @@ def check_deps(settings: Settings) -> CheckDeps:
         notification_url=subs().notification_url,
         poll_max_seconds=settings.poll_max_seconds,
         config=CheckConfig.of(settings),
+        emit=emit_webhook_events,
     )
 
 
@@ -411,6 +415,38 @@ def _enqueue_webhook_delivery(message: str, delay: float) -> None:
         )
 
 
+def _committed(check: Mapping[str, Any]) -> bool:
+    """Whether the change an outgoing webhook event reports is committed (webhooks.model.Event)."""
+    if check.get("kind") == "busy_block":
+        versions = busy_store().versions_of(check["building"], check["resource"], check["block"])
+        if check.get("exists"):
+            return bool(versions)
+        if "start" in check:
+            wanted = (datetime.fromisoformat(check["start"]), datetime.fromisoformat(check["end"]))
+            return wanted in versions
+        return not versions
+    if check.get("kind") == "entity":
+        entity = tablestore.get_entity(clients.table(check["table"]), check["pk"], check["rk"])
+        if entity is None:
+            return False
+        for name, wanted in dict(check.get("expect") or {}).items():
+            value = entity.get(name)
+            if isinstance(wanted, dict) and "min" in wanted:
+                if not isinstance(value, int) or value < wanted["min"]:
+                    return False
+            elif value != wanted:
+                return False
+        return True
+    return False
+
+
+def emit_webhook_events(building: str, events: list[Any]) -> int:
+    """Producers' `emit`: hand events to the building's outgoing webhooks."""
+    from shared.webhooks.service import emit_events
+
+    return emit_events(webhook_deps(), building, events)
+
+
 @per_settings
 def webhook_deps(settings: Settings) -> Any:
     """Outgoing webhooks: the `webhooks` table, signing secrets in Key Vault, the delivery queue,
@@ -428,4 +464,5 @@ def webhook_deps(settings: Settings) -> Any:
         resolve=system_resolver,
         clock=_utc_now,
         config=WebhookConfig.of(settings),
+        committed=_committed,
     )

@@ -553,6 +553,12 @@ class BusyStore:
                 continue  # lost a race with another writer of this block: read again
         logger.warning("busy index row left with stale versions (concurrent writers)")
 
+    def versions_of(self, building_id: str, resource_id: str, block_id: str) -> set[Version]:
+        """The (start, end) versions the index holds for a block (empty: no such block); what
+        outgoing webhooks check before reporting a sync change (shared/webhooks/events.py)."""
+        probe = BusyBlock(building_id, resource_id, block_id, _EPOCH, _EPOCH, "outlook")
+        return self._stored_versions(probe)
+
     def _stored_versions(self, block: BusyBlock) -> set[Version]:
         entity = tablestore.get_entity(
             self.table,

@@ -96,6 +96,7 @@ from shared.graph.client import GraphClient
 from shared.graph.guard import MappedCalendar
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
+from shared.webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class BookingDeps:
     config: BookingConfig = field(default_factory=BookingConfig)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], None] = time.sleep
+    # Outgoing webhooks (issue 16): hand events over before the outcome is committed (wiring).
+    emit: Callable[[str, list[Any]], object] = field(default=lambda building, events: 0)
 
     @property
     def bookings(self) -> BookingTable:
@@ -277,6 +280,7 @@ def _first_write(
         if target is not None and confirmed.outlook_event_id:
             _delete_quietly(target, confirmed.outlook_event_id, actor)
         raise _reject(deps, booking)
+    _emit_outcome(deps, booking, confirmed)
     try:
         deps.bookings.save(confirmed, etag, booking)
     except Conflict:
@@ -288,6 +292,27 @@ def _first_write(
         raise
     _after_attempt(deps, confirmed, "create")
     return booking_view(confirmed)
+
+
+def _emit_outcome(deps: BookingDeps, before: Booking, after: Booking) -> None:
+    """booking.synced / booking.failed for an attempt's outcome, handed over *before* it is
+    saved: each delivery waits until the booking row shows that outcome (a lost ETag race or a
+    crash before the save leaves the change uncommitted, and the delivery is discarded); a re-run
+    after a crash makes the same event id, de-duplicated (DESIGN.md "Outgoing webhooks")."""
+    if after.status == "cancelled" or after.sync_state not in ("synced", "failed"):
+        return
+    if after.sync_state == before.sync_state == "failed":
+        return
+    reason = None
+    if after.sync_state == "failed":
+        error = after.last_error or {}
+        reason = str(error.get("reason") or error.get("code") or "write_failed")
+    deps.emit(before.building_id, [webhook_events.booking_outcome(
+        building=after.building_id, booking=after.id, resource=after.resource_id,
+        state=after.sync_state, version=after.version if after.sync_state == "failed"
+        else after.synced_version, outlook_event_id=after.outlook_event_id, reason=reason,
+        table=tablestore.BOOKINGS,
+    )])  # fmt: skip
 
 
 def _created_after_an_outlook_event(
@@ -581,6 +606,7 @@ def _write_through(
     except (WriteFailed, GraphError, IdentityError, Forbidden, DependencyError) as err:
         failed = write_failure(err, creating=booking.outlook_event_id is None)
         result = failed_attempt(deps.config, booking, failed, now)
+    _emit_outcome(deps, booking, result)
     try:
         deps.bookings.save(result, etag, booking)
     except Conflict:

@@ -48,6 +48,7 @@ from shared.core.validate import check_building, check_path, valid_id
 from shared.graph.audit import AuditEntry
 from shared.graph.guard import MappedCalendar
 from shared.storage import tablestore
+from shared.webhooks import events as webhook_events
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +158,17 @@ def list_checks(deps: CheckDeps, building: str, params: Mapping[str, str]) -> Ch
 # ---------------------------------------------------------------- run
 
 
+def announce_completed(deps: CheckDeps, run: Run) -> None:
+    """check.completed, handed over before the finished run is stored (its check waits for it)."""
+    from shared.checks.store import TABLE as CHECKS_TABLE
+    from shared.checks.store import run_row
+
+    deps.emit(run.building_id, [webhook_events.check_completed(
+        building=run.building_id, check_id=run.id, status=run.status, table=CHECKS_TABLE,
+        row=run_row(run.id),
+    )])  # fmt: skip
+
+
 def run_check(deps: CheckDeps, building: str, run_id: str) -> str:
     """The queue worker: run a queued check to its end; returns its status (for the log)."""
     run = deps.store.get_run(building, run_id)
@@ -182,6 +194,7 @@ def run_check(deps: CheckDeps, building: str, run_id: str) -> str:
         finished_at=deps.now(),
         cleanup={"status": "clean" if not leftovers else "leftovers", "leftovers": leftovers},
     )
+    announce_completed(deps, run)
     deps.store.put_run(run)
     failed_steps = [
         f"{r.resource_id}/{s.name}:{s.reason}"

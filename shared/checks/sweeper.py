@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 from shared.checks.deps import CheckDeps
 from shared.checks.model import FINISHED
-from shared.checks.runner import _audit, abandon_resources
+from shared.checks.runner import _audit, abandon_resources, announce_completed
 from shared.core.errors import BookingBridgeError
 from shared.storage import tablestore
 
@@ -56,6 +56,7 @@ def sweep(deps: CheckDeps) -> SweepResult:
             if run.status not in FINISHED:
                 abandoned += 1
                 run = replace(run, status="abandoned", finished_at=deps.now())
+                announce_completed(deps, run)
             cleaned += 1
             run = replace(run, cleanup={"status": "clean" if not left else "leftovers",
                                         "leftovers": left, "by": "sweeper"})  # fmt: skip

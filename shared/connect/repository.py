@@ -20,6 +20,7 @@ from shared.core.connection import Account, Connection
 from shared.core.errors import NotFound, StorageError
 from shared.core.times import utc_z
 from shared.storage import tablestore
+from shared.webhooks import events as webhook_events
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -42,8 +43,15 @@ def _storage_error(action: str, exc: Exception) -> StorageError:
 class ConnectionRepository:
     """The `connections` table: one row per building. No secrets in here, ever."""
 
-    def __init__(self, table: Callable[[], TableClient]) -> None:
+    def __init__(
+        self,
+        table: Callable[[], TableClient],
+        emit: Callable[[str, list[Any]], object] = lambda building, events: 0,
+    ) -> None:
         self._table = table
+        # Outgoing webhooks (issue 16): connection.reauth_required|restored, handed over before
+        # the row changes (shared/webhooks/events.py; DESIGN.md "Outgoing webhooks").
+        self.emit = emit
 
     def get(self, building_id: str) -> Connection | None:
         entity = self._get_entity(building_id)
@@ -68,12 +76,26 @@ class ConnectionRepository:
         self._update_if_same(building_id, connection_id, {"lastRefreshAt": when})
 
     def mark_reauth(self, building_id: str, connection_id: str, reason: str) -> None:
+        def announce(entity: Any) -> None:
+            if entity.get("status") != "reauth_required":
+                self.emit(building_id, [webhook_events.connection_status(
+                    building=building_id, connection_id=connection_id, status="reauth_required",
+                    reason=reason, table=CONNECTIONS_TABLE,
+                )])  # fmt: skip
+
         self._update_if_same(
-            building_id, connection_id, {"status": "reauth_required", "reason": reason}
+            building_id,
+            connection_id,
+            {"status": "reauth_required", "reason": reason},
+            before=announce,
         )
 
     def _update_if_same(
-        self, building_id: str, connection_id: str, changes: dict[str, Any]
+        self,
+        building_id: str,
+        connection_id: str,
+        changes: dict[str, Any],
+        before: Callable[[Any], None] | None = None,
     ) -> None:
         """Merge `changes` only into the same connection (a reconnect may have replaced it)."""
         from azure.core import MatchConditions
@@ -83,6 +105,8 @@ class ConnectionRepository:
         entity = self._get_entity(building_id)
         if entity is None or entity.get("connectionId") != connection_id:
             return
+        if before is not None:
+            before(entity)
         try:
             self._table().update_entity(
                 {"PartitionKey": building_id, "RowKey": "current", **changes},

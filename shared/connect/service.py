@@ -74,7 +74,7 @@ from shared.connect.flows import (
     with_status,
 )
 from shared.connect.model import FLOW_TTL, MODES, AccountMismatch, ConnectFailed, Expected, Flow
-from shared.connect.repository import ConnectionRepository, FlowRepository
+from shared.connect.repository import CONNECTIONS_TABLE, ConnectionRepository, FlowRepository
 from shared.connect.tokens import Identity, TokenProvider, TokenResult, codes_in, reason_for
 from shared.core.connection import Account, Connection
 from shared.core.errors import (
@@ -100,6 +100,7 @@ from shared.storage.keyvault import (
     pkce_challenge,
     pkce_verifier,
 )
+from shared.webhooks import events as webhook_events
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient
@@ -148,6 +149,17 @@ class ConnectDeps:
     # the subscriptions' hook and `mark_mappings_not_synced`).
     on_disconnect: tuple[Callable[[Connection], None], ...] = ()
     audit: Callable[[AuditEntry], None] = lambda entry: None
+
+
+def _announce_restored(deps: ConnectDeps, previous: Connection | None, new: Connection) -> None:
+    """connection.restored when a reconnect replaces a connection that needed re-authorisation,
+    handed over before the new row is saved (its check waits for that row)."""
+    if previous is None or previous.status != "reauth_required":
+        return
+    deps.connections.emit(new.building_id, [webhook_events.connection_status(
+        building=new.building_id, connection_id=new.connection_id, status="connected",
+        reason=None, table=CONNECTIONS_TABLE,
+    )])  # fmt: skip
 
 
 def start_connect(
@@ -334,6 +346,7 @@ def _finish_delegated(
     try:
         previous = deps.connections.get(flow.building_id)
         deps.secrets.set(connection.secret_name, tokens.refresh_token)
+        _announce_restored(deps, previous, connection)
         deps.connections.save(connection)
     except DependencyError as err:
         logger.error("connect of %s: %s", flow.building_id, err.log_detail)
@@ -425,6 +438,7 @@ def _finish_application(
     connection = _new_connection(flow, "connected", tenant, now=deps.now(), scopes=token.scopes)
     try:
         previous = deps.connections.get(flow.building_id)
+        _announce_restored(deps, previous, connection)
         deps.connections.save(connection)
         if previous is not None and previous.mode == "delegated":
             deps.secrets.delete(previous.secret_name)  # no refresh token outlives its connection

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared.storage.tablestore import TableSource
 from shared.sync.queue import SyncRequest
@@ -57,3 +57,5 @@ class SyncDeps:
     peek_poison: Callable[[], list[str]]  # bodies of up to PEEK_MAX poison messages
     config: SyncConfig = field(default_factory=SyncConfig)
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Outgoing webhooks (issue 16): hand events over before the change is applied (wiring).
+    emit: Callable[[str, list[Any]], object] = field(default=lambda building, events: 0)

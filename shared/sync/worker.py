@@ -62,6 +62,8 @@ from shared.sync.deps import SyncDeps
 from shared.sync.plan import Plan, Put, Remove, Window
 from shared.sync.polling import next_poll_seconds
 from shared.sync.queue import SyncRequest
+from shared.webhooks import events as webhook_events
+from shared.webhooks.model import Event
 
 if TYPE_CHECKING:
     from shared.graph.client import CalendarScope
@@ -255,7 +257,11 @@ def _round(
                         expired.error.failure.code)  # fmt: skip
             full, window, link = True, wanted, None
     pages += spent
-    result = _plan(deps, calendar, items, window, full)
+    result, stored_ids = _plan(deps, calendar, items, window, full)
+    # Outgoing webhooks: handed over before the blocks are written (a crash after the writes
+    # and before the deltaLink commit re-runs the round, which then finds nothing to change);
+    # each delivery waits until its block change is seen committed (DESIGN.md, issue 16).
+    deps.emit(building, outlook_events(result, stored_ids))
     if result.actions and deps.now() - lease.started > LEASE / 3:
         deltastate.renew(
             deps, building, resource, lease
@@ -348,12 +354,13 @@ def _plan(
     items: Sequence[dict[str, Any]],
     window: Window,
     full: bool,
-) -> Plan:
+) -> tuple[Plan, set[str]]:
+    """The plan, and the ids of the blocks already stored (what is an update, not a creation)."""
     target = syncplan.Target(
         calendar.building_id, calendar.resource_id, calendar.mailbox, calendar.calendar_id
     )
     if not items and not full:
-        return Plan((), 0, 0, 0)  # nothing changed: no need to read blocks or the directory
+        return Plan((), 0, 0, 0), set()  # nothing changed: no blocks or directory to read
     stored = deps.busy.blocks(
         calendar.building_id, window.start, window.end, resource_ids=[calendar.resource_id]
     )
@@ -362,7 +369,34 @@ def _plan(
         items, stored, window, target, attribute=attributor,
         store_subjects=attributor.settings.store_external_subjects, full=full,
         bookings=_bookings_of(deps, calendar, items, stored),
-    )  # fmt: skip
+    ), {b.block_id for b in stored}  # fmt: skip
+
+
+# Removals that mean "no longer booked in Outlook" (not a window move or our own booking).
+_CANCELLED = frozenset({"removed", "cancelled", "free", "empty", "not_in_baseline"})
+
+
+def outlook_events(result: Plan, stored_ids: set[str]) -> list[Event]:
+    """outlook_booking.created / updated / cancelled for the plan's actions on Outlook blocks."""
+    events = []
+    for action in result.actions:
+        block = action.block
+        if block.source != "outlook":
+            continue
+        if isinstance(action, Put):
+            kind = "updated" if block.block_id in stored_ids else "created"
+        elif action.reason in _CANCELLED:
+            kind = "cancelled"
+        else:
+            continue
+        events.append(
+            webhook_events.outlook_booking(
+                kind, building=block.building_id, resource=block.resource_id,
+                block=block.block_id, start=block.start, end=block.end, show_as=block.show_as,
+                attribution=block.attribution,
+            )
+        )  # fmt: skip
+    return events
 
 
 def _bookings_of(
@@ -524,6 +558,14 @@ def _record_health(
                     {"reason": reason, "at": tablestore.iso_utc(at)}
                 ),
             )
+        previous = current.get("syncStatus")
+        if previous != new["syncStatus"]:
+            # Handed over before the write (a retry of this build makes the same event id).
+            deps.emit(calendar.building_id, [webhook_events.mapping_status(
+                building=calendar.building_id, resource=calendar.resource_id,
+                status=str(new["syncStatus"]), previous=previous, reason=new.get("syncReason"),
+                table=tablestore.RESOURCES, at=tablestore.iso_utc(at) or "",
+            )])  # fmt: skip
         return new
 
     tablestore.replace_optimistic(

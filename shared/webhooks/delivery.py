@@ -3,6 +3,8 @@
 A message on `webhook-deliveries` names a delivery (building, webhook, delivery id). The worker
 loads it, and if it is still `pending`:
 
+0. if the delivery was written before the change it reports (`commit`), waits (re-queued every
+   second) until that change is seen committed, or discards it after COMMIT_WAIT_S;
 1. checks the target again (shared/webhooks/ssrf.py) and connects to the checked address only;
 2. signs the stored body with the endpoint's current secret (and the previous one during a
    rotation's grace period), `webhook-timestamp` = now, `webhook-id` = the event id (the same on
@@ -34,7 +36,7 @@ import httpx
 from shared.core.errors import FieldError, ValidationFailed
 from shared.webhooks import signing
 from shared.webhooks.deps import RESPONSE_MAX_BYTES, TIMEOUT_S, WebhookDeps
-from shared.webhooks.model import MAX_ATTEMPTS_KEPT, Attempt, Delivery, Endpoint
+from shared.webhooks.model import COMMIT_WAIT_S, MAX_ATTEMPTS_KEPT, Attempt, Delivery, Endpoint
 from shared.webhooks.ssrf import UnsafeUrl, check_url
 
 logger = logging.getLogger(__name__)
@@ -163,6 +165,15 @@ def deliver(deps: WebhookDeps, message: DeliveryMessage) -> str:
     if delivery.status != "pending":
         return f"already {delivery.status}"
     now = deps.clock()
+    if delivery.commit is not None:
+        # Written before the change it reports: send only once that change is committed.
+        if not deps.committed(delivery.commit):
+            if (now - delivery.created_at).total_seconds() < COMMIT_WAIT_S:
+                deps.enqueue(message.encode(), 1)
+                return "waiting for its change to commit"
+            store.put_delivery(replace(delivery, status="discarded", commit=None))
+            return "discarded: its change never committed"
+        delivery = replace(delivery, commit=None)
     if not endpoint.enabled:
         store.put_delivery(replace(delivery, status="failed", next_attempt_at=None,
                                    attempts=_kept(delivery, Attempt(now, None, 0, "disabled"))))  # fmt: skip

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from shared.core.settings import Settings
 from shared.webhooks.ssrf import Resolver
@@ -48,3 +48,5 @@ class WebhookDeps:
     resolve: Resolver
     clock: Callable[[], datetime]
     config: WebhookConfig
+    # Whether the change an event reports was committed (model.Event.commit).
+    committed: Callable[[Mapping[str, Any]], bool] = field(default=lambda check: True)

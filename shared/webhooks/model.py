@@ -38,7 +38,25 @@ ALL = "*"
 MAX_EVENT_BYTES = 32 * 1024  # a queue message is at most 64 KiB (base64): events stay small
 MAX_ATTEMPTS_KEPT = 30
 STATUSES = ("active", "failing", "disabled")
-DELIVERY_STATUSES = ("pending", "delivered", "failed")
+DELIVERY_STATUSES = ("pending", "delivered", "failed", "discarded")
+COMMIT_WAIT_S = 60  # how long a delivery waits for the change it reports to be committed
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event as a producer hands it over, before the change it reports is committed.
+
+    `id` is derived from the change (stable: a producer re-run after a crash makes the same one).
+    `commit` says how to see that the change was committed (shared/wiring.py `_committed`):
+    `{"kind": "entity", "table", "pk", "rk", "expect": {field: value or {"min": n}}}` or
+    `{"kind": "busy_block", "building", "resource", "block"}` + `"exists": true` (created),
+    `"start", "end"` (updated: that version is stored) or neither (cancelled: no version left). The delivery worker sends nothing until it holds; after COMMIT_WAIT_S it is discarded.
+    """
+
+    type: str
+    id: str
+    data: Mapping[str, Any]
+    commit: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +118,7 @@ class Delivery:
     created_at: datetime
     attempts: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     next_attempt_at: datetime | None = None
+    commit: Mapping[str, Any] | None = None  # Event.commit, until seen to hold
 
 
 def parse_endpoint(body: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from shared.webhooks.model import (
     MAX_EVENT_BYTES,
     Delivery,
     Endpoint,
+    Event,
     delivery_view,
     endpoint_view,
     parse_endpoint,
@@ -165,6 +166,7 @@ def _deliver_to(
     event_type: str,
     payload: str,
     now: datetime,
+    commit: Mapping[str, Any] | None = None,
 ) -> Delivery | None:
     delivery = Delivery(
         building_id=endpoint.building_id,
@@ -175,6 +177,7 @@ def _deliver_to(
         payload=payload,
         status="pending",
         created_at=now,
+        commit=commit,
     )
     try:
         deps.store.add_delivery(delivery)
@@ -211,6 +214,27 @@ def emit(
     for endpoint in wanting:
         if _deliver_to(deps, endpoint, event_id, event_type, payload, now) is not None:
             made += 1
+    return made
+
+
+def emit_events(deps: WebhookDeps, building: str, events: list[Event]) -> int:
+    """Hand events over *before* the change they report is committed (DESIGN.md "Outgoing
+    webhooks": crash-safe hand-over); deliveries made. The endpoints are read once."""
+    if not events:
+        return 0
+    now = deps.clock()
+    endpoints = [e for e in deps.store.endpoints(building) if e.enabled]
+    made = 0
+    for event in events:
+        if event.type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event.type}")
+        wanting = [e for e in endpoints if e.wants(event.type)]
+        if not wanting:
+            continue
+        payload = _payload(event.type, now, {"building": building, **event.data})
+        for endpoint in wanting:
+            if _deliver_to(deps, endpoint, event.id, event.type, payload, now, event.commit):
+                made += 1
     return made
 
 

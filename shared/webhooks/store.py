@@ -127,6 +127,7 @@ def _delivery_from(entity: Entity) -> Delivery:
         created_at=tablestore.stored_time(entity["createdAt"]),
         attempts=tuple(tablestore.from_json_property(entity.get("attempts"), [])),
         next_attempt_at=_opt_time(entity, "nextAttemptAt"),
+        commit=tablestore.from_json_property(entity.get("commit")) or None,
     )
 
 
@@ -140,6 +141,7 @@ def _delivery_entity(delivery: Delivery) -> Entity:
         "status": delivery.status,
         "createdAt": delivery.created_at,
         "attempts": tablestore.json_property(list(delivery.attempts)),
+        "commit": tablestore.json_property(dict(delivery.commit)) if delivery.commit else "",
     }
     if delivery.next_attempt_at is not None:
         entity["nextAttemptAt"] = delivery.next_attempt_at

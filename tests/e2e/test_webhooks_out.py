@@ -260,3 +260,162 @@ def test_redelivery_sends_the_same_event_again(wapi: httpx.Client, receiver: Rec
         ).status_code
         == 404
     )
+
+
+# ---------------------------------------------------------------- events from sync and bookings
+
+
+def _event(subject: str, start: datetime, hours: float, room_mail: str) -> dict[str, Any]:
+    end = start + timedelta(hours=hours)
+    return {
+        "subject": subject,
+        "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "end": {"dateTime": end.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+        "attendees": [{"type": "resource", "emailAddress": {"address": room_mail}}],
+    }
+
+
+@pytest.fixture(scope="module")
+def connected(wstack: Stack, wapi: httpx.Client) -> dict[str, Any]:
+    """A building connected to the demo tenant (application mode), the room boardroom4a mapped
+    as `room`, Emma registered (so her bookings are attributed to her)."""
+    from tests.e2e.sync_fixtures import (
+        connect_building_application,
+        map_room,
+        service_env,
+        wait_sync_quiet,
+    )
+
+    users = wstack.emulator.seed["tenant"]["users"]
+    building = new_building("whb")
+    domain = wstack.endpoints["tenantDomain"]
+    assert wapi.put(f"buildings/{building}/companies/contoso",
+                    json={"name": "Contoso", "domains": [domain]}).status_code in (200, 201)  # fmt: skip
+    emma = users["emma"]["mail"]
+    assert wapi.put(f"buildings/{building}/users/{emma}",
+                    json={"name": "Emma", "companyId": "contoso"}).status_code in (200, 201)  # fmt: skip
+    with functions_client(wstack.endpoints) as anonymous:
+        connect_building_application(wstack, wapi, anonymous, building)
+    room_mail = users["boardroom4a"]["mail"].lower()
+    map_room(wapi, building, "room", room_mail)
+    with service_env(wstack):
+        wait_sync_quiet(wstack, [building], timeout=20)
+    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=3)
+    return {"building": building, "room": room_mail, "users": users, "day": day}
+
+
+def _of_type(receiver: Receiver, kind: str) -> list[Any]:
+    return [r for r in receiver.requests() if r.event["type"] == kind]
+
+
+def test_an_outlook_booking_reaches_the_receiver_signed_and_attributed_within_3_s(
+    wstack: Stack, wapi: httpx.Client, connected: dict[str, Any], receiver: Receiver
+) -> None:
+    from tests.e2e.sync_fixtures import outlook
+
+    building, room = connected["building"], connected["room"]
+    made = create(wapi, building, receiver.url, events=["outlook_booking.created",
+                  "outlook_booking.updated", "outlook_booking.cancelled"])  # fmt: skip
+    receiver.secrets["s"] = made["secret"]
+    emma = connected["users"]["emma"]
+    start = connected["day"] + timedelta(hours=9)
+    changed = time.time()
+    created = outlook(wstack, "POST", f"users/{emma['userPrincipalName']}/events",
+                      json=_event("Design review", start, 1, room))  # fmt: skip
+    (got,) = wait_for(lambda: _of_type(receiver, "outlook_booking.created"), timeout=WITHIN,
+                      what="outlook_booking.created within 3 s")  # fmt: skip
+    assert got.at - changed <= WITHIN
+    assert got.verified_with == ["s"]
+    data = got.event["data"]
+    assert data["building"] == building and data["resourceId"] == "room"
+    assert data["start"] == start.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert data["attribution"] == {"kind": "user", "companyId": "contoso",
+                                   "userEmail": emma["mail"].lower(), "reason": "registered_user"}  # fmt: skip
+    moved = start + timedelta(hours=5)
+    body = _event("Design review", moved, 2, room)
+    outlook(wstack, "PATCH", f"users/{emma['userPrincipalName']}/events/{created['id']}",
+            json={"start": body["start"], "end": body["end"]})  # fmt: skip
+    (updated,) = wait_for(lambda: _of_type(receiver, "outlook_booking.updated"), timeout=10,
+                          what="outlook_booking.updated")  # fmt: skip
+    assert updated.event["data"]["blockId"] == data["blockId"]
+    assert updated.event["data"]["start"] == moved.strftime("%Y-%m-%dT%H:%M:%SZ")
+    outlook(wstack, "POST", f"users/{emma['userPrincipalName']}/events/{created['id']}/cancel",
+            json={})  # fmt: skip
+    (cancelled,) = wait_for(lambda: _of_type(receiver, "outlook_booking.cancelled"), timeout=10,
+                            what="outlook_booking.cancelled")  # fmt: skip
+    assert cancelled.event["data"]["blockId"] == data["blockId"]
+    assert all(r.verified_with == ["s"] for r in receiver.requests())
+    assert len({r.id for r in receiver.requests()}) == 3
+
+
+def test_platform_bookings_report_synced_and_failed(
+    wstack: Stack, wapi: httpx.Client, connected: dict[str, Any], receiver: Receiver
+) -> None:
+    from tests.e2e.booking_fixtures import add_fault, clear_faults
+
+    building = connected["building"]
+    made = create(wapi, building, receiver.url, events=["booking.synced", "booking.failed"])
+    receiver.secrets["s"] = made["secret"]
+    start = connected["day"] + timedelta(days=1, hours=8)
+
+    def book(hour: int) -> dict[str, Any]:
+        s = start + timedelta(hours=hour)
+        response = wapi.post(f"buildings/{building}/bookings", json={
+            "resourceId": "room", "start": s.isoformat(), "end": (s + timedelta(hours=1)).isoformat(),
+            "title": "Planning", "booker": {"email": "ann@fabrikam.example", "name": "Ann"}})  # fmt: skip
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    ok = book(0)
+    assert ok["syncState"] == "synced"
+    (synced,) = wait_for(lambda: _of_type(receiver, "booking.synced"), timeout=WITHIN,
+                         what="booking.synced")  # fmt: skip
+    assert synced.verified_with == ["s"]
+    assert synced.event["data"] == {"building": building, "bookingId": ok["id"], "resourceId":
+                                    "room", "outlookEventId": ok["outlookEventId"]}  # fmt: skip
+    add_fault(wstack, method="POST", path="/users/*/calendars/*/events*", status=403,
+              code="ErrorAccessDenied", message="Access is denied.")  # fmt: skip
+    try:
+        bad = book(2)
+    finally:
+        clear_faults(wstack)
+    assert bad["syncState"] == "failed"
+    (failed,) = wait_for(lambda: _of_type(receiver, "booking.failed"), timeout=WITHIN,
+                         what="booking.failed")  # fmt: skip
+    assert failed.event["data"]["bookingId"] == bad["id"]
+    assert failed.event["data"]["reason"] == "access_denied"
+    assert len(_of_type(receiver, "booking.synced")) == 1
+
+
+def test_a_new_mapping_reports_its_status_change(
+    wstack: Stack, wapi: httpx.Client, connected: dict[str, Any], receiver: Receiver
+) -> None:
+    from tests.e2e.sync_fixtures import map_room
+
+    building = connected["building"]
+    made = create(wapi, building, receiver.url, events=["mapping.status_changed"])
+    receiver.secrets["s"] = made["secret"]
+    map_room(wapi, building, "huddle", connected["users"]["huddle4b"]["mail"].lower())
+    got = wait_for(lambda: [r for r in _of_type(receiver, "mapping.status_changed")
+                            if r.event["data"]["resourceId"] == "huddle"], timeout=10,
+                   what="mapping.status_changed")  # fmt: skip
+    assert got[0].verified_with == ["s"]
+    assert got[0].event["data"]["status"] == "synced"
+    assert got[0].event["data"]["previousStatus"] == "pending"
+
+
+def test_a_go_live_check_reports_its_completion(
+    wstack: Stack, wapi: httpx.Client, connected: dict[str, Any], receiver: Receiver
+) -> None:
+    building = connected["building"]
+    made = create(wapi, building, receiver.url, events=["check.completed"])
+    receiver.secrets["s"] = made["secret"]
+    started = wapi.post(f"buildings/{building}/checks", json={"resourceIds": ["room"]})
+    assert started.status_code == 202, started.text
+    (got,) = wait_for(lambda: _of_type(receiver, "check.completed"), timeout=90,
+                      what="check.completed")  # fmt: skip
+    assert got.verified_with == ["s"]
+    run = wapi.get(f"buildings/{building}/checks/{started.json()['id']}").json()
+    assert got.event["data"] == {"building": building, "checkId": run["id"],
+                                 "status": run["status"]}  # fmt: skip
+    assert run["status"] in ("passed", "failed")

@@ -189,7 +189,10 @@ SCHEMAS: dict[str, Any] = {
             "webhookId": {"type": "string"},
             "eventId": {"type": "string", "description": "The `webhook-id` header"},
             "type": {"type": "string"},
-            "status": {"enum": ["pending", "delivered", "failed"]},
+            "status": {
+                "enum": ["pending", "delivered", "failed", "discarded"],
+                "description": "discarded: the change it reported never committed",
+            },
             "createdAt": _TIME,
             "nextAttemptAt": _NULLABLE_TIME,
             "attempts": {
