@@ -332,6 +332,7 @@ def sync_deps(settings: Settings) -> SyncDeps:
         peek_poison=_peek_sync_poison,
         config=SyncConfig.of(settings),
         emit=emit_webhook_events,
+        webhook_health=_webhook_health,
     )
 
 
@@ -438,6 +439,12 @@ def _committed(check: Mapping[str, Any]) -> bool:
                 return False
         return True
     return False
+
+
+def _webhook_health(building: str) -> list[Mapping[str, object]]:
+    from shared.webhooks.service import unhealthy
+
+    return list(unhealthy(webhook_deps(), building))
 
 
 def emit_webhook_events(building: str, events: list[Any]) -> int:

@@ -59,3 +59,5 @@ class SyncDeps:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Outgoing webhooks (issue 16): hand events over before the change is applied (wiring).
     emit: Callable[[str, list[Any]], object] = field(default=lambda building, events: 0)
+    # The building's outgoing webhooks that are failing or disabled, for sync health.
+    webhook_health: Callable[[str], list[Mapping[str, object]]] = field(default=lambda building: [])

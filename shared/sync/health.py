@@ -58,6 +58,8 @@ class SyncHealthOut(TypedDict):
     mappings: list[MappingHealthOut]
     poisonMessages: int
     poisonMessagesCapped: bool
+    # Outgoing webhooks not active (failing, or disabled after failing for 3 days; issue 16).
+    webhooks: list[Mapping[str, object]]
 
 
 def sync_health(deps: SyncDeps, building: str) -> SyncHealthOut:
@@ -90,7 +92,7 @@ def sync_health(deps: SyncDeps, building: str) -> SyncHealthOut:
         )
     capped = len(poison) >= PEEK_MAX
     return {"building": building, "mappings": mappings, "poisonMessages": len(poison),
-            "poisonMessagesCapped": capped}  # fmt: skip
+            "poisonMessagesCapped": capped, "webhooks": deps.webhook_health(building)}  # fmt: skip
 
 
 def _mapping_health(

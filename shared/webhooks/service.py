@@ -85,6 +85,16 @@ def create_webhook(deps: WebhookDeps, building: str, body: Mapping[str, Any]) ->
     return {**endpoint_view(endpoint), "secret": secret}
 
 
+def unhealthy(deps: WebhookDeps, building: str) -> list[dict[str, Any]]:
+    """The building's webhooks that are failing or disabled (sync health shows them)."""
+    keep = ("id", "url", "status", "failingSince", "lastFailureAt", "disabledReason")
+    return [
+        {k: view[k] for k in keep}
+        for view in (endpoint_view(e) for e in deps.store.endpoints(building))
+        if view["status"] != "active"
+    ]
+
+
 def list_webhooks(deps: WebhookDeps, building: str) -> dict[str, Any]:
     check_building(building)
     return {"value": [endpoint_view(e) for e in deps.store.endpoints(building)]}

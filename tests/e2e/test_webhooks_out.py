@@ -161,6 +161,10 @@ def test_400_is_not_retried(wapi: httpx.Client, receiver: Receiver) -> None:
     assert [a["statusCode"] for a in failed["attempts"]] == [400]
     health = wapi.get(f"buildings/{building}/webhooks/{made['id']}").json()
     assert health["status"] == "failing" and health["lastFailureAt"]
+    sync = wapi.get(f"buildings/{building}/sync")
+    assert sync.status_code == 200, sync.text
+    assert [w["id"] for w in sync.json()["webhooks"]] == [made["id"]]
+    assert sync.json()["webhooks"][0]["status"] == "failing"
 
 
 def test_a_receiver_down_gets_everything_once_it_is_back(wapi: httpx.Client) -> None:

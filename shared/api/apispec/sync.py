@@ -85,6 +85,12 @@ SCHEMAS: dict[str, Any] = {
                 "first 32 messages peeked)",
             },
             "poisonMessagesCapped": {"type": "boolean"},
+            "webhooks": {
+                "type": "array",
+                "description": "Outgoing webhooks (issue 16) that are failing or disabled: "
+                "`id`, `url`, `status`, `failingSince`, `lastFailureAt`, `disabledReason`",
+                "items": {"type": "object"},
+            },
         },
     },
     "ResyncQueued": {
