@@ -423,3 +423,41 @@ def test_a_go_live_check_reports_its_completion(
     assert got.event["data"] == {"building": building, "checkId": run["id"],
                                  "status": run["status"]}  # fmt: skip
     assert run["status"] in ("passed", "failed")
+
+
+def test_a_connection_needing_reauth_and_its_reconnect_are_reported(
+    wstack: Stack, wapi: httpx.Client, receiver: Receiver
+) -> None:
+    from tests.e2e.sync_fixtures import connect_building_delegated, service_env
+
+    users = wstack.emulator.seed["tenant"]["users"]
+    olivia = users["olivia"]
+    building = new_building("whq")
+    made = create(wapi, building, receiver.url, events=["connection.reauth_required",
+                  "connection.restored"])  # fmt: skip
+    receiver.secrets["s"] = made["secret"]
+    with functions_client(wstack.endpoints) as anonymous:
+        connect_building_delegated(wstack, wapi, anonymous, building, olivia["userPrincipalName"])
+    revoke = wstack.emulator.control.post(
+        "identity/revoke", json={"tenant": wstack.endpoints["tenantId"], "user": olivia["id"]}
+    )
+    assert revoke.status_code == 200, revoke.text
+    with service_env(wstack):  # a refresh in this process, as the keep-alive timer does
+        from shared import wiring
+        from shared.core.errors import IdentityError
+
+        connection = wiring.connect_deps().connections.get(building)
+        assert connection is not None
+        with pytest.raises(IdentityError):
+            wiring.connect_deps().tokens.refresh_now(connection)
+    (needs,) = wait_for(lambda: _of_type(receiver, "connection.reauth_required"), timeout=WITHIN,
+                        what="connection.reauth_required")  # fmt: skip
+    assert needs.verified_with == ["s"]
+    assert needs.event["data"] == {"building": building, "status": "reauth_required",
+                                   "reason": "grant_revoked"}  # fmt: skip
+    with functions_client(wstack.endpoints) as anonymous:
+        connect_building_delegated(wstack, wapi, anonymous, building, olivia["userPrincipalName"])
+    (restored,) = wait_for(lambda: _of_type(receiver, "connection.restored"), timeout=WITHIN,
+                           what="connection.restored")  # fmt: skip
+    assert restored.verified_with == ["s"]
+    assert restored.event["data"] == {"building": building, "status": "connected"}

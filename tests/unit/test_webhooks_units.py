@@ -121,3 +121,29 @@ def test_retry_after_seconds_and_dates_and_what_is_retried() -> None:
     assert retryable(None, "timeout") and retryable(None, "connection_error")
     assert not retryable(400, None) and not retryable(404, None) and not retryable(301, None)
     assert not retryable(None, "unsafe_url")
+
+
+def test_the_sync_plan_becomes_outlook_booking_events_with_stable_ids() -> None:
+    from shared.availability.busy import BusyBlock
+    from shared.sync.plan import Plan, Put, Remove
+    from shared.sync.worker import outlook_events
+
+    t = datetime(2026, 12, 8, 9, tzinfo=UTC)
+    new = BusyBlock("b1", "room", "o-new", t, t + timedelta(hours=1), "outlook",
+                    attribution={"kind": "user", "userEmail": "e@x.example"})  # fmt: skip
+    moved = BusyBlock("b1", "room", "o-old", t, t + timedelta(hours=2), "outlook")
+    gone = BusyBlock("b1", "room", "o-gone", t, t + timedelta(hours=1), "outlook")
+    slid = BusyBlock("b1", "room", "o-slid", t, t + timedelta(hours=1), "outlook")
+    ours = BusyBlock("b1", "room", "bk1", t, t + timedelta(hours=1), "platform")
+    plan = Plan((Put(new, "e1"), Put(moved, "e2"), Remove(gone, "cancelled"),
+                 Remove(slid, "outside_window"), Put(ours, "e3")), 5, 0, 0)  # fmt: skip
+    events = outlook_events(plan, {"o-old", "o-gone", "o-slid", "bk1"})
+    assert [e.type for e in events] == ["outlook_booking.created", "outlook_booking.updated",
+                                        "outlook_booking.cancelled"]  # fmt: skip
+    assert events[0].data["attribution"] == {"kind": "user", "userEmail": "e@x.example"}
+    assert events[0].commit == {"kind": "busy_block", "building": "b1", "resource": "room",
+                                "block": "o-new", "exists": True}  # fmt: skip
+    assert events[1].commit is not None and events[1].commit["start"] == "2026-12-08T09:00:00Z"
+    again = outlook_events(plan, {"o-old", "o-gone", "o-slid", "bk1"})
+    assert [e.id for e in again] == [e.id for e in events]  # a re-run hands over the same ids
+    assert len({e.id for e in events}) == 3
