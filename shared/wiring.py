@@ -228,7 +228,13 @@ def directory_tables(settings: Settings) -> TableSource:
 @per_settings
 def mapping_deps(settings: Settings) -> MappingDeps:
     """Discovery and mapping: the tables, the connections, the Graph client, the sync queue."""
-    return MappingDeps(clients.table, connection_repository(), graph_client(), enqueue_sync)
+    return MappingDeps(
+        clients.table,
+        connection_repository(),
+        graph_client(),
+        enqueue_sync,
+        emit=emit_webhook_events,
+    )
 
 
 # ---------------------------------------------------------------- bookings and availability
@@ -435,6 +441,10 @@ def _committed(check: Mapping[str, Any]) -> bool:
             if isinstance(wanted, dict) and "min" in wanted:
                 if not isinstance(value, int) or value < wanted["min"]:
                     return False
+            elif isinstance(wanted, dict) and "since" in wanted:
+                stored = tablestore.iso_utc(value)
+                if stored is None or _when(stored) < _when(str(wanted["since"])):
+                    return False
             elif value != wanted:
                 return False
         return True
@@ -445,6 +455,10 @@ def _webhook_health(building: str) -> list[Mapping[str, object]]:
     from shared.webhooks.service import unhealthy
 
     return list(unhealthy(webhook_deps(), building))
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def emit_webhook_events(building: str, events: list[Any]) -> int:

@@ -55,6 +55,7 @@ from shared.mapping.access import (
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
 from shared.sync.queue import SyncRequest
+from shared.webhooks import events as webhook_events
 
 if TYPE_CHECKING:
     from shared.core.connection import Connection
@@ -76,6 +77,8 @@ class MappingDeps:
     graph: GraphClient
     enqueue: Callable[[SyncRequest], None]
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Outgoing webhooks (issue 16): mapping.status_changed to `pending`, before the write.
+    emit: Callable[[str, list[Any]], object] = field(default=lambda building, events: 0)
 
 
 def load_mapped(tables: TableSource, building_id: str) -> dict[str, MappedCalendar]:
@@ -266,6 +269,7 @@ def _write_mapping(
 ) -> tuple[Entity, str | None, bool]:
     """Put the mapping on the resource (under its ETag): (entity, previous index key, changed)."""
     previous: dict[str, Any] = {}
+    mapped_at = deps.now()
 
     def build(current: Entity | None) -> Entity | None:
         previous.clear()
@@ -289,10 +293,16 @@ def _write_mapping(
                 return None  # the same mapping again: nothing to write (idempotent PUT)
             return {**current, **mapping}  # same calendar, fresher details: sync state kept
         kept = {k: v for k, v in current.items() if k not in registry.MAPPING_PROPERTIES}
+        if current.get("syncStatus") != "pending":
+            deps.emit(building_id, [webhook_events.mapping_status(
+                building=building_id, resource=resource_id, status="pending",
+                previous=current.get("syncStatus"), reason="awaiting_first_sync",
+                table=tablestore.RESOURCES, at=tablestore.iso_utc(mapped_at) or "",
+            )])  # fmt: skip
         return {
             **kept,
             **mapping,
-            "mappedAt": deps.now(),
+            "mappedAt": mapped_at,
             "syncStatus": "pending",
             "syncReason": "awaiting_first_sync",
         }

@@ -109,8 +109,14 @@ def mapping_status(
     """mapping.status_changed: a resource's sync status moved from `previous` to `status`."""
     data = {"resourceId": resource, "status": status, "previousStatus": previous,
             "reason": reason}  # fmt: skip
-    commit = {"kind": "entity", "table": table, "pk": building, "rk": resource,
-              "expect": {"syncStatus": status}}  # fmt: skip
+    # A status that may be superseded within the wait is checked by the time that made it.
+    if status == "pending":
+        expect: dict[str, Any] = {"mappedAt": {"since": at}}
+    elif status == "synced":
+        expect = {"lastSyncAt": {"since": at}}
+    else:
+        expect = {"syncStatus": status}
+    commit = {"kind": "entity", "table": table, "pk": building, "rk": resource, "expect": expect}
     return Event("mapping.status_changed", stable_id("mapping", building, resource, previous,
                  status, at), data, commit)  # fmt: skip
 

@@ -48,7 +48,8 @@ class Event:
 
     `id` is derived from the change (stable: a producer re-run after a crash makes the same one).
     `commit` says how to see that the change was committed (shared/wiring.py `_committed`):
-    `{"kind": "entity", "table", "pk", "rk", "expect": {field: value or {"min": n}}}` or
+    `{"kind": "entity", "table", "pk", "rk", "expect": {field: value, {"min": n} or
+    {"since": RFC 3339 time}}}` or
     `{"kind": "busy_block", "building", "resource", "block"}` + `"exists": true` (created),
     `"start", "end"` (updated: that version is stored) or neither (cancelled: no version left). The delivery worker sends nothing until it holds; after COMMIT_WAIT_S it is discarded.
     """
