@@ -191,7 +191,9 @@ def connect_deps(settings: Settings) -> ConnectDeps:
         return graph.read_me_with(connection, result.access_token)
 
     def mark_mappings_not_synced_hook(connection: Connection) -> None:
-        mark_mappings_not_synced(lambda: clients.table(tablestore.RESOURCES), connection)
+        mark_mappings_not_synced(
+            lambda: clients.table(tablestore.RESOURCES), connection, emit_webhook_events
+        )
 
     return ConnectDeps(
         settings=settings,

@@ -112,18 +112,30 @@ logger = logging.getLogger(__name__)
 KEEPALIVE_AFTER = timedelta(days=7)  # well inside Entra's 90-day refresh-token inactivity limit
 
 
-def mark_mappings_not_synced(resources: Callable[[], TableClient], connection: Connection) -> None:
+def mark_mappings_not_synced(
+    resources: Callable[[], TableClient],
+    connection: Connection,
+    emit: Callable[[str, list[Any]], object] = lambda building, events: 0,
+) -> None:
     """Disconnect hook: keep the building's mappings but show them `not_synced` (`disconnected`).
 
     The registry (shared/directory/registry.py) keeps mapping and sync fields on the resource
     entity; the sync feature sets `syncStatus` back when the building is connected and synced again.
-    `resources` gives the resources table (the wiring binds it).
+    `resources` gives the resources table (the wiring binds it); `emit` hands the outgoing
+    webhooks' mapping.status_changed over before each write (issue 16).
     """
     table = resources()
+    at = tablestore.iso_utc(datetime.now(UTC)) or ""
 
     def build(current: tablestore.Entity | None) -> tablestore.Entity | None:
         if current is None or not is_mapped(current):
             return None
+        if current.get("syncStatus") != "not_synced":
+            emit(connection.building_id, [webhook_events.mapping_status(
+                building=connection.building_id, resource=str(current["RowKey"]),
+                status="not_synced", previous=current.get("syncStatus"), reason="disconnected",
+                table=tablestore.RESOURCES, at=at,
+            )])  # fmt: skip
         return {**current, "syncStatus": "not_synced", "syncReason": "disconnected"}
 
     mapped = tablestore.query_all(table, "PartitionKey eq @b", {"b": connection.building_id})

@@ -462,3 +462,19 @@ def test_a_connection_needing_reauth_and_its_reconnect_are_reported(
                            what="connection.restored")  # fmt: skip
     assert restored.verified_with == ["s"]
     assert restored.event["data"] == {"building": building, "status": "connected"}
+
+
+def test_a_disconnect_reports_every_mapping_not_synced(
+    wstack: Stack, wapi: httpx.Client, connected: dict[str, Any], receiver: Receiver
+) -> None:
+    """Last in the module: it disconnects the shared building."""
+    building = connected["building"]
+    made = create(wapi, building, receiver.url, events=["mapping.status_changed"])
+    receiver.secrets["s"] = made["secret"]
+    assert wapi.delete(f"buildings/{building}/connection").status_code == 204
+    got = wait_for(lambda: len(found := [r for r in _of_type(receiver, "mapping.status_changed")
+                                         if r.event["data"]["status"] == "not_synced"]) >= 1
+                   and found, timeout=WITHIN, what="mapping.status_changed not_synced")  # fmt: skip
+    assert all(r.verified_with == ["s"] for r in got)
+    assert {r.event["data"]["reason"] for r in got} == {"disconnected"}
+    assert "room" in {r.event["data"]["resourceId"] for r in got}
