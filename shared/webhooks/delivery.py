@@ -116,8 +116,10 @@ def _post(
         target = check_url(
             endpoint.url, allow_loopback=deps.config.allow_loopback, resolve=deps.resolve
         )
-    except UnsafeUrl:
-        return done(None, "unsafe_url"), None
+    except UnsafeUrl as unsafe:
+        # A name that does not resolve now may later (retried); one that resolves to a refused
+        # address is never contacted (not retried).
+        return done(None, "connection_error" if unsafe.unresolved else "unsafe_url"), None
     body = delivery.payload.encode()
     headers = {
         "content-type": "application/json",

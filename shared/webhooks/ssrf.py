@@ -31,8 +31,9 @@ _METADATA_V6 = ipaddress.ip_address("fd00:ec2::254")
 class UnsafeUrl(Unprocessable):
     """A webhook URL that is not https to a public address (422 `unsafe_url`)."""
 
-    def __init__(self, detail: str) -> None:
+    def __init__(self, detail: str, *, unresolved: bool = False) -> None:
         super().__init__(detail, reason="unsafe_url")
+        self.unresolved = unresolved  # the name did not resolve (maybe for now: DNS may recover)
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -98,9 +99,9 @@ def check_url(url: str, *, allow_loopback: bool, resolve: Resolver = system_reso
         try:
             addresses = [ipaddress.ip_address(a.split("%")[0]) for a in resolve(host, port)]
         except (OSError, UnicodeError, ValueError) as exc:
-            raise UnsafeUrl(f"url's host {host} does not resolve") from exc
+            raise UnsafeUrl(f"url's host {host} does not resolve", unresolved=True) from exc
     if not addresses:
-        raise UnsafeUrl(f"url's host {host} does not resolve")
+        raise UnsafeUrl(f"url's host {host} does not resolve", unresolved=True)
     refused = [a for a in addresses if not address_allowed(a, allow_loopback=allow_loopback)]
     if refused:
         raise UnsafeUrl(

@@ -158,3 +158,15 @@ def test_a_target_re_pointed_at_a_private_address_is_not_contacted() -> None:
     deps = replace(deps, resolve=lambda host, port: ["10.0.0.7"])
     assert "not retried" in deliver(deps, MSG)
     assert not seen and store.delivery.attempts[-1]["error"] == "unsafe_url"
+
+
+def test_a_name_that_does_not_resolve_now_is_retried() -> None:
+    deps, store, queued, seen = world(httpx.Response(200))
+
+    def no_dns(host: str, port: int) -> list[str]:
+        raise OSError("temporary failure in name resolution")
+
+    deps = replace(deps, resolve=no_dns)
+    assert "retry in" in deliver(deps, MSG)
+    assert not seen and len(queued) == 1
+    assert store.delivery.attempts[-1]["error"] == "connection_error"
