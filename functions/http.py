@@ -43,7 +43,15 @@ def problem_response(
     err: BookingBridgeError, req: func.HttpRequest | None = None
 ) -> func.HttpResponse:
     status, body = problem(err)
-    return func.HttpResponse(json.dumps(body), status_code=status, mimetype=PROBLEM_JSON)
+    headers: dict[str, str] = {}
+    if status == 401:
+        # RFC 6750 §3: a 401 says which scheme to use, and when a token was sent, that it failed.
+        presented = req is not None and bool(req.headers.get("Authorization"))
+        challenge = 'Bearer realm="BookingBridge"'
+        headers["WWW-Authenticate"] = challenge + (', error="invalid_token"' if presented else "")
+    return func.HttpResponse(
+        json.dumps(body), status_code=status, mimetype=PROBLEM_JSON, headers=headers
+    )
 
 
 def handle_errors(

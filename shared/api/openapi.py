@@ -10,6 +10,7 @@ import importlib
 from typing import Any
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
+UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
 BODY_RULES = (
     "A JSON body nests at most 32 levels (400 naming `body`) and is at most 1 MiB "
     "(users:import 8 MiB; the Graph webhook 4 MiB) (413)."
@@ -126,7 +127,20 @@ COMPONENTS: dict[str, Any] = {
             "content": {
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
             },
-        }
+        },
+        "Unauthorized": {
+            "description": "No valid bearer token (RFC 6750): problem details, and a challenge",
+            "headers": {
+                "WWW-Authenticate": {
+                    "description": 'Bearer realm="BookingBridge", plus error="invalid_token" '
+                    "when a token was sent",
+                    "schema": {"type": "string"},
+                }
+            },
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        },
     },
 }
 
@@ -143,7 +157,7 @@ def openapi_document() -> dict[str, Any]:
         operation: dict[str, Any] = {"summary": summary, **extra}
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
         if auth != "anonymous":
-            operation.setdefault("responses", {}).update({"401": PROBLEM, "403": PROBLEM})
+            operation.setdefault("responses", {}).update({"401": UNAUTHORIZED, "403": PROBLEM})
         if "requestBody" in operation:  # every body is read by shared/core/jsonbody.py's rules
             responses = operation.setdefault("responses", {})
             responses.setdefault("400", PROBLEM)

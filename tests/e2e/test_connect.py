@@ -490,7 +490,9 @@ def test_bearer_tokens_are_required_and_checked(
 ) -> None:
     path = f"buildings/{building}/connection"
     body = {"mode": "delegated", "returnUrl": cstack.endpoints["returnUrl"]}
-    assert canon.post(path, json=body).status_code == 401  # missing
+    missing = canon.post(path, json=body)
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="BookingBridge"'
     forged = mint_api_token(cstack, roles=["Portal.Service"]).rsplit(".", 1)[0] + ".AAAA"
     expired = mint_api_token(cstack, roles=["Portal.Service"], lifetime=-600)
     wrong_aud = mint_api_token(cstack, roles=["Portal.Service"], audience="api://other")
@@ -501,6 +503,9 @@ def test_bearer_tokens_are_required_and_checked(
                 headers={"Authorization": f"Bearer {token}"},
             )  # fmt: skip
             assert response.status_code == 401, (method, response.text)
+            assert response.headers["WWW-Authenticate"] == (
+                'Bearer realm="BookingBridge", error="invalid_token"'
+            )
     assert canon.get(f"buildings/{building}/audit").status_code == 401
 
 
