@@ -102,6 +102,9 @@ class Checker:
         """A normalised address from `value` (a body field's value or a path segment)."""
         if value is None and nullable:
             return None
+        if value is None or value == "":
+            self.add(field, "is required")  # missing is not malformed: say which one it is
+            return None
         address = normalise_email(value) if isinstance(value, str) else None
         if address is None:
             self.add(field, "must be an email address")

@@ -169,3 +169,9 @@ def test_id_token_claims_are_checked() -> None:
             check_id_claims(
                 {**good, **bad}, client_id="client", authority_host="https://login.x", nonce="n1"
             )
+
+
+def test_a_refused_origin_names_the_setting_that_allows_it() -> None:
+    with pytest.raises(ValidationFailed) as raised:
+        validate_return_url("https://evil.example/", ORIGINS)
+    assert "BB_RETURN_URL_ORIGINS" in raised.value.errors[0].message
