@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 import re
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -24,6 +23,7 @@ from azure.identity import ClientSecretCredential
 
 from devstack.m365 import RunningEmulator
 from devstack.m365.control import load_scenario
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.integration import emulator_fixtures
 from tests.integration.emulator_fixtures import (
     ADMIN_CONSENT_URI,
@@ -580,8 +580,7 @@ def test_prompt_admin_consent_refuses_non_admins(m365: RunningEmulator) -> None:
 def test_sign_in_and_consent_in_headless_chromium(
     m365: RunningEmulator, redirect_receiver: RedirectReceiver
 ) -> None:
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(chromium).exists():
+    if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed (make browser)")
     from playwright.sync_api import sync_playwright
 
@@ -594,18 +593,7 @@ def test_sign_in_and_consent_in_headless_chromium(
     artifacts = Path(__file__).resolve().parents[2] / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = browser.new_context(ignore_https_errors=True)
             page = context.new_page()

@@ -13,7 +13,6 @@ Screenshots go to test-artifacts/console/<test>-<page>.png; `check_a11y` runs ax
 from __future__ import annotations
 
 import re
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,22 +22,12 @@ import httpx
 import pytest
 
 from devstack.stack import Stack, start_stack
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.conftest import client_token, functions_client, user_token
 from tests.e2e.sync_fixtures import SYNC_SETTINGS
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts" / "console"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# As tests/devstack/test_identity.py launches it: no sandbox (root in CI), nothing phoning home.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # How long a browser step may take (page loads, the sign-in round trip); a deadline, not a sleep.
 STEP_MS = 15_000
 
