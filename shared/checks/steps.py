@@ -401,10 +401,7 @@ def calendar_step(ctx: Ctx) -> StepResult:
         return timer.failed("calendar_read_only")
     slots = choose_slots(ctx)
     if slots is None:
-        return timer.failed(
-            "no_free_slot", minutes=2 * ctx.deps.config.slot_minutes + 1,
-            days=ctx.deps.config.search_days,
-        )  # fmt: skip
+        return _no_free_slot(timer, ctx)
     start, end = slots[0], slots[1]
     # A write probe the room never notices: `showAs: free` is no busy time (availability, sync and
     # the booking live check all ignore it), deleted at once.
@@ -469,6 +466,14 @@ def choose_slots(ctx: Ctx) -> tuple[datetime, datetime, datetime, datetime] | No
     return None
 
 
+def _no_free_slot(timer: Timer, ctx: Ctx) -> StepResult:
+    """A step that needs the run's slot, when `choose_slots` found no window long enough."""
+    config = ctx.deps.config
+    return timer.failed(
+        "no_free_slot", minutes=2 * config.slot_minutes + 1, days=config.search_days
+    )
+
+
 def _split(ctx: Ctx, start: datetime) -> tuple[datetime, datetime, datetime, datetime]:
     length = timedelta(minutes=ctx.deps.config.slot_minutes)
     return start, start + length, start + length + _GAP, start + 2 * length + _GAP
@@ -517,10 +522,7 @@ def write_through_step(ctx: Ctx) -> StepResult:
     timer = Timer(ctx, "write_through")
     slots = choose_slots(ctx)
     if slots is None:
-        return timer.failed(
-            "no_free_slot", minutes=2 * ctx.deps.config.slot_minutes + 1,
-            days=ctx.deps.config.search_days,
-        )  # fmt: skip
+        return _no_free_slot(timer, ctx)
     start, end = slots[0], slots[1]
     body = {
         "resourceId": ctx.resource_id,
@@ -590,10 +592,7 @@ def outlook_step(ctx: Ctx) -> StepResult:
     timer = Timer(ctx, "outlook_to_platform")
     slots = choose_slots(ctx)
     if slots is None:
-        return timer.failed(
-            "no_free_slot", minutes=2 * ctx.deps.config.slot_minutes + 1,
-            days=ctx.deps.config.search_days,
-        )  # fmt: skip
+        return _no_free_slot(timer, ctx)
     start, end = slots[2], slots[3]
     body = _marked_event(ctx, "outlook", "Outlook → platform test", start, end, "busy")
     try:
