@@ -86,7 +86,9 @@ def validate_return_url(value: Any, origins: tuple[str, ...]) -> str:
         or "\\" in url
         or any(ord(c) < 0x21 for c in url)
     ):
-        raise ValidationFailed([FieldError("returnUrl", "origin is not allow-listed (BB_RETURN_URL_ORIGINS)")])
+        raise ValidationFailed(
+            [FieldError("returnUrl", "origin is not allow-listed (BB_RETURN_URL_ORIGINS)")]
+        )
     return url
 
 
