@@ -8,10 +8,14 @@ fixed by DEVSTACK.md); prints where everything is; Ctrl-C stops everything it st
 
 from __future__ import annotations
 
+import argparse
+import os
 import signal
 import socket
 import sys
 import time
+from pathlib import Path
+from types import FrameType
 
 from devstack.procs import REPO_ROOT
 from devstack.stack import Stack, start_stack
@@ -32,35 +36,63 @@ def _all_free(ports: tuple[int, ...]) -> bool:
     return True
 
 
-def main() -> int:
-    # Ctrl-C must stop the stack even when we were started with SIGINT ignored (a background job of
-    # a non-interactive shell inherits that, and Python then installs no KeyboardInterrupt handler).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    if not _all_free((FUNCTIONS_PORT,)):
-        print(f"port {FUNCTIONS_PORT} is in use: is another `make run` running?", file=sys.stderr)
+def _stop_signal(signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack.run", description=__doc__)
+    parser.add_argument("--state-dir", type=Path, default=STATE, help="default: .devstack/")
+    parser.add_argument(
+        "--functions-port", type=int, default=FUNCTIONS_PORT,
+        help=f"default {FUNCTIONS_PORT}; 0: any free port (and Azurite on free ports too)",
+    )  # fmt: skip
+    args = parser.parse_args(argv)
+    # Every child leads its own process group (devstack/procs.py), so a signal to this PID alone
+    # (a supervisor, an IDE's stop button, `kill <pid>`) reaches none of them: whichever of SIGINT,
+    # SIGTERM or SIGHUP arrives, and whenever (during start-up too), it becomes KeyboardInterrupt
+    # here and `stack.stop()` ends each child's whole group. Installed before anything starts; also
+    # when we were started with SIGINT ignored (a background job of a non-interactive shell).
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, _stop_signal)
+    port = args.functions_port
+    if port and not _all_free((port,)):
+        print(f"port {port} is in use: is another `make run` running?", file=sys.stderr)
         return 1
     started = time.monotonic()
-    stack: Stack = start_stack(
-        STATE,
-        functions_port=FUNCTIONS_PORT,
-        persistent=True,
-        azurite_ports=AZURITE_PORTS if _all_free(AZURITE_PORTS) else None,
-    )
-    # SIGTERM (e.g. from a supervisor) stops the stack like Ctrl-C does.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    parent = os.getppid()
+    try:
+        stack: Stack = start_stack(
+            args.state_dir,
+            functions_port=port,
+            persistent=True,
+            azurite_ports=AZURITE_PORTS if port and _all_free(AZURITE_PORTS) else None,
+        )
+    except KeyboardInterrupt:  # start_stack has stopped what it had started
+        print("\nstopped while starting", flush=True)
+        return 0
     try:
         print(_banner(stack, time.monotonic() - started), flush=True)
         while all(
             child.process.poll() is None
             for child in (stack.azurite.child, stack.emulator.child, stack.host.child)
         ):
+            if os.getppid() != parent:
+                # Our parent died without telling us: GNU make, sent SIGINT alone (not from a
+                # terminal, which signals the whole group), exits without passing it on.
+                print("the process that started `make run` is gone; stopping", flush=True)
+                return 0
             time.sleep(0.5)
-        print("a local stack process exited; stopping the rest (logs in .devstack/logs/)")
+        print(f"a local stack process exited; stopping the rest (logs in {stack.state_dir}/logs/)")
         return 1
     except KeyboardInterrupt:
         print("\nstopping…", flush=True)
         return 0
     finally:
+        # A second signal (an impatient Ctrl-C, a supervisor repeating SIGTERM) must not cut the
+        # stop short and orphan the children; each piece's stop is bounded (devstack/procs.py).
+        for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(stop, signal.SIG_IGN)
         stack.stop()
 
 
@@ -78,8 +110,8 @@ BookingBridge is running (ready in {seconds:.1f} s). Ctrl-C stops everything.
   Key Vault          {e["keyVaultUrl"]}
   Demo tenant        {e["tenantDomain"]} ({e["tenantId"]}), admin {e["admin"]["username"]}
   Demo building      {e["buildingId"]}
-  Endpoints, demo credentials: {STATE / "endpoints.json"}
-  Logs: {STATE / "logs"}/
+  Endpoints, demo credentials: {stack.state_dir / "endpoints.json"}
+  Logs: {stack.state_dir / "logs"}/
 
 Try:  open {e["consoleUrl"]} in a browser (the emulator's certificate is from the local CA:
       trust {e["caBundle"]} or accept the browser's warning once)
