@@ -79,6 +79,11 @@ RBAC_ROLES = {
     "Application Calendars.ReadWrite": "Calendars.ReadWrite",
 }
 ALL_PRINCIPALS = "AllPrincipals"
+# Resource mailboxes: rooms, and the desks and workspaces Microsoft Places books through one.
+RESOURCE_KINDS = frozenset({"room", "desk", "workspace"})
+# Microsoft Places types a scenario's `places` may hold (rooms are users of type room).
+PLACE_TYPES = ("building", "floor", "section", "desk", "workspace")
+PLACE_MODES = ("reservable", "dropIn", "assigned", "unavailable")
 
 
 class SeedError(ValueError):
@@ -93,12 +98,16 @@ class User:
     mail: str
     display_name: str
     mail_nickname: str
-    kind: str = "person"  # "person" or "room" (a room mailbox; cannot sign in)
+    kind: str = "person"  # "person", or a resource mailbox (cannot sign in): RESOURCE_KINDS
     given_name: str | None = None
     surname: str | None = None
     job_title: str | None = None
     directory_roles: list[str] = field(default_factory=list)
     room: dict[str, Any] = field(default_factory=dict)  # capacity, building, floorNumber, ...
+    # Exchange folder permission of "Default" (everyone in the organisation) on the default
+    # calendar: AvailabilityOnly unless seeded otherwise, as Exchange Online creates mailboxes
+    # (`calendarPermission` in a scenario; getSchedule shows subjects only above it).
+    calendar_permission: str = "AvailabilityOnly"
     extra: dict[str, Any] = field(default_factory=dict)  # other Graph user properties, verbatim
     account_enabled: bool = True
     # Directory extension attributes (Entra: schema extensions on the user). An app that lists one in
@@ -110,7 +119,8 @@ class User:
 
     @property
     def is_room(self) -> bool:
-        return self.kind == "room"
+        """A resource mailbox (room, desk or workspace): booked by invitation, never signs in."""
+        return self.kind in RESOURCE_KINDS
 
     @property
     def is_admin(self) -> bool:
@@ -225,6 +235,24 @@ class App:
 
 
 @dataclass
+class Place:
+    """A Microsoft Places building, floor, section, desk or workspace (rooms are room users).
+
+    `data` holds the type's own properties as the scenario gives them (`mode`, `capacity`,
+    `sortOrder`, `address`, `tags`, ...); `mailbox` the user id of a bookable desk's or
+    workspace's resource mailbox.
+    """
+
+    id: str
+    key: str
+    type: str
+    display_name: str
+    parent_id: str | None = None
+    mailbox: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Tenant:
     id: str
     domain: str
@@ -235,12 +263,14 @@ class Tenant:
     calendars: list[CalendarSpec] = field(default_factory=list)
     calendar_shares: list[CalendarShare] = field(default_factory=list)
     rbac: list[RbacAssignment] = field(default_factory=list)
+    places: list[Place] = field(default_factory=list)  # buildings, floors, sections, desks, ...
 
     def people(self) -> list[User]:
         return [u for u in self.users.values() if not u.is_room]
 
     def rooms(self) -> list[User]:
-        return [u for u in self.users.values() if u.is_room]
+        """Room mailboxes (Places `microsoft.graph.room`), not desks or workspaces."""
+        return [u for u in self.users.values() if u.kind == "room"]
 
 
 @dataclass(frozen=True)
@@ -658,7 +688,8 @@ class Directory:
                 directory_roles=list(u.get("directoryRoles", [])),
                 room=dict(u.get("room", {})),
                 extra=dict(u.get("extra", {})),
-                account_enabled=kind != "room",
+                account_enabled=kind not in RESOURCE_KINDS,
+                calendar_permission=str(u.get("calendarPermission", "AvailabilityOnly")),
                 extension_attributes=dict(u.get("extensionAttributes", {})),
             )
             entry: dict[str, Any] = {
@@ -668,7 +699,7 @@ class Directory:
                 "displayName": user.display_name,
                 "type": kind,
             }
-            if kind != "room":
+            if kind not in RESOURCE_KINDS:
                 # Passwords are generated, never stored in the scenario nor in clear text here.
                 password = "Pw-" + secrets.token_urlsafe(12)
                 user.set_password(password)
@@ -694,6 +725,7 @@ class Directory:
             )
             tenant.room_lists[room_list.id] = room_list
             info["roomLists"][nick] = {"id": room_list.id, "emailAddress": room_list.email_address}
+        self._seed_places(tenant, spec, tid, user_ref)
         for cal in spec.get("calendars", []):
             tenant.calendars.append(
                 CalendarSpec(tid, user_ref(cal["owner"]).id, str(cal["name"]), cal.get("color"))
@@ -768,6 +800,50 @@ class Directory:
                 tid, user_ref(assignment["user"]).id, resource_app.client_id, assignment["role"]
             )
         return tenant, info
+
+    @staticmethod
+    def _seed_places(
+        tenant: Tenant, spec: dict[str, Any], tid: str, user_ref: Callable[[str], User]
+    ) -> None:
+        """The scenario's `places` (devstack/m365/README.md): parents before children."""
+        ids: dict[str, str] = {}
+
+        def place_id(key: str) -> str:
+            return ids.get(key) or str(uuid.uuid5(uuid.UUID(tid), "place:" + key))
+
+        for p in spec.get("places", []):
+            key, kind = str(p["key"]), str(p["type"])
+            if kind not in PLACE_TYPES:
+                raise SeedError(f"tenant {tenant.key}: place {key!r} has unknown type {kind!r}")
+            parent = p.get("parent")
+            if parent is not None and parent not in ids:
+                raise SeedError(f"tenant {tenant.key}: place {key!r}: unknown parent {parent!r}")
+            mode = p.get("mode")
+            if kind in ("desk", "workspace") and mode not in PLACE_MODES:
+                raise SeedError(f"tenant {tenant.key}: place {key!r}: mode must be one of "
+                                f"{', '.join(PLACE_MODES)}")  # fmt: skip
+            mailbox = user_ref(str(p["mailbox"])) if p.get("mailbox") else None
+            if mailbox is not None and mailbox.kind != kind:
+                raise SeedError(f"tenant {tenant.key}: place {key!r}: mailbox is not a {kind}")
+            data = {k: v for k, v in p.items() if k not in ("key", "type", "parent", "mailbox")}
+            if "assignedTo" in data:
+                data["assignedTo"] = user_ref(str(data["assignedTo"])).id
+            ids[key] = place_id(key)
+            tenant.places.append(
+                Place(
+                    id=ids[key], key=key, type=kind,
+                    display_name=str(p.get("displayName", key)),
+                    parent_id=ids[parent] if parent is not None else None,
+                    mailbox=mailbox.id if mailbox is not None else None, data=data,
+                )
+            )  # fmt: skip
+        for user in tenant.users.values():
+            parent = (user.room or {}).get("parent")
+            if user.kind == "room" and parent is not None:
+                if parent not in ids:
+                    raise SeedError(f"tenant {tenant.key}: room {user.mail_nickname!r}: "
+                                    f"unknown parent {parent!r}")  # fmt: skip
+                user.room["parentId"] = ids[parent]
 
     def _res(self, ref: str, app_keys: dict[str, App]) -> str:
         key = _resource_key(ref)

@@ -173,6 +173,8 @@ class Mailbox:
     tombstones: list[Tombstone] = field(default_factory=list)
     transactions: dict[str, tuple[str, str]] = field(default_factory=dict)  # txid → (key, hash)
     room_policy: dict[str, Any] = field(default_factory=dict)
+    # The "Default" folder permission of the default calendar (directory.User.calendar_permission).
+    default_permission: str = "AvailabilityOnly"
 
     def next_seq(self) -> int:
         self.seq += 1

@@ -14,8 +14,8 @@ from typing import Any
 from .errors import GraphError
 from .events import view_items
 from .model import Mailbox
-from .permissions import Caller
-from .store import GraphState
+from .permissions import Caller, app_permissions
+from .store import WRITE_ROLES, GraphState
 from .timezones import format_dttz, parse_dttz
 
 # Observed, not documented: calendar-getschedule.md says 20 schedules, Graph takes 100 and refuses
@@ -93,6 +93,38 @@ def get_schedule(
     }
 
 
+# Exchange folder permission levels (Add-MailboxFolderPermission -AccessRights) above free/busy:
+# from LimitedDetails up, a calendar's reader sees subjects and locations; AvailabilityOnly and
+# None show free/busy only (L:/powershell/module/exchange/add-mailboxfolderpermission).
+DETAIL_LEVELS = frozenset(
+    {
+        "LimitedDetails", "Reviewer", "Contributor", "NonEditingAuthor", "Author",
+        "PublishingAuthor", "Editor", "PublishingEditor", "Owner",
+    }
+)  # fmt: skip
+DETAIL_SHARE_ROLES = frozenset({"limitedRead", "read", "write", *WRITE_ROLES})
+# Every application calendar permission reads subjects through /events (Calendars.ReadBasic.All
+# too: it omits only bodies, attachments and extensions), so getSchedule hides nothing from them.
+APP_DETAILS = frozenset({"Calendars.Read", "Calendars.ReadWrite", "Calendars.ReadBasic.All"})
+
+
+def sees_details(state: GraphState, caller: Caller, mb: Mailbox) -> bool:
+    """Whether getSchedule shows this caller subjects and locations of `mb`'s events: only with
+    more than free/busy rights on the mailbox (the issue-19 rule, as Outlook's scheduling
+    assistant shows it). Delegated: the owner, a share above `freeBusyRead`, or a "Default"
+    folder permission above AvailabilityOnly. Application: any calendar permission on the
+    mailbox (tenant-wide or by Exchange RBAC; APP_DETAILS). Not documented by Microsoft either
+    way: the emulator assumes what the permissions can read anyway, so a client that must not
+    keep subjects has to drop them itself (BookingBridge's free/busy sync does)."""
+    if mb.default_permission in DETAIL_LEVELS:
+        return True
+    if caller.is_app:
+        return bool(app_permissions(state, caller, mb) & APP_DETAILS)
+    if caller.user_id == mb.user_id:
+        return True
+    return state.share_role(mb, mb.default_calendar.id, caller.user_id or "") in DETAIL_SHARE_ROLES
+
+
 def _one(
     state: GraphState,
     caller: Caller,
@@ -108,13 +140,7 @@ def _one(
     slots = math.ceil((end - start).total_seconds() / (interval * 60))
     view = [0] * slots
     strength = [0] * slots
-    # Details (subject/location) only where the caller could see them: rooms, self, shares.
-    details = (
-        mb.is_room
-        or caller.user_id == mb.user_id
-        or caller.is_app
-        or bool(state.share_role(mb, default, caller.user_id or ""))
-    )
+    details = sees_details(state, caller, mb)
     for rec, occ, _s in view_items(mb, {default}, start, end):
         data = dict(rec.data)
         s, e = rec.start, rec.end

@@ -140,6 +140,7 @@ class GraphState:
                 display_name=user.display_name,
                 is_room=bool(user.is_room),
                 room_policy=dict(getattr(user, "room", {}) or {}),
+                default_permission=str(getattr(user, "calendar_permission", "AvailabilityOnly")),
             )
             mb.add_calendar("Calendar", is_default=True)
             self.mailboxes[key] = mb
