@@ -29,6 +29,16 @@ class ErrorOut(TypedDict):
     at: str | None
 
 
+class WriteErrorOut(TypedDict):
+    """The last platform booking of the mapping whose write-through failed for good."""
+
+    reason: str
+    at: str | None
+    bookingId: str | None
+    status: int | None  # Graph's HTTP status (0: no answer), None when Graph was not reached
+    code: str | None  # Graph's error code, or the transient reason retries ended on
+
+
 class DeltaStateOut(TypedDict):
     ageSeconds: int | None
     baselineAt: str | None
@@ -47,6 +57,7 @@ class MappingHealthOut(TypedDict):
     lastSyncAt: str | None
     lagSeconds: int | None
     lastError: ErrorOut | None
+    lastWriteError: WriteErrorOut | None
     nextPollAt: str | None
     rounds: int
     graphRequests: int
@@ -144,6 +155,7 @@ def _mapping_health(
         "lastSyncAt": shown.last_sync_at,
         "lagSeconds": lag,
         "lastError": last_error,
+        "lastWriteError": _write_error(entity),
         "nextPollAt": next_poll,
         "rounds": rounds,
         "graphRequests": requests,
@@ -153,6 +165,24 @@ def _mapping_health(
             if p.resource == calendar.resource_id
             or (p.resource is None and p.mailbox == calendar.mailbox)
         ),
+    }
+
+
+def _write_error(entity: Entity) -> WriteErrorOut | None:
+    """`lastWriteError` as the booking service notes it on the resource (bookings/service.py
+    `_note_on_resource`: the booking's lastError + its id)."""
+    stored = tablestore.from_json_property(entity.get("lastWriteError"))
+    if not isinstance(stored, dict) or not stored.get("reason"):
+        return None
+    status = stored.get("status")
+    code = stored.get("code")
+    booking = stored.get("bookingId")
+    return {
+        "reason": str(stored["reason"]),
+        "at": str(stored["at"]) if stored.get("at") else None,
+        "bookingId": str(booking) if booking else None,
+        "status": status if isinstance(status, int) else None,
+        "code": str(code) if code else None,
     }
 
 

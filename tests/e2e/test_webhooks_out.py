@@ -25,12 +25,20 @@ from tests.waiting import wait_for
 
 pytestmark = pytest.mark.timeout(180)
 WITHIN = 3.0  # seconds from the change to the receiver (issue 16)
+# The outbox gives up after two attempts (the request's and one retry a second later), so a
+# booking whose write keeps failing reaches `failed` within seconds (issue 20).
+OUTBOX_GIVES_UP = {
+    "BB_OUTBOX_MAX_ATTEMPTS": "2",
+    "BB_OUTBOX_BACKOFF_SECONDS": "1",
+    "BB_OUTBOX_BACKOFF_MAX_SECONDS": "1",
+}
 
 
 @pytest.fixture(scope="module")
 def wstack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = start_stack(
-        tmp_path_factory.mktemp("webhooks-stack"), extra_settings=WEBHOOK_SETTINGS
+        tmp_path_factory.mktemp("webhooks-stack"),
+        extra_settings={**WEBHOOK_SETTINGS, **OUTBOX_GIVES_UP},
     )
     try:
         yield running
@@ -389,6 +397,62 @@ def test_platform_bookings_report_synced_and_failed(
     assert failed.event["data"]["bookingId"] == bad["id"]
     assert failed.event["data"]["reason"] == "access_denied"
     assert len(_of_type(receiver, "booking.synced")) == 1
+
+
+def test_a_write_failing_until_the_outbox_gives_up_is_failed_reported_and_shown(
+    wstack: Stack, wapi: httpx.Client, connected: dict[str, Any], receiver: Receiver
+) -> None:
+    """Outbox exhaustion end to end (issue 20): Graph answers 503 to every event write, the
+    request's attempt leaves the booking pending, the outbox retries until it gives up; the
+    booking ends `failed` (`retries_exhausted`), `booking.failed` reaches the receiver, and
+    GET /sync names the booking in the mapping's `lastWriteError`. Nothing is lost: the booking
+    and its slot stay."""
+    from tests.e2e.booking_fixtures import add_fault, clear_faults
+
+    building = connected["building"]
+    made = create(wapi, building, receiver.url, events=["booking.failed"])
+    receiver.secrets["s"] = made["secret"]
+    start = connected["day"] + timedelta(days=2, hours=8)
+    add_fault(wstack, method="POST", path="/users/*/calendars/*/events*", status=503)
+    try:
+        response = wapi.post(f"buildings/{building}/bookings", json={
+            "resourceId": "room", "start": start.isoformat(),
+            "end": (start + timedelta(hours=1)).isoformat(), "title": "Planning",
+            "booker": {"email": "ann@fabrikam.example", "name": "Ann"}})  # fmt: skip
+        assert response.status_code == 201, response.text
+        booking = response.json()
+        assert booking["syncState"] == "pending" and booking["attempts"] == 1
+
+        def state() -> dict[str, Any]:
+            got = wapi.get(f"buildings/{building}/bookings/{booking['id']}")
+            assert got.status_code == 200, got.text
+            return dict(got.json())
+
+        ended = wait_for(lambda: state()["syncState"] == "failed" and state(), timeout=30,
+                         what="the outbox giving up")  # fmt: skip
+    finally:
+        clear_faults(wstack)
+    assert ended["status"] == "confirmed" and ended["attempts"] == 2
+    assert ended["lastError"]["reason"] == "retries_exhausted"
+    assert ended["lastError"]["code"] == "ServiceUnavailable"  # what Graph said last
+    (failed,) = wait_for(lambda: _of_type(receiver, "booking.failed"), timeout=10,
+                         what="booking.failed")  # fmt: skip
+    assert failed.verified_with == ["s"]
+    assert failed.event["data"]["bookingId"] == booking["id"]
+    assert failed.event["data"]["reason"] == "retries_exhausted"
+    health = wapi.get(f"buildings/{building}/sync")
+    assert health.status_code == 200, health.text
+    (mapping,) = [m for m in health.json()["mappings"] if m["resourceId"] == "room"]
+    written = mapping["lastWriteError"]
+    assert written["bookingId"] == booking["id"] and written["reason"] == "retries_exhausted"
+    assert written["status"] == 503 and written["code"] == "ServiceUnavailable"
+    assert written["at"] == ended["lastError"]["at"]
+    # Never silently lost: the booking still holds its slot, and no retry is left running.
+    availability = wapi.get(f"buildings/{building}/availability", params={
+        "from": start.isoformat(), "to": (start + timedelta(hours=1)).isoformat(),
+        "resourceId": "room"})  # fmt: skip
+    assert availability.status_code == 200, availability.text
+    assert booking["id"] in availability.text
 
 
 def test_a_new_mapping_reports_its_status_change(

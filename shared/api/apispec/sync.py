@@ -67,6 +67,34 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["object", "null"],
                 "properties": {"reason": {"type": "string"}, "at": _TIME},
             },
+            "lastWriteError": {
+                "type": ["object", "null"],
+                "description": "The last platform booking of this mapping whose write-through "
+                "to Outlook failed for good (syncState `failed`): a permanent refusal at once, a "
+                "transient one once the outbox gave up (`retries_exhausted`). It stays until "
+                "another booking fails; the booking itself carries its own `lastError`.",
+                "required": ["reason", "at", "bookingId"],
+                "properties": {
+                    "reason": {
+                        "type": "string",
+                        "description": "access_denied, calendar_not_found, event_not_found, "
+                        "reauth_required, not_mapped, not_connected, calendar_changed, "
+                        "resource_not_found, duplicate_transaction, graph_refused, "
+                        "retries_exhausted (or another reason the write failed with)",
+                    },
+                    "at": _TIME,
+                    "bookingId": _NULLABLE_STRING,
+                    "status": {
+                        "type": ["integer", "null"],
+                        "description": "Graph's HTTP status (0 when Graph did not answer)",
+                    },
+                    "code": {
+                        **_NULLABLE_STRING,
+                        "description": "Graph's error code; for `retries_exhausted`, what the "
+                        "last attempt failed with",
+                    },
+                },
+            },
             "nextPollAt": _TIME,
             "rounds": {"type": "integer"},
             "graphRequests": {"type": "integer"},
