@@ -8,8 +8,9 @@ and the outbox (`shared.bookings.outbox`) brings the event in line later. The bo
 described in `shared.bookings.model`; the outbox worker acts on them from state alone:
 
     cancelled, not synced .............. delete the event (404: already gone = done)
-    confirmed, no event id ............. create it (transactionId = busy.transaction_id(id): a
-                                         retry after an unknown outcome stays one event)
+    confirmed, no event id ............. find it by our extended property (a create whose
+                                         answer was lost) and adopt it, else create it
+                                         (transactionId = busy.transaction_id(id) as well)
     confirmed, version > syncedVersion . PATCH start/end/subject
 
 Create, step by step (each step's failure mode in brackets):
@@ -574,8 +575,15 @@ def apply(deps: BookingDeps, graph: GraphClient, booking: Booking, actor: str) -
         if event_id is not None:
             delete_event(target, event_id, actor)
     elif event_id is None:
-        event = create_event(target, booking, deps.config, actor)
-        event_id = str(event["id"])
+        # Every create here is a delayed one: the first attempt (`_first_write`) failed, and it
+        # may have reached Outlook with only its answer lost. Look for it by our marker before
+        # writing: Graph's transactionId de-duplication has no documented lifetime (GRAPH.md
+        # §4.3), and an outbox retry comes minutes or hours later. Found: adopt and bring in line.
+        event_id = find_event(target, booking.id)
+        if event_id is None:
+            event_id = str(create_event(target, booking, deps.config, actor)["id"])
+        else:
+            update_event(target, replace(booking, outlook_event_id=event_id), deps.config, actor)
     else:
         try:
             update_event(target, booking, deps.config, actor)

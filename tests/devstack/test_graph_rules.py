@@ -537,6 +537,30 @@ def test_injected_error_rate(tenant: Tenant) -> None:
     assert r.status_code == 503 and r.headers["Retry-After"] == "2"
 
 
+def test_a_fault_after_the_operation_loses_only_the_answer(tenant: Tenant) -> None:
+    """`after: true`: the create happens, its answer is the fault (a lost response); a replay of
+    the transactionId finds the event until the emulator is told to forget transactionIds."""
+    alice = tenant.as_user("alice")
+    body = event_body(day(5), transactionId=str(uuid.uuid4()))
+    tenant.emu.control.post(
+        "graph/faults",
+        json={"method": "POST", "path": "/me/events", "status": 504, "after": True, "count": 1},
+    )
+    try:
+        lost = alice.post("/me/events", json=body)
+        assert lost.status_code == 504 and code(lost) == "GatewayTimeout"
+        [made] = alice.get("/me/events").json()["value"]
+        again = alice.post("/me/events", json=body)
+        assert again.status_code == 201 and again.json()["id"] == made["id"]
+    finally:
+        tenant.emu.control.delete("graph/faults")
+    forgot = tenant.emu.control.post("graph/transactions/forget", json={})
+    assert forgot.status_code == 200 and forgot.json()["forgotten"] >= 1
+    late = alice.post("/me/events", json=body)
+    assert late.status_code == 201 and late.json()["id"] != made["id"]
+    assert len(alice.get("/me/events").json()["value"]) == 2
+
+
 # ----------------------------------------------------------------------------- subscriptions
 def test_subscription_rules(tenant: Tenant, sink: Sink) -> None:
     now = emu_now(tenant.emu)

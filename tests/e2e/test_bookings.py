@@ -363,6 +363,31 @@ def test_a_create_whose_answer_was_lost_stays_one_event(
     assert get(bapi, bb, booking["id"])["outlookEventId"] == lost.json()["immutableId"]
 
 
+def test_a_lost_create_retried_after_graph_forgot_its_transaction_id_stays_one_event(
+    bstack: Stack, bapi: httpx.Client, bb: Booked, faults: Callable[..., None]
+) -> None:
+    """Every create reaches Outlook but its answer is lost (a 504 after the write), and by the
+    time the outbox retries, Graph no longer recognises the transactionId (it documents no
+    lifetime for it). The retry finds the event by our extended property and adopts it: exactly
+    one event in the room calendar, and it is the booking's (issue 20)."""
+    faults(method="POST", path=EVENT_PATH, status=504, after=True)
+    response = create(bapi, bb, booking_body(BOARD, 11, "09:00", "10:00"))
+    assert response.status_code == 201, response.text
+    booking = response.json()
+    assert booking["syncState"] == "pending" and booking["outlookEventId"] is None
+    [lost] = ours(bstack, bb, BOARD, booking["id"])  # written, though the answer said otherwise
+    forgot = bstack.emulator.control.post(
+        "graph/transactions/forget",
+        json={"user": bb.mailbox(BOARD), "tenant": bb.tenant["id"]},
+    )
+    assert forgot.status_code == 200, forgot.text
+    clear_faults(bstack)  # Graph answers again: a blind retry would now make a second event
+    wait_for(lambda: get(bapi, bb, booking["id"])["syncState"] == "synced", 20, "synced")
+    assert [e["id"] for e in ours(bstack, bb, BOARD, booking["id"])] == [lost["id"]]
+    synced = get(bapi, bb, booking["id"])
+    assert graph_events_by_marker(bstack, bb, BOARD, booking["id"]) == [synced["outlookEventId"]]
+
+
 def test_access_denied_marks_the_booking_failed_at_once(
     bstack: Stack, bapi: httpx.Client, bb: Booked, faults: Callable[..., None]
 ) -> None:

@@ -238,6 +238,21 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
             key = (mb.tenant_id, mb.user_id)
         return {"expired": state.delta.expire(mode, key)}
 
+    async def forget_transactions(request: Request) -> Any:
+        """Graph no longer recognises the transactionIds of earlier creates (of one mailbox, or
+        all): how long Graph remembers one is not documented (docs/GRAPH.md §4.3, §12), so a
+        client must not rely on a late retry being de-duplicated by it."""
+        body = await _body(request)
+        with state.lock:
+            if body.get("user"):
+                boxes = [_mailbox(state, str(body["user"]), body.get("tenant"))]
+            else:
+                boxes = list(state.mailboxes.values())
+            forgotten = sum(len(mb.transactions) for mb in boxes)
+            for mb in boxes:
+                mb.transactions.clear()
+        return {"forgotten": forgotten}
+
     async def subs_list(_: Request) -> Any:
         return {
             "value": [
@@ -350,6 +365,7 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
         Route("/faults", _guard(faults_post), methods=["POST"]),
         Route("/faults", _guard(faults_delete), methods=["DELETE"]),
         Route("/delta/expire", _guard(expire_delta), methods=["POST"]),
+        Route("/transactions/forget", _guard(forget_transactions), methods=["POST"]),
         Route("/subscriptions", _guard(subs_list), methods=["GET"]),
         Route("/subscriptions/{sub_id}", _guard(sub_remove), methods=["DELETE"]),
         Route("/subscriptions/{sub_id}/lifecycle", _guard(sub_lifecycle), methods=["POST"]),

@@ -3,6 +3,9 @@
 A request rule matches by method and path glob (relative to `/v1.0`, e.g. `/users/*/events*`; a
 `re:` prefix means a regular expression) and, with probability `rate`, answers with `status` (Graph
 error shape, optional `Retry-After`) and/or adds `latencyMs`. `count` limits how often it fires.
+With `after: true` the request is carried out first and only its answer is replaced (or delayed):
+a write that reached Outlook whose response was lost on the way back (a timeout, a 5xx from a
+gateway), the case a client's retry must not turn into a second event.
 Notification faults drop, duplicate or delay change notifications.
 """
 
@@ -37,6 +40,7 @@ class FaultRule:
     code: str | None
     message: str | None
     mailbox: str | None
+    after: bool = False  # the operation runs, then the fault replaces or delays its answer
     fired: int = 0
     _regex: re.Pattern[str] | None = field(default=None, repr=False)
 
@@ -64,6 +68,7 @@ class FaultRule:
             "code": self.code,
             "message": self.message,
             "mailbox": self.mailbox,
+            "after": self.after,
             "fired": self.fired,
         }
 
@@ -102,6 +107,7 @@ class Faults:
             code=body.get("code"),
             message=body.get("message"),
             mailbox=body.get("mailbox"),
+            after=bool(body.get("after", False)),
         )
         if pattern.startswith("re:"):
             rule._regex = re.compile(pattern[3:], re.I)

@@ -17,6 +17,7 @@ from typing import Any
 from . import batch, places, schedule, subscriptions, views
 from . import events as ev
 from .errors import GraphError, bad_request, error_body, item_not_found, item_or_malformed
+from .faults import DEFAULT_CODES, FaultRule
 from .messages import Prefs, Reply, Req, Run, prefs
 from .model import Calendar, EventRec, Mailbox
 from .odata import parse_expand, parse_filter
@@ -30,6 +31,18 @@ from .permissions import (
 )
 from .store import WRITE_ROLES, GraphState
 from .timezones import iso_utc
+
+
+async def _inject(rules: list[FaultRule]) -> None:
+    """Injected faults' latency, then the first one's error (faults.py)."""
+    latency = sum(r.latency_ms for r in rules)
+    if latency:
+        await asyncio.sleep(latency / 1000.0)
+    failing = next((r for r in rules if r.status), None)
+    if failing is not None and failing.status is not None:
+        dc, dm = DEFAULT_CODES.get(failing.status, ("ErrorInternalServerError", "Injected fault."))
+        headers = {"Retry-After": str(failing.retry_after)} if failing.retry_after else {}
+        raise GraphError(failing.status, failing.code or dc, failing.message or dm, headers=headers)
 
 
 class Router:
@@ -88,24 +101,15 @@ class Router:
     async def _guarded(self, caller: Caller, req: Req, mb: Mailbox | None, run: Run) -> Reply:
         state = self.state
         rules = state.faults.pick(req.method, req.path, mb.upn if mb else None)
-        latency = sum(r.latency_ms for r in rules)
-        failing = next((r for r in rules if r.status), None)
         throttle_key = f"{mb.tenant_id}/{mb.user_id}" if mb else None
         if throttle_key:
             state.throttle.enter(caller.client_id, throttle_key, state.now().timestamp())
         try:
-            if latency:
-                await asyncio.sleep(latency / 1000.0)
-            if failing is not None and failing.status is not None:
-                code, message = failing.code, failing.message
-                default = ("ErrorInternalServerError", "Injected fault.")
-                from .faults import DEFAULT_CODES
-
-                dc, dm = DEFAULT_CODES.get(failing.status, default)
-                headers = {"Retry-After": str(failing.retry_after)} if failing.retry_after else {}
-                raise GraphError(failing.status, code or dc, message or dm, headers=headers)
+            await _inject([r for r in rules if not r.after])
             with state.lock:
-                return await run()
+                reply = await run()
+            await _inject([r for r in rules if r.after])  # done, but the answer is lost
+            return reply
         finally:
             if throttle_key:
                 state.throttle.leave(caller.client_id, throttle_key)
