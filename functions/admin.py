@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, read_json
+from functions.http import caller_for, handle_errors, if_match, json_response, read_json
 from shared.core.errors import PROBLEM_JSON, FieldError, Unprocessable, ValidationFailed, problem
 
 bp = func.Blueprint()
@@ -31,8 +31,8 @@ def _building(req: func.HttpRequest) -> str:
     return building
 
 
-def _created(body: object, created: bool) -> func.HttpResponse:
-    return json_response(body, 201 if created else 200)
+def _created(body: object, created: bool, etag: str | None = None) -> func.HttpResponse:
+    return json_response(body, 201 if created else 200, etag=etag)
 
 
 # --- resources --------------------------------------------------------------------------------
@@ -45,10 +45,11 @@ def resource_put(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import registry
 
-    view, created = registry.put_resource(
-        wiring.directory_tables(), building, req.route_params["resource"], read_json(req)
-    )
-    return _created(view, created)
+    view, created, etag = registry.put_resource(
+        wiring.directory_tables(), building, req.route_params["resource"], read_json(req),
+        if_match=if_match(req),
+    )  # fmt: skip
+    return _created(view, created, etag)
 
 
 @bp.route(route="buildings/{building}/resources", methods=["GET"], auth_level=ANONYMOUS)
@@ -68,9 +69,10 @@ def resource_get(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import registry
 
-    return json_response(
-        registry.get_resource(wiring.directory_tables(), building, req.route_params["resource"])
+    view, etag = registry.read_resource(
+        wiring.directory_tables(), building, req.route_params["resource"]
     )
+    return json_response(view, etag=etag)
 
 
 @bp.route(route=RESOURCE, methods=["DELETE"], auth_level=ANONYMOUS)
@@ -80,7 +82,9 @@ def resource_delete(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.mapping import service as mapping
 
-    mapping.delete_resource(wiring.mapping_deps(), building, req.route_params["resource"])
+    mapping.delete_resource(
+        wiring.mapping_deps(), building, req.route_params["resource"], if_match=if_match(req)
+    )
     return func.HttpResponse(status_code=204)
 
 
@@ -223,9 +227,10 @@ def settings_put(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import people
 
-    return json_response(
-        people.put_building_settings(wiring.directory_tables(), building, read_json(req))
+    view, etag = people.put_building_settings(
+        wiring.directory_tables(), building, read_json(req), if_match=if_match(req)
     )
+    return json_response(view, etag=etag)
 
 
 @bp.route(route="buildings/{building}/settings", methods=["GET"], auth_level=ANONYMOUS)
@@ -235,4 +240,5 @@ def settings_get(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import people
 
-    return json_response(people.get_building_settings(wiring.directory_tables(), building))
+    view, etag = people.read_building_settings(wiring.directory_tables(), building)
+    return json_response(view, etag=etag)

@@ -12,7 +12,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, read_json
+from functions.http import caller_for, handle_errors, if_match, json_response, read_json
 from functions.queues import decode_or_drop
 
 logger = logging.getLogger(__name__)
@@ -62,9 +62,10 @@ def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
 def booking_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
     from shared import wiring
-    from shared.bookings.service import get_booking
+    from shared.bookings.service import read_booking
 
-    return json_response(get_booking(wiring.booking_deps(), building, req.route_params["booking"]))
+    view, etag = read_booking(wiring.booking_deps(), building, req.route_params["booking"])
+    return json_response(view, etag=etag)
 
 
 @bp.route(route=BOOKING, methods=["PATCH"], auth_level=ANONYMOUS)
@@ -74,10 +75,11 @@ def booking_update(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.bookings.service import update_booking
 
-    view = update_booking(
-        wiring.booking_deps(), building, req.route_params["booking"], read_json(req), actor=actor
-    )
-    return json_response(view)
+    view, etag = update_booking(
+        wiring.booking_deps(), building, req.route_params["booking"], read_json(req),
+        actor=actor, if_match=if_match(req),
+    )  # fmt: skip
+    return json_response(view, etag=etag)
 
 
 @bp.route(route=BOOKING, methods=["DELETE"], auth_level=ANONYMOUS)
@@ -87,7 +89,10 @@ def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.bookings.service import cancel_booking
 
-    cancel_booking(wiring.booking_deps(), building, req.route_params["booking"], actor=actor)
+    cancel_booking(
+        wiring.booking_deps(), building, req.route_params["booking"], actor=actor,
+        if_match=if_match(req),
+    )  # fmt: skip
     return func.HttpResponse(status_code=204)
 
 

@@ -17,6 +17,8 @@ from shared.core.errors import (
     ValidationFailed,
     problem,
 )
+from shared.core.etags import HEADER as IF_MATCH
+from shared.core.etags import IfMatch, parse_if_match
 from shared.core.jsonbody import MAX_BYTES, parse_json
 from shared.core.settings import SettingsError
 
@@ -29,14 +31,22 @@ logger = logging.getLogger(__name__)
 
 
 def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
+    body: Any, status: int = 200, headers: dict[str, str] | None = None, *, etag: str | None = None
 ) -> func.HttpResponse:
+    """`body` as JSON; `etag` (shared/core/etags.py) becomes the ETag header."""
+    if etag:
+        headers = {**(headers or {}), "ETag": etag}
     return func.HttpResponse(
         json.dumps(body, separators=(",", ":")),
         status_code=status,
         mimetype="application/json",
         headers=headers,
     )
+
+
+def if_match(req: func.HttpRequest) -> IfMatch | None:
+    """The request's If-Match precondition (None: none given, the write is unconditional)."""
+    return parse_if_match(req.headers.get(IF_MATCH))
 
 
 def problem_response(

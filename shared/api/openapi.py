@@ -73,6 +73,60 @@ def path_parameters(*names: str) -> list[dict[str, Any]]:
     ]
 
 
+# Optimistic concurrency (shared/core/etags.py): these reads answer with an ETag, these writes
+# take an optional If-Match (412 `precondition_failed` when it names another version). Declared
+# here once rather than in each surface's operations.
+_BUILDING = "/buildings/{building}"
+ETAG_READS = frozenset(
+    {
+        ("get", f"{_BUILDING}/resources/{{resource}}"),
+        ("put", f"{_BUILDING}/resources/{{resource}}"),
+        ("get", f"{_BUILDING}/bookings/{{booking}}"),
+        ("patch", f"{_BUILDING}/bookings/{{booking}}"),
+        ("get", f"{_BUILDING}/settings"),
+        ("put", f"{_BUILDING}/settings"),
+    }
+)
+IF_MATCH_WRITES = frozenset(
+    {
+        ("put", f"{_BUILDING}/resources/{{resource}}"),
+        ("delete", f"{_BUILDING}/resources/{{resource}}"),
+        ("patch", f"{_BUILDING}/bookings/{{booking}}"),
+        ("delete", f"{_BUILDING}/bookings/{{booking}}"),
+        ("put", f"{_BUILDING}/settings"),
+    }
+)
+ETAG_HEADER: dict[str, Any] = {
+    "description": "Strong, opaque version of what was read or written (send it back in "
+    "If-Match to update only that version)",
+    "schema": {"type": "string"},
+}
+IF_MATCH_PARAMETER: dict[str, Any] = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "Optional. `*` (it must exist) or the ETag of the version read: the write "
+    "happens only if it is still that version, else 412 `precondition_failed` and nothing "
+    "changes. Malformed → 400 naming `If-Match`. Without it the write is unconditional.",
+    "schema": {"type": "string", "maxLength": 2048},
+}
+
+
+def _conditional(method: str, path: str, operation: dict[str, Any]) -> None:
+    responses = operation.setdefault("responses", {})
+    if (method, path) in ETAG_READS:
+        for status, response in responses.items():
+            if status.startswith("2") and "$ref" not in response:
+                responses[status] = {
+                    **response,
+                    "headers": {**response.get("headers", {}), "ETag": ETAG_HEADER},
+                }
+    if (method, path) in IF_MATCH_WRITES:
+        operation["parameters"] = [*operation.get("parameters", []), IF_MATCH_PARAMETER]
+        responses.setdefault("400", PROBLEM)
+        responses["412"] = PROBLEM
+
+
 # Each API surface describes its own operations in shared/api/apispec/<surface>.py as
 #   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
 # so features add routes without editing a shared list.
@@ -163,6 +217,7 @@ def openapi_document() -> dict[str, Any]:
             responses.setdefault("400", PROBLEM)
             responses.setdefault("413", PROBLEM)
             operation["requestBody"].setdefault("description", BODY_RULES)
+        _conditional(method, path, operation)
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",

@@ -87,9 +87,11 @@ from shared.core.errors import (
     GraphError,
     IdentityError,
     NotFound,
+    PreconditionFailed,
     Unprocessable,
     ValidationFailed,
 )
+from shared.core.etags import IfMatch, entity_tag
 from shared.core.times import rfc3339_or_none
 from shared.core.validate import check_building, check_path, valid_id
 from shared.directory.attributor import load_attributor
@@ -403,8 +405,14 @@ def _note_on_resource(deps: BookingDeps, booking: Booking) -> None:
 
 
 def get_booking(deps: BookingDeps, building_id: str, booking_id: str) -> BookingOut:
+    return read_booking(deps, building_id, booking_id)[0]
+
+
+def read_booking(deps: BookingDeps, building_id: str, booking_id: str) -> tuple[BookingOut, str]:
+    """One booking and its ETag (shared/core/etags.py), or 404."""
     check_path(building=building_id, bookingId=booking_id)
-    return booking_view(_visible(deps, building_id, booking_id)[0])
+    booking, etag = _visible(deps, building_id, booking_id)
+    return booking_view(booking), entity_tag(etag)
 
 
 def _visible(deps: BookingDeps, building_id: str, booking_id: str) -> tuple[Booking, str]:
@@ -458,16 +466,22 @@ def update_booking(
     body: Mapping[str, Any],
     *,
     actor: str = "api",
-) -> BookingOut:
-    """Move or retitle a booking: new slot claimed atomically (409 on overlap), then written through."""
+    if_match: IfMatch | None = None,
+) -> tuple[BookingOut, str | None]:
+    """Move or retitle a booking: new slot claimed atomically (409 on overlap), then written
+    through. Returns (view, ETag; None when a concurrent write-through got in first and the
+    caller must read it again). With `if_match`: 412 unless the booking is at the version it
+    names; the save is conditional on that version, so a writer in between also ends in 412."""
     check_path(building=building_id, bookingId=booking_id)
     current, etag = _visible(deps, building_id, booking_id)
+    if if_match is not None:
+        if_match.check(etag)
     if current.status == "cancelled":
         raise Conflict("The booking is cancelled", reason="booking_cancelled")
     now = deps.now()
     wanted = parse_update(body, current, now)
     if (wanted.start, wanted.end, wanted.title) == (current.start, current.end, current.title):
-        return booking_view(current)
+        return booking_view(current), entity_tag(etag)
     moved = (wanted.start, wanted.end) != (current.start, current.end)
     updated = replace(
         wanted,
@@ -492,11 +506,14 @@ def update_booking(
     except Conflict:
         if moved:
             _restore_slot(deps, current, updated)
+        if if_match is not None:
+            raise PreconditionFailed() from None
         raise Conflict(
             "The booking was changed concurrently; read it and try again",
             reason="concurrent_update",
         ) from None
-    return booking_view(_write_through(deps, updated, etag, "update", actor))
+    result, new_etag = _write_through(deps, updated, etag, "update", actor)
+    return booking_view(result), entity_tag(new_etag) if new_etag else None
 
 
 def _live_check_for_move(deps: BookingDeps, resource: Entity, updated: Booking) -> None:
@@ -522,13 +539,21 @@ def _restore_slot(deps: BookingDeps, current: Booking, attempted: Booking) -> No
 
 
 def cancel_booking(
-    deps: BookingDeps, building_id: str, booking_id: str, *, actor: str = "api"
+    deps: BookingDeps,
+    building_id: str,
+    booking_id: str,
+    *,
+    actor: str = "api",
+    if_match: IfMatch | None = None,
 ) -> None:
     """Cancel: the booking is marked cancelled at once; its event is deleted, then its slot freed
-    (right away, or by the outbox when Graph is unavailable)."""
+    (right away, or by the outbox when Graph is unavailable). `if_match` as in `update_booking`
+    (checked on every version a retry reads, so a writer in between ends in 412)."""
     check_path(building=building_id, bookingId=booking_id)
     for _ in range(3):
         current, etag = _visible(deps, building_id, booking_id)
+        if if_match is not None:
+            if_match.check(etag)
         if current.status == "cancelled":
             return
         cancelled = replace(
@@ -606,8 +631,9 @@ def apply(deps: BookingDeps, graph: GraphClient, booking: Booking, actor: str) -
 
 def _write_through(
     deps: BookingDeps, booking: Booking, etag: str, op: str, actor: str, *, worker: bool = False
-) -> Booking:
-    """One attempt, then commit the outcome under the ETag (a lost race is left to the worker)."""
+) -> tuple[Booking, str | None]:
+    """One attempt, then commit the outcome under the ETag (a lost race is left to the worker).
+    Returns the booking as stored and its new storage ETag (None: a lost race, not stored)."""
     now = deps.now()
     try:
         result = apply(deps, deps.worker_graph if worker else deps.graph, booking, actor)
@@ -616,17 +642,17 @@ def _write_through(
         result = failed_attempt(deps.config, booking, failed, now)
     _emit_outcome(deps, booking, result)
     try:
-        deps.bookings.save(result, etag, booking)
+        saved = deps.bookings.save(result, etag, booking)
     except Conflict:
         # Changed meanwhile (another request or the worker): whoever changed it scheduled its own
         # write-through; a check message makes sure the event ends up matching the final state.
         if not worker:
             _send(deps, booking, "check", delay=0)
-        return booking
+        return booking, None
     if result.status == "cancelled" and result.sync_state != "pending":
         deps.busy.remove(result.block())  # the event is gone (or never will be): free the slot
     _after_attempt(deps, result, op)
-    return result
+    return result, saved
 
 
 # --------------------------------------------------------------------------------------------
@@ -655,8 +681,8 @@ def process_outbox(deps: BookingDeps, message: OutboxMessage) -> str:
             return "in_sync"
         if booking.sync_state == "failed":
             return "failed"
-        result = _write_through(deps, booking, etag, message.op, "outbox", worker=True)
-        if result is not booking:
+        result, saved = _write_through(deps, booking, etag, message.op, "outbox", worker=True)
+        if saved is not None:
             return result.sync_state
     return "contended"
 
@@ -699,5 +725,6 @@ __all__ = [
     "get_booking",
     "list_bookings",
     "process_outbox",
+    "read_booking",
     "update_booking",
 ]

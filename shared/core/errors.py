@@ -9,6 +9,7 @@
     ├── NotFound                       404
     ├── Conflict                       409 (calendar mapped elsewhere, ...)
     │   └── SlotTaken                  (shared/availability/busy.py) the resource is booked at that time
+    ├── PreconditionFailed             412 an If-Match that the stored version does not match
     ├── PayloadTooLarge                413 a body over its size limit (shared/core/jsonbody.py)
     ├── UnsupportedMediaType           415 (shared/subscriptions/inbox.py) the webhook only takes JSON
     ├── Unprocessable                  422 understood but not doable (`reason` code: not_supported, ...)
@@ -88,6 +89,20 @@ class Conflict(BookingBridgeError):
     status = 409
     title = "Conflict"
     slug = "conflict"
+
+
+class PreconditionFailed(BookingBridgeError):
+    """412 (RFC 9110 §13.1.1): the caller's If-Match names another version (shared/core/etags.py)."""
+
+    status = 412
+    title = "Precondition failed"
+    slug = "precondition-failed"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            detail or "The item has changed since it was read (If-Match); read it again",
+            reason="precondition_failed",
+        )
 
 
 class PayloadTooLarge(BookingBridgeError):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from shared.core.errors import Conflict, FieldError, NotFound, Unprocessable, ValidationFailed
+from shared.core.etags import IfMatch
 from shared.core.validate import Checker, check_building
 from shared.directory.attribution import User
 from shared.storage import tablestore
@@ -182,7 +183,12 @@ def settings_view(settings: BuildingSettings) -> SettingsOut:
 
 def load_building_settings(tables: TableSource, building_id: str) -> BuildingSettings:
     """The building's settings, defaults where never set."""
-    entity = tablestore.get_entity(tables(tablestore.SETTINGS), building_id, SETTINGS_ROW_KEY)
+    return _settings_from(
+        tablestore.get_entity(tables(tablestore.SETTINGS), building_id, SETTINGS_ROW_KEY)
+    )
+
+
+def _settings_from(entity: Mapping[str, Any] | None) -> BuildingSettings:
     if entity is None:
         return BuildingSettings()
     return BuildingSettings(
@@ -192,14 +198,25 @@ def load_building_settings(tables: TableSource, building_id: str) -> BuildingSet
 
 
 def get_building_settings(tables: TableSource, building_id: str) -> SettingsOut:
+    return read_building_settings(tables, building_id)[0]
+
+
+def read_building_settings(tables: TableSource, building_id: str) -> tuple[SettingsOut, str | None]:
+    """The settings and their ETag (None while never written: the defaults have no version)."""
     check_building(building_id)
-    return settings_view(load_building_settings(tables, building_id))
+    entity = tablestore.get_entity(tables(tablestore.SETTINGS), building_id, SETTINGS_ROW_KEY)
+    return settings_view(_settings_from(entity)), tablestore.version_tag(entity)
 
 
 def put_building_settings(
-    tables: TableSource, building_id: str, body: Mapping[str, Any]
-) -> SettingsOut:
-    """Replace the settings: omitted fields take their defaults, unknown fields are refused."""
+    tables: TableSource,
+    building_id: str,
+    body: Mapping[str, Any],
+    *,
+    if_match: IfMatch | None = None,
+) -> tuple[SettingsOut, str]:
+    """Replace the settings: omitted fields take their defaults, unknown fields are refused.
+    Returns (settings, ETag); with `if_match`, only the version it names is replaced (412)."""
     check_building(building_id)
     check = Checker(body)
     check.only(("defaultUserEmail", "storeExternalSubjects"))
@@ -213,14 +230,17 @@ def put_building_settings(
         raise Unprocessable(
             "defaultUserEmail must be a registered user of this building", reason="unknown_user"
         )
-    tablestore.put_entity(
-        tables(tablestore.SETTINGS),
-        {
-            "PartitionKey": building_id,
-            "RowKey": SETTINGS_ROW_KEY,
+
+    def build(current: tablestore.Entity | None) -> tablestore.Entity:
+        if if_match is not None:
+            if_match.check(tablestore.etag_of(current) if current is not None else None)
+        return {
             "defaultUserEmail": settings.default_user_email,
             "storeExternalSubjects": settings.store_external_subjects,
             "updatedAt": tablestore.utc_now(),
-        },
+        }
+
+    entity, _ = tablestore.replace_optimistic(
+        tables(tablestore.SETTINGS), building_id, SETTINGS_ROW_KEY, build
     )
-    return settings_view(settings)
+    return settings_view(settings), tablestore.version_tag(entity) or ""

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, cast
 
 from shared.core.errors import Conflict, NotFound, Unprocessable
+from shared.core.etags import IfMatch
 from shared.core.validate import Checker, check_building, check_path
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
@@ -219,9 +220,16 @@ def parse_resource(building_id: str, resource_id: str, body: Mapping[str, Any]) 
 
 
 def put_resource(
-    tables: TableSource, building_id: str, resource_id: str, body: Mapping[str, Any]
-) -> tuple[ResourceOut, bool]:
-    """Create or replace a resource; its mapping and sync health are kept. Returns (view, created).
+    tables: TableSource,
+    building_id: str,
+    resource_id: str,
+    body: Mapping[str, Any],
+    *,
+    if_match: IfMatch | None = None,
+) -> tuple[ResourceOut, bool, str]:
+    """Create or replace a resource; its mapping and sync health are kept. Returns (view, created,
+    ETag). With `if_match`, only the version it names is replaced (412 otherwise, and for a
+    resource that does not exist yet): checked on the version the conditional write replaces.
 
     A mapped resource cannot become paid (422 `resource_mapped`): paid resources never sync, so
     the mapping would silently stop working. Unmap it first.
@@ -230,6 +238,8 @@ def put_resource(
     resource = parse_resource(building_id, resource_id, body)
 
     def build(current: Entity | None) -> Entity:
+        if if_match is not None:
+            if_match.check(tablestore.etag_of(current) if current is not None else None)
         if current is not None and resource.paid and is_mapped(current):
             raise Unprocessable(
                 "A mapped resource cannot be paid; remove its calendar mapping first",
@@ -253,15 +263,22 @@ def put_resource(
         tables(tablestore.RESOURCES), building_id, resource_id, build
     )
     assert entity is not None  # build never declines
-    return resource_view(entity), created
+    return resource_view(entity), created, tablestore.version_tag(entity) or ""
 
 
 def get_resource(tables: TableSource, building_id: str, resource_id: str) -> ResourceOut:
+    return read_resource(tables, building_id, resource_id)[0]
+
+
+def read_resource(
+    tables: TableSource, building_id: str, resource_id: str
+) -> tuple[ResourceOut, str]:
+    """One resource and its ETag, or 404."""
     check_path(building=building_id, resourceId=resource_id)
     entity = tablestore.get_entity(tables(tablestore.RESOURCES), building_id, resource_id)
     if entity is None:
         raise NotFound("No such resource in this building", reason="resource_not_found")
-    return resource_view(entity)
+    return resource_view(entity), tablestore.version_tag(entity) or ""
 
 
 def list_resources(tables: TableSource, building_id: str) -> list[ResourceOut]:
@@ -283,12 +300,18 @@ def unmap_resource(tables: TableSource, building_id: str, resource_id: str) -> b
     return bool(release_mapping(tables, building_id, resource_id).get("calendarId"))
 
 
-def release_mapping(tables: TableSource, building_id: str, resource_id: str) -> dict[str, Any]:
-    """`unmap_resource`, returning the mapping properties it removed ({} if there were none)."""
+def release_mapping(
+    tables: TableSource, building_id: str, resource_id: str, *, if_match: IfMatch | None = None
+) -> dict[str, Any]:
+    """`unmap_resource`, returning the mapping properties it removed ({} if there were none).
+    With `if_match`: 412 unless the resource is at the version it names (checked on the version
+    the conditional write replaces)."""
     released: dict[str, Any] = {}
 
     def build(current: Entity | None) -> Entity | None:
         released.clear()
+        if if_match is not None:
+            if_match.check(tablestore.etag_of(current) if current is not None else None)
         if current is None or not any(k in current for k in MAPPING_PROPERTIES):
             return None
         released.update({k: current[k] for k in MAPPING_PROPERTIES if k in current})
@@ -308,13 +331,19 @@ def release_mapping(tables: TableSource, building_id: str, resource_id: str) -> 
     return dict(released)
 
 
-def delete_resource(tables: TableSource, building_id: str, resource_id: str) -> None:
-    """Unmap, then delete. Idempotent: deleting a missing resource succeeds (204)."""
+def delete_resource(
+    tables: TableSource, building_id: str, resource_id: str, *, if_match: IfMatch | None = None
+) -> None:
+    """Unmap, then delete. Idempotent: deleting a missing resource succeeds (204). With
+    `if_match` (an unmapped resource: shared/mapping/service.py checks a mapped one when it
+    unmaps it), only the version it names is deleted: 412 otherwise, or when nothing is there."""
     check_path(building=building_id, resourceId=resource_id)
     table = tables(tablestore.RESOURCES)
     for _ in range(5):
         unmap_resource(tables, building_id, resource_id)
         entity = tablestore.get_entity(table, building_id, resource_id)
+        if if_match is not None:
+            if_match.check(tablestore.etag_of(entity) if entity is not None else None)
         if entity is None:
             return
         # Deleting the exact version read keeps a mapping made meanwhile from being orphaned.

@@ -38,6 +38,7 @@ from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.core.errors import Conflict, GraphError, IdentityError, NotFound, Unprocessable
+from shared.core.etags import IfMatch
 from shared.core.validate import Checker, check_path
 from shared.directory import registry
 from shared.directory.registry import INDEX_ROW_KEY, ResourceOut
@@ -415,13 +416,16 @@ def _release(index: Any, key: str, building_id: str, resource_id: str) -> None:
         tablestore.delete_if_unchanged(index, entry)
 
 
-def unmap(deps: MappingDeps, building_id: str, resource_id: str) -> None:
-    """Remove a resource's mapping (idempotent); 404 for an unknown resource."""
+def unmap(
+    deps: MappingDeps, building_id: str, resource_id: str, *, if_match: IfMatch | None = None
+) -> dict[str, Any]:
+    """Remove a resource's mapping (idempotent); 404 for an unknown resource. Returns the mapping
+    properties removed ({}: it had none). `if_match` as in `registry.release_mapping`."""
     check_path(building=building_id, resourceId=resource_id)
     entity = tablestore.get_entity(deps.tables(tablestore.RESOURCES), building_id, resource_id)
     if entity is None:
         raise NotFound("No such resource in this building", reason="resource_not_found")
-    released = registry.release_mapping(deps.tables, building_id, resource_id)
+    released = registry.release_mapping(deps.tables, building_id, resource_id, if_match=if_match)
     deps.graph.mappings_changed(building_id)
     mailbox = released.get("mailbox")
     if released.get("calendarId") and mailbox:
@@ -431,14 +435,22 @@ def unmap(deps: MappingDeps, building_id: str, resource_id: str) -> None:
             )
         )
         logger.info("building %s: resource %s unmapped", building_id, resource_id)
+    return released
 
 
-def delete_resource(deps: MappingDeps, building_id: str, resource_id: str) -> None:
+def delete_resource(
+    deps: MappingDeps, building_id: str, resource_id: str, *, if_match: IfMatch | None = None
+) -> None:
     """`DELETE /buildings/{b}/resources/{r}`: unmap first, through `unmap`, so sync hears of it
     (its subscription and Outlook blocks go) and this process's guard forgets the calendar at once;
-    then delete. Idempotent: an unknown resource is already deleted."""
+    then delete. Idempotent: an unknown resource is already deleted (but 412 with `if_match`).
+    `if_match` is checked by the first write: the unmap of a mapped resource, else the delete."""
     try:
-        unmap(deps, building_id, resource_id)
+        released = unmap(deps, building_id, resource_id, if_match=if_match)
     except NotFound:
+        if if_match is not None:
+            if_match.check(None)
         return
-    registry.delete_resource(deps.tables, building_id, resource_id)
+    registry.delete_resource(
+        deps.tables, building_id, resource_id, if_match=None if released else if_match
+    )

@@ -38,7 +38,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableClient, TableEntity, TableTransactionError, UpdateMode
 
 from shared.core.errors import (
     BookingBridgeError,
@@ -48,6 +48,7 @@ from shared.core.errors import (
     StorageError,
     ValidationFailed,
 )
+from shared.core.etags import entity_tag
 from shared.core.jsonbody import parse_json
 from shared.core.times import utc_z
 
@@ -195,10 +196,24 @@ def iso_utc(value: Any) -> str | None:
     return utc_z(value)
 
 
+def with_etag(entity: Mapping[str, Any], written: Mapping[str, Any] | None) -> TableEntity:
+    """`entity` as the SDK reads it back, carrying the ETag a write answered with (`written`:
+    what create/update/upsert return), so `etag_of` works on what was just written too."""
+    stored = TableEntity(entity)
+    stored._metadata = {"etag": (written or {}).get("etag"), "timestamp": None}
+    return stored
+
+
 def etag_of(entity: Mapping[str, Any]) -> str | None:
     metadata = getattr(entity, "metadata", None) or {}
     etag = metadata.get("etag")
     return str(etag) if etag else None
+
+
+def version_tag(entity: Mapping[str, Any] | None) -> str | None:
+    """The API's ETag of a stored entity (shared/core/etags.py); None when nothing is stored."""
+    etag = etag_of(entity) if entity is not None else None
+    return entity_tag(etag) if etag else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,7 +328,7 @@ def replace_optimistic(
 
     `build(current)` gets the stored entity (or None) and returns the full new entity, or None to
     leave storage as it is. It may raise our errors (e.g. a state-dependent 422). Returns
-    (the written or unchanged entity, created). A replace never drops properties `build` kept,
+    (the written or unchanged entity, with its new ETag (`etag_of`), created). A replace never drops properties `build` kept,
     which is how one feature's fields survive another feature's writes to the same entity.
     """
     what = f"write {table.table_name}"
@@ -326,15 +341,14 @@ def replace_optimistic(
         with storage_errors(what):
             try:
                 if current is None:
-                    table.create_entity(new)
-                    return new, True
-                table.update_entity(
+                    return with_etag(new, table.create_entity(new)), True
+                written = table.update_entity(
                     new,
                     mode=UpdateMode.REPLACE,
                     etag=etag_of(current),
                     match_condition=MatchConditions.IfNotModified,
                 )
-                return new, False
+                return with_etag(new, written), False
             except (ResourceExistsError, ResourceModifiedError, ResourceNotFoundError):
                 continue  # lost a race: read again and rebuild
     raise Conflict("The item is being changed concurrently; try again", reason="concurrent_update")

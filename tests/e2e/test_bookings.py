@@ -206,6 +206,40 @@ def test_a_booking_is_written_moved_and_cancelled_on_the_mapped_calendar(
     assert rebooked.status_code == 201, rebooked.text
 
 
+def test_if_match_on_a_booking_moves_only_the_version_read(
+    bstack: Stack, bapi: httpx.Client, bb: Booked
+) -> None:
+    """ETag on GET and PATCH; a PATCH or DELETE naming an older version is 412 and changes
+    nothing, in the platform or in Outlook (issue 22)."""
+    created = create(bapi, bb, booking_body(HUDDLE, 11, "09:00", "10:00"))
+    assert created.status_code == 201, created.text
+    path = f"buildings/{bb.building}/bookings/{created.json()['id']}"
+    read = bapi.get(path)
+    first = read.headers["ETag"]
+    assert first.startswith('"') and first.endswith('"'), first
+
+    moved = bapi.patch(path, json={"start": at(11, "10:00"), "end": at(11, "11:00")},
+                       headers={"If-Match": first})  # fmt: skip
+    assert moved.status_code == 200, moved.text
+    assert moved.headers["ETag"] not in (first, None)
+    assert bapi.get(path).headers["ETag"] == moved.headers["ETag"]  # what the PATCH left stored
+
+    stale = bapi.patch(path, json={"title": "stale"}, headers={"If-Match": first})
+    assert stale.status_code == 412 and stale.json()["reason"] == "precondition_failed"
+    refused = bapi.delete(path, headers={"If-Match": first})
+    assert refused.status_code == 412, refused.text
+    kept = get(bapi, bb, created.json()["id"])
+    assert (kept["status"], kept["title"], kept["start"]) == (
+        "confirmed", "Quarterly planning", z(11, "10:00"),
+    )  # fmt: skip
+    [event] = ours(bstack, bb, HUDDLE, kept["id"])
+    assert event["start"]["dateTime"].startswith(z(11, "10:00")[:19])
+
+    current = bapi.get(path).headers["ETag"]
+    assert bapi.delete(path, headers={"If-Match": current}).status_code == 204
+    assert ours(bstack, bb, HUDDLE, kept["id"]) == []
+
+
 def test_a_repeated_idempotency_key_gives_one_booking_and_one_event(
     bstack: Stack, bapi: httpx.Client, bb: Booked
 ) -> None:
