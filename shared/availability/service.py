@@ -51,6 +51,7 @@ class BusyOut(TypedDict):
     bookingId: str | None
     companyId: str | None
     showAs: str
+    detail: str  # booking | event | freeBusy (issue 19)
 
 
 class FreeOut(TypedDict):
@@ -237,7 +238,15 @@ def busy_view(block: BusyBlock) -> BusyOut:
         "bookingId": block.booking_id or (block.block_id if block.source == "platform" else None),
         "companyId": block.company_id,
         "showAs": block.show_as,
+        "detail": detail_of(block),
     }
+
+
+def detail_of(block: BusyBlock) -> str:
+    """A block's provenance: a platform booking, an Outlook event, or free/busy only."""
+    if block.source == "platform":
+        return "booking"
+    return str((block.attribution or {}).get("detail") or "event")
 
 
 def resources_of(

@@ -148,6 +148,18 @@ def _require_bookable(resource: Entity | None) -> Entity:
     return resource
 
 
+def _require_writable(deps: BookingDeps, building_id: str) -> None:
+    """A free/busy-only connection's mappings are read-only (issue 19): refused with 422
+    `read_only_mapping` before anything is stored, claimed or sent to Graph."""
+    connection = deps.connections.get(building_id)
+    if connection is not None and connection.free_busy_only:
+        raise Unprocessable(
+            "The building's calendars are connected free/busy only: bookings cannot be written "
+            "to them (reconnect with full access to book)",
+            reason="read_only_mapping",
+        )
+
+
 def _attribution(
     tables: TableSource, building_id: str, email: str
 ) -> tuple[str | None, dict[str, Any]]:
@@ -180,6 +192,7 @@ def create_booking(
         replayed = _replay(deps, building_id, key_row, fingerprint)
         if replayed is not None:
             return replayed, False
+    _require_writable(deps, building_id)
     company_id, attribution = _attribution(deps.tables, building_id, request.booker_email)
     booking = Booking(
         building_id=building_id,
@@ -482,6 +495,7 @@ def update_booking(
     wanted = parse_update(body, current, now)
     if (wanted.start, wanted.end, wanted.title) == (current.start, current.end, current.title):
         return booking_view(current), entity_tag(etag)
+    _require_writable(deps, building_id)
     moved = (wanted.start, wanted.end) != (current.start, current.end)
     updated = replace(
         wanted,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from shared.connect.model import AccountMismatch, ConnectFailed, Flow
+from shared.core.connection import FREE_BUSY, FULL_ACCESS
 from shared.core.errors import DependencyError, FieldError, ValidationFailed
 from shared.core.settings import Settings, origin_of
 from shared.graph.permissions import (
@@ -24,6 +25,7 @@ from shared.graph.permissions import (
     GRAPH_DELEGATED_SCOPES,
     OIDC_SCOPES,
     REQUIRED_DELEGATED_SCOPES,
+    REQUIRED_FREE_BUSY_SCOPES,
 )
 
 if TYPE_CHECKING:
@@ -105,8 +107,9 @@ def with_status(return_url: str, status: str, reason: str | None = None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def missing_scopes(granted: frozenset[str]) -> frozenset[str]:
-    return frozenset(REQUIRED_DELEGATED_SCOPES - granted)
+def missing_scopes(granted: frozenset[str], access: str = FULL_ACCESS) -> frozenset[str]:
+    required = REQUIRED_FREE_BUSY_SCOPES if access == FREE_BUSY else REQUIRED_DELEGATED_SCOPES
+    return frozenset(required - granted)
 
 
 def check_id_claims(
@@ -179,12 +182,18 @@ def _authorize_url(
 
 
 def authorize_url(
-    settings: Settings, *, state: str, challenge: str, nonce: str, login_hint: str | None
+    settings: Settings,
+    *,
+    state: str,
+    challenge: str,
+    nonce: str,
+    login_hint: str | None,
+    scopes: tuple[str, ...] = GRAPH_DELEGATED_SCOPES,
 ) -> str:
     # `organizations`: work and school accounts of any tenant (calendars need Exchange Online).
     return _authorize_url(
         settings, tenant="organizations", redirect_uri=callback_uri(settings),
-        scopes=(*OIDC_SCOPES, *GRAPH_DELEGATED_SCOPES), state=state, challenge=challenge,
+        scopes=(*OIDC_SCOPES, *scopes), state=state, challenge=challenge,
         nonce=nonce, login_hint=login_hint,
     )  # fmt: skip
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.core.connection import FULL_ACCESS
+
 FLOW_TTL = timedelta(minutes=10)
 MODES = ("delegated", "application")
 
@@ -56,6 +58,7 @@ class Flow:
     key_version: str
     expected: Expected
     tenant: str | None = None  # application mode: the tenant id (GUID) an admin must consent in
+    access: str = FULL_ACCESS  # the connection's access level (shared/core/connection.py)
 
 
 class ConnectFailed(Exception):

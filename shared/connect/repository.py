@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.connect.model import Expected, Flow
-from shared.core.connection import Account, Connection
+from shared.core.connection import FULL_ACCESS, Account, Connection
 from shared.core.errors import NotFound, StorageError
 from shared.core.times import utc_z
 from shared.storage import tablestore
@@ -147,6 +147,7 @@ class FlowRepository:
             "expectedOid": flow.expected.oid or "",
             "expectedTid": flow.expected.tid or "",
             "expectedAccount": flow.expected.account or "",
+            "access": flow.access,
         }
         try:
             self._table().create_entity(entity)
@@ -178,6 +179,7 @@ class FlowRepository:
                 account=str(entity.get("expectedAccount") or "") or None,
             ),
             tenant=str(entity.get("tenant") or "") or None,
+            access=str(entity.get("access") or FULL_ACCESS),
         )
 
     def delete_expired(self, now: datetime) -> int:
@@ -215,6 +217,7 @@ def _entity_of(c: Connection) -> dict[str, Any]:
         "reason": c.reason or "",
         "connectedBy": c.connected_by or "",
         "secretName": c.secret_name,
+        "access": c.access,
     }
     if c.connected_at:
         entity["connectedAt"] = c.connected_at
@@ -240,4 +243,5 @@ def _connection_from(e: Mapping[str, Any]) -> Connection:
         else None,
         connected_by=str(e.get("connectedBy") or "") or None,
         secret_name=str(e.get("secretName") or ""),
+        access=str(e.get("access") or FULL_ACCESS),
     )

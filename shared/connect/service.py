@@ -76,7 +76,7 @@ from shared.connect.flows import (
 from shared.connect.model import FLOW_TTL, MODES, AccountMismatch, ConnectFailed, Expected, Flow
 from shared.connect.repository import CONNECTIONS_TABLE, ConnectionRepository, FlowRepository
 from shared.connect.tokens import Identity, TokenProvider, TokenResult, codes_in, reason_for
-from shared.core.connection import Account, Connection
+from shared.core.connection import ACCESS_LEVELS, FREE_BUSY, FULL_ACCESS, Account, Connection
 from shared.core.errors import (
     BookingBridgeError,
     DependencyError,
@@ -90,7 +90,12 @@ from shared.core.times import utc_z
 from shared.core.validate import check_building
 from shared.directory.registry import is_mapped
 from shared.graph.audit import AuditEntry
-from shared.graph.permissions import GRAPH_DEFAULT_SCOPE, GRAPH_DELEGATED_SCOPES
+from shared.graph.permissions import (
+    FREE_BUSY_DELEGATED_SCOPES,
+    GRAPH_DEFAULT_SCOPE,
+    GRAPH_DELEGATED_SCOPES,
+    SCHEDULE_READERS,
+)
 from shared.storage import tablestore
 from shared.storage.keyvault import (
     SecretStore,
@@ -195,6 +200,9 @@ def start_connect(
             FieldError("expectedAccount", "must be a user principal name or an object id")
         )
     account = account or (login_hint.strip() if isinstance(login_hint, str) else None)
+    access = body.get("access", FULL_ACCESS)
+    if access not in ACCESS_LEVELS:
+        errors.append(FieldError("access", "must be 'full' or 'freeBusy'"))
     if caller.buildings is None and not account:
         # A service acts for someone: it must say who, or any consented colleague could finish.
         errors.append(
@@ -226,9 +234,11 @@ def start_connect(
             account=account or None,
         ),
         tenant=tenant_id,
+        access=str(access),
     )
     deps.flows.add(flow)
-    logger.info("connect flow started for building %s (%s) by %s", building_id, mode, caller.actor)
+    logger.info("connect flow started for building %s (%s, %s access) by %s", building_id, mode,
+                flow.access, caller.actor)  # fmt: skip
     # Both modes bind state + PKCE + nonce to the flow; only the sign-in request differs.
     challenge = pkce_challenge(pkce_verifier(flow_key.key, flow.flow_id))
     nonce = oidc_nonce(flow_key.key, flow.flow_id)
@@ -238,8 +248,14 @@ def start_connect(
             nonce=nonce, login_hint=login_hint,
         )  # fmt: skip
     return authorize_url(
-        deps.settings, state=flow.flow_id, challenge=challenge, nonce=nonce, login_hint=login_hint
-    )
+        deps.settings, state=flow.flow_id, challenge=challenge, nonce=nonce, login_hint=login_hint,
+        scopes=delegated_scopes(flow.access),
+    )  # fmt: skip
+
+
+def delegated_scopes(access: str) -> tuple[str, ...]:
+    """The Graph scopes a delegated connect asks for: all of ours, or free/busy's few (issue 19)."""
+    return FREE_BUSY_DELEGATED_SCOPES if access == FREE_BUSY else GRAPH_DELEGATED_SCOPES
 
 
 def _tenant_id(deps: ConnectDeps, tenant: str) -> str:
@@ -326,7 +342,7 @@ def _finish_delegated(
         deps,
         flow,
         code,
-        scopes=list(GRAPH_DELEGATED_SCOPES),
+        scopes=list(delegated_scopes(flow.access)),
         redirect_uri=callback_uri(deps.settings),
     )
     check_id_claims(
@@ -334,11 +350,11 @@ def _finish_delegated(
         authority_host=deps.settings.authority_host, nonce=nonce,
     )  # fmt: skip
     check_account(flow, tokens.id_claims)
-    if missing_scopes(tokens.scopes):
+    if missing_scopes(tokens.scopes, flow.access):
         logger.warning(
             "building %s: granted scopes lack %s",
             flow.building_id,
-            sorted(missing_scopes(tokens.scopes)),
+            sorted(missing_scopes(tokens.scopes, flow.access)),
         )
         raise ConnectFailed("insufficient_scope")
     connection = _new_connection(
@@ -447,6 +463,11 @@ def _finish_application(
     except DependencyError as err:
         logger.error("admin consent of %s: %s", flow.building_id, err.log_detail)
         raise ConnectFailed("service_unavailable", record=False) from err
+    if flow.access == FREE_BUSY and not token.scopes & SCHEDULE_READERS:
+        # getSchedule needs a calendar permission; Place.Read.All alone reads no free/busy.
+        logger.warning("building %s: free/busy consent without a calendar permission",
+                       flow.building_id)  # fmt: skip
+        raise ConnectFailed("insufficient_scope")
     connection = _new_connection(flow, "connected", tenant, now=deps.now(), scopes=token.scopes)
     try:
         previous = deps.connections.get(flow.building_id)
@@ -487,6 +508,7 @@ def _new_connection(
         last_refresh_at=now,
         connected_by=flow.caller,
         secret_name=secret_name,
+        access=flow.access,
     )
 
 
@@ -537,7 +559,8 @@ def connection_status(deps: ConnectDeps, building_id: str) -> dict[str, Any]:
     if c is None:
         return {
             "status": "disconnected", "mode": None, "account": None, "tenantId": None,
-            "scopes": [], "connectedAt": None, "lastRefreshAt": None, "reason": None,
+            "scopes": [], "access": None, "connectedAt": None, "lastRefreshAt": None,
+            "reason": None,
         }  # fmt: skip
     return {
         "status": c.status,
@@ -545,6 +568,7 @@ def connection_status(deps: ConnectDeps, building_id: str) -> dict[str, Any]:
         "account": c.account.to_json() if c.account else None,
         "tenantId": c.tenant_id or None,
         "scopes": sorted(c.scopes),
+        "access": c.access,
         "connectedAt": utc_z(c.connected_at) if c.connected_at else None,
         "lastRefreshAt": utc_z(c.last_refresh_at) if c.last_refresh_at else None,
         "reason": c.reason,

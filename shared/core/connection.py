@@ -18,6 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+# What a connection may do with calendars (issue 19): `full` reads and writes its mapped calendars;
+# `freeBusy` only reads free/busy (getSchedule), so its mappings are read-only.
+FULL_ACCESS = "full"
+FREE_BUSY = "freeBusy"
+ACCESS_LEVELS = (FULL_ACCESS, FREE_BUSY)
+
 
 @dataclass(frozen=True)
 class Account:
@@ -61,3 +67,8 @@ class Connection:
     last_refresh_at: datetime | None = None
     connected_by: str | None = None
     secret_name: str = ""  # delegated: the Key Vault secret holding the refresh token
+    access: str = FULL_ACCESS  # FULL_ACCESS or FREE_BUSY
+
+    @property
+    def free_busy_only(self) -> bool:
+        return self.access == FREE_BUSY

@@ -122,7 +122,11 @@ class MappedCalendar:
         )
 
     def calendar_path(self, suffix: str = "") -> str:
-        """`/users/{graph_mailbox}/calendars/{calendar_id}` + suffix (e.g. `/events`)."""
+        """`/users/{graph_mailbox}/calendars/{calendar_id}` + suffix (e.g. `/events`); for a
+        mapping of the mailbox's default calendar by `DEFAULT_CALENDAR` (a free/busy connection
+        maps mailboxes it cannot read calendars of, issue 19) `/users/{graph_mailbox}/calendar`."""
+        if self.calendar_id == DEFAULT_CALENDAR:
+            return f"/users/{quote(self.graph_mailbox, safe='@')}/calendar{suffix}"
         return (
             f"/users/{quote(self.graph_mailbox, safe='@')}/calendars/"
             f"{quote(self.calendar_id, safe='')}{suffix}"

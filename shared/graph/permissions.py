@@ -10,6 +10,14 @@ Delegated (GRAPH.md §2.1–2.2):
 - `Place.Read.All` — rooms and room lists; admin-consent only, so it is optional: a connection
   works without it (the granted scopes say whether the Places API can be used).
 
+A free/busy-only connection (`access: "freeBusy"`, issue 19) asks for less: delegated
+`User.Read`, `Calendars.ReadBasic` (getSchedule's least privileged permission: the API page's
+permissions include) and `Place.Read.All`; Exchange then shows it only what the mailboxes' folder
+permissions allow (AvailabilityOnly: status, start and end). Application mode cannot ask for less
+than the registration holds: `/.default` consents to all of GRAPH_APPLICATION_PERMISSIONS (DESIGN.md
+"Free/busy-only connections"), so a free/busy application connection limits what BookingBridge
+does, not what the tenant grants.
+
 `openid profile offline_access` are OpenID Connect scopes: they go on the authorize URL, but MSAL
 adds them to token requests itself and refuses them as "reserved" if passed (GRAPH.md §1.10).
 """
@@ -32,6 +40,14 @@ GRAPH_DELEGATED_SCOPES: tuple[str, ...] = (
 # Without these a delegated connection cannot do its job: connect ends with `insufficient_scope`.
 REQUIRED_DELEGATED_SCOPES: frozenset[str] = frozenset(
     {"User.Read", "Calendars.Read", "Calendars.ReadWrite"}
+)
+
+# A free/busy-only delegated connection's request (`access: "freeBusy"`), and what it cannot lack.
+FREE_BUSY_DELEGATED_SCOPES: tuple[str, ...] = ("User.Read", "Calendars.ReadBasic", "Place.Read.All")
+REQUIRED_FREE_BUSY_SCOPES: frozenset[str] = frozenset({"User.Read", "Calendars.ReadBasic"})
+# Any of these lets getSchedule answer (delegated scopes or application roles).
+SCHEDULE_READERS: frozenset[str] = frozenset(
+    {"Calendars.ReadBasic", "Calendars.ReadBasic.All", "Calendars.Read", "Calendars.ReadWrite"}
 )
 
 # Application permissions an admin consents to (`/.default` = everything on the registration).

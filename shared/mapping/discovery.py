@@ -26,7 +26,7 @@ from shared.core.addresses import normalise_email
 from shared.core.errors import GraphError, IdentityError, Unprocessable
 from shared.core.validate import Checker, check_building
 from shared.graph.client import BATCH_LIMIT, BatchItem, BatchResult
-from shared.graph.guard import Who
+from shared.graph.guard import DEFAULT_CALENDAR, Who
 from shared.mapping.access import (
     GONE,
     PLACES_SCOPE,
@@ -109,11 +109,27 @@ def list_calendars(
         if err.reauth:
             raise reauth(err) from err
         raise
+    if connection.free_busy_only:
+        found = [_free_busy_entry(e) for e in found]
     _annotate(deps, building_id, found)
     return sorted(
         found,
         key=lambda c: (_KIND_ORDER[c["kind"]], c["name"].lower(), c["mailbox"], c["id"] or ""),
     )
+
+
+def _free_busy_entry(entry: CalendarOut) -> CalendarOut:
+    """What a free/busy connection can map (issue 19): every calendar read-only (`free_busy_only`),
+    and a room whose calendar its rights do not show by the mailbox's default calendar
+    (`DEFAULT_CALENDAR`, what getSchedule reads)."""
+    if entry["id"] is None and entry["reason"] != "access_denied":
+        return entry  # not found or unavailable: nothing to map
+    return {
+        **entry,
+        "id": entry["id"] or DEFAULT_CALENDAR,
+        "canEdit": False,
+        "reason": "free_busy_only",
+    }
 
 
 def list_room_lists(

@@ -42,8 +42,9 @@ from shared.core.etags import IfMatch
 from shared.core.validate import Checker, check_path
 from shared.directory import registry
 from shared.directory.registry import INDEX_ROW_KEY, ResourceOut
-from shared.graph.guard import MappedCalendar, Who
+from shared.graph.guard import DEFAULT_CALENDAR, MappedCalendar, Who
 from shared.mapping.access import (
+    PLACES_SCOPE,
     CalendarKind,
     ConnectionSource,
     account_mailbox,
@@ -206,6 +207,35 @@ def _resolve(
     raise Unprocessable(details[reason], reason=reason)
 
 
+def _free_busy_mailbox(
+    deps: MappingDeps, connection: Connection, mailbox: str, actor: str
+) -> _Found:
+    """A free/busy connection maps a mailbox's default calendar (`DEFAULT_CALENDAR`): getSchedule
+    reads only that one, and free/busy rights show no calendar to read. The Places API, where
+    granted, says whether the mailbox exists and names it; a mailbox getSchedule cannot resolve
+    shows in sync health (`calendar_not_found`)."""
+    name = mailbox
+    kind: CalendarKind = "personal" if mailbox in Who.of(connection).account else "shared"
+    if PLACES_SCOPE in connection.scopes:
+        try:
+            place = deps.graph.get_json(
+                connection, f"/places/{quote(mailbox, safe='@')}", operation="places.read",
+                actor=actor,
+            )  # fmt: skip
+        except GraphError as err:
+            if err.failure.status != 404:
+                raise
+            raise Unprocessable(
+                "No room, desk or workspace with that address", reason="calendar_not_found"
+            ) from err
+        name = str(place.get("displayName") or mailbox)
+        kind = "room"
+    return _Found(
+        calendar_id=DEFAULT_CALENDAR, name=name, mailbox=mailbox, graph_mailbox=mailbox,
+        kind=kind, is_default=True, can_edit=False,
+    )  # fmt: skip
+
+
 def map_resource(
     deps: MappingDeps,
     building_id: str,
@@ -224,12 +254,16 @@ def map_resource(
         raise Unprocessable("Paid resources cannot sync to a calendar", reason="not_supported")
     connection = connected(deps.connections, building_id)
     try:
-        found = _resolve(deps, connection, calendar_id, mailbox, actor)
+        if connection.free_busy_only and calendar_id == DEFAULT_CALENDAR:
+            found = _free_busy_mailbox(deps, connection, mailbox, actor)
+        else:
+            found = _resolve(deps, connection, calendar_id, mailbox, actor)
     except IdentityError as err:
         if err.reauth:
             raise reauth(err) from err
         raise
-    if not found.can_edit:
+    # A free/busy connection's mappings are read-only (bookings on them are refused, issue 19).
+    if not found.can_edit and not connection.free_busy_only:
         raise Unprocessable(
             "This connection can see that calendar but may not write to it", reason="not_writable"
         )

@@ -154,6 +154,7 @@ def plan(
     store_subjects: bool,
     full: bool,
     bookings: Collection[str] = (),
+    detail: str | None = None,
 ) -> Plan:
     """The actions that make the resource's Outlook blocks match this round (table above).
 
@@ -162,6 +163,8 @@ def plan(
     round is a baseline, so stored Outlook blocks it does not mention are gone from Graph.
     `bookings`: ids of platform bookings of this resource without a block (being created, or
     cancelled while their event is being deleted), found by the caller from `transactionId`s.
+    `detail`: the provenance the blocks record in `attribution.detail` (`freeBusy`: made from
+    getSchedule's status, start and end only, shared/sync/freebusy.py); None for events.
     """
     mine = [b for b in stored if b.resource_id == target.resource_id]
     outlook = {b.block_id: b for b in mine if b.source == "outlook"}
@@ -222,7 +225,7 @@ def plan(
         is_check = check_run_of_transaction(item.get("transactionId")) is not None
         block = _outlook_block(
             item, target, block_id, start, end, show_as, _nobody if is_check else attribute,
-            store_subjects,
+            store_subjects, detail,
         )  # fmt: skip
         if current is None or not _same(current, block):
             actions.append(Put(block, event_id))
@@ -242,9 +245,18 @@ def _outlook_block(
     show_as: str,
     attribute: Attributor,
     store_subjects: bool,
+    detail: str | None = None,
 ) -> BusyBlock:
     who = attribute(organizer_email(item))
     subject = item.get("subject") if store_subjects else None
+    attribution: dict[str, Any] = {
+        "kind": who.kind,
+        "companyId": who.company_id,
+        "userEmail": who.user_email,
+        "reason": who.reason,
+    }
+    if detail is not None:
+        attribution["detail"] = detail
     return BusyBlock(
         building_id=target.building_id,
         resource_id=target.resource_id,
@@ -256,12 +268,7 @@ def _outlook_block(
         company_id=who.company_id,
         outlook_event_id=str(item["id"]),
         subject=subject if isinstance(subject, str) else None,
-        attribution={
-            "kind": who.kind,
-            "companyId": who.company_id,
-            "userEmail": who.user_email,
-            "reason": who.reason,
-        },
+        attribution=attribution,
     )
 
 

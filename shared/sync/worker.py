@@ -47,7 +47,7 @@ from shared.directory.attributor import load_attributor
 from shared.graph.guard import CalendarNotMapped, MappedCalendar
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity
-from shared.sync import deltastate
+from shared.sync import deltastate, freebusy
 from shared.sync import plan as syncplan
 from shared.sync.deltastate import (
     LEASE,
@@ -66,6 +66,7 @@ from shared.webhooks import events as webhook_events
 from shared.webhooks.model import Event
 
 if TYPE_CHECKING:
+    from shared.core.connection import Connection
     from shared.graph.client import CalendarScope
 
 logger = logging.getLogger(__name__)
@@ -229,6 +230,8 @@ def _round(
     connection = deps.connection(building)
     if connection is None:
         raise IdentityError("The building is not connected", error="not_connected", reauth=True)
+    if connection.free_busy_only:
+        return _free_busy_round(deps, connection, calendar)
     state = tablestore.get_entity(deltastate.state_table(deps), building, resource)
     # Subscribe when asked to, and on a calendar's first round whatever request triggered it (a
     # notification may overtake the `mapped` request, which is then coalesced).
@@ -273,6 +276,34 @@ def _round(
         result.own, result.skipped, pages,
     )  # fmt: skip
     return _RoundDone(full, result.changes, pages, new_link, window, result, polled)
+
+
+def _free_busy_round(
+    deps: SyncDeps, connection: Connection, calendar: MappedCalendar
+) -> _RoundDone:
+    """A free/busy-only connection's round (shared/sync/freebusy.py): getSchedule over the whole
+    window, planned as a baseline; always polled, never subscribed, no deltaLink kept (so a
+    reconnect with full access starts with a baseline)."""
+    window = current_window(deps.now(), deps.config.window_days)
+    scope = deps.graph.for_calendar(connection, calendar)
+    items, requests = freebusy.schedule_items(scope, connection, calendar, window)
+    target = syncplan.Target(
+        calendar.building_id, calendar.resource_id, calendar.mailbox, calendar.calendar_id
+    )
+    stored = deps.busy.blocks(
+        calendar.building_id, window.start, window.end, resource_ids=[calendar.resource_id]
+    )
+    result = syncplan.plan(
+        items, stored, window, target, attribute=freebusy.nobody, store_subjects=False,
+        full=True, detail=freebusy.FREE_BUSY_DETAIL,
+    )  # fmt: skip
+    deps.emit(calendar.building_id, outlook_events(result, {b.block_id for b in stored}))
+    _apply(deps, result)
+    logger.info(
+        "sync %s/%s: free/busy round, %d intervals, %d changes, %d requests",
+        calendar.building_id, calendar.resource_id, result.seen, result.changes, requests,
+    )  # fmt: skip
+    return _RoundDone(True, result.changes, requests, "", window, result, True)
 
 
 def _polled(deps: SyncDeps, calendar: MappedCalendar, *, create: bool) -> bool | None:

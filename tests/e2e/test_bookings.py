@@ -186,7 +186,7 @@ def test_a_booking_is_written_moved_and_cancelled_on_the_mapped_calendar(
     ).json()
     assert shown["resources"][0]["busy"] == [
         {"start": z(0, "11:00"), "end": z(0, "12:30"), "source": "platform",
-         "bookingId": booking["id"], "companyId": None, "showAs": "busy"}
+         "bookingId": booking["id"], "companyId": None, "showAs": "busy", "detail": "booking"}
     ]  # fmt: skip
     again = create(bapi, bb, booking_body(BOARD, 0, "09:00", "10:00"))
     assert again.status_code == 201, again.text
@@ -490,11 +490,11 @@ def test_availability_and_list_show_provenance_and_free_slots(
     assert set(shown) >= {BOARD, HUDDLE, FOCUS, "r-lobby"}
     assert shown[BOARD]["busy"] == [
         {"start": z(6, "08:00"), "end": z(6, "09:00"), "source": "platform",
-         "bookingId": platform["id"], "companyId": None, "showAs": "busy"}
+         "bookingId": platform["id"], "companyId": None, "showAs": "busy", "detail": "booking"}
     ]  # fmt: skip
     assert shown["r-lobby"]["busy"] == [
         {"start": z(6, "10:00"), "end": z(6, "11:00"), "source": "outlook", "bookingId": None,
-         "companyId": "fabrikam", "showAs": "tentative"}
+         "companyId": "fabrikam", "showAs": "tentative", "detail": "event"}
     ]  # fmt: skip
     assert shown[BOARD]["free"] == [{"start": z(6, "09:00"), "end": z(6, "12:00")}]
     assert shown["r-lobby"]["free"] == [

@@ -120,6 +120,7 @@ KNOWN_GRAPH_IDS = {
     ("email", "Scope"): "64a6cdd6-aab1-4aaf-94b8-3cc8405e90d0",
     ("offline_access", "Scope"): "7427e0e9-2fba-42fe-b0c0-848c9e6a8182",
     ("User.Read", "Scope"): "e1fe6dd8-ba31-4d61-89e7-88639da4683d",
+    ("Calendars.ReadBasic", "Scope"): "662d75ba-a364-42ad-adee-f5f880ea4878",
     ("Calendars.Read", "Scope"): "465a38f9-76ea-45b9-9f34-9e8b0d4b0b42",
     ("Calendars.ReadWrite", "Scope"): "1ec239c2-d7c9-4623-a91a-a9775856bb36",
     ("Calendars.ReadWrite.Shared", "Scope"): "12466101-c9b8-439a-8589-dd09ee67e8e9",
@@ -151,6 +152,8 @@ def code_graph_permissions() -> tuple[set[str], set[str]]:
             {"Calendars.Read", "Calendars.ReadWrite", "Place.Read.All"},
         )
     delegated = set(permissions.OIDC_SCOPES) | set(permissions.GRAPH_DELEGATED_SCOPES)
+    # A free/busy-only connection asks for a subset plus Calendars.ReadBasic (issue 19).
+    delegated |= set(getattr(permissions, "FREE_BUSY_DELEGATED_SCOPES", ()))
     return delegated, set(permissions.GRAPH_APPLICATION_PERMISSIONS)
 
 

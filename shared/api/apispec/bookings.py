@@ -160,6 +160,13 @@ SCHEMAS: dict[str, Any] = {
                                     "bookingId": _NULLABLE,
                                     "companyId": _NULLABLE,
                                     "showAs": {"type": "string"},
+                                    "detail": {
+                                        "enum": ["booking", "event", "freeBusy"],
+                                        "description": "What the block was made from: a "
+                                        "platform booking, an Outlook event, or free/busy "
+                                        "only (a free/busy connection: status, start and end, "
+                                        "no subject or organizer)",
+                                    },
                                 },
                             },
                         },
@@ -206,7 +213,8 @@ OPERATIONS: list[Operation] = [
             },
             "description": "409 `slot_taken`: the slot overlaps a platform or Outlook booking; "
             "409 `request_in_progress`: the same Idempotency-Key is still being served. 422 "
-            "`not_supported` (paid resource), `not_mapped`, `idempotency_key_reused`.",
+            "`not_supported` (paid resource), `not_mapped`, `idempotency_key_reused`, "
+            "`read_only_mapping` (the building's connection is free/busy only).",
         },
     ),
     (
@@ -263,9 +271,11 @@ OPERATIONS: list[Operation] = [
                 **_BAD,
                 "404": PROBLEM,
                 "409": PROBLEM,
+                "422": PROBLEM,
             },
             "description": "409 `slot_taken` (the new slot is booked), `booking_cancelled`, "
-            "`concurrent_update`.",
+            "`concurrent_update`. 422 `read_only_mapping` (the building's connection is "
+            "free/busy only).",
         },
     ),
     (

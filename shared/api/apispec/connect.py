@@ -46,6 +46,16 @@ SCHEMAS: dict[str, Any] = {
                 "description": "Pre-fills the Microsoft sign-in; for a Portal.Service caller also "
                 "the expected account when expectedAccount is absent",
             },
+            "access": {
+                "enum": ["full", "freeBusy"],
+                "default": "full",
+                "description": "freeBusy (issue 19): read free/busy only. Delegated asks for "
+                "User.Read, Calendars.ReadBasic and Place.Read.All (application consents to the "
+                "registration's permissions, as `/.default` must); availability comes from "
+                "getSchedule (polled, no subscriptions or delta), no subject is stored, and "
+                "bookings on its mappings are refused with 422 read_only_mapping. Reconnecting "
+                "with full access keeps the mappings.",
+            },
             "expectedAccount": {
                 "type": "string",
                 "maxLength": 256,
@@ -78,6 +88,7 @@ SCHEMAS: dict[str, Any] = {
             },
             "tenantId": _NULLABLE_STRING,
             "scopes": {"type": "array", "items": {"type": "string"}},
+            "access": {"enum": ["full", "freeBusy", None]},
             "connectedAt": _NULLABLE_TIME,
             "lastRefreshAt": _NULLABLE_TIME,
             "reason": _NULLABLE_STRING,

@@ -33,7 +33,8 @@ SCHEMAS: dict[str, Any] = {
                 "description": "The id to map (Graph calendar id). For a room: its default "
                 "calendar's id in application mode, or the account's copy of it when it was "
                 "shared with the account (delegated). null for a room this connection cannot "
-                "read (see reason).",
+                "read (see reason). `<default>` (free/busy connections): the mailbox's default "
+                "calendar, for a room whose calendar free/busy rights do not show.",
             },
             "name": {"type": "string"},
             "owner": {
@@ -46,7 +47,11 @@ SCHEMAS: dict[str, Any] = {
                 "calendar (application mode: the named mailbox's own); shared: a calendar "
                 "another person shared with the account",
             },
-            "canEdit": {"type": "boolean", "description": "Only these can be mapped"},
+            "canEdit": {
+                "type": "boolean",
+                "description": "Only these can be mapped (on a free/busy connection: every "
+                "calendar with an id, read-only)",
+            },
             "mailbox": {
                 "type": "string",
                 "description": "Whose calendar it is (the owner's address); send it back with "
@@ -56,7 +61,8 @@ SCHEMAS: dict[str, Any] = {
                 **_NULLABLE_STRING,
                 "description": "Why canEdit is false: access_denied (outside the app's Exchange "
                 "RBAC scope, or not shared with the account), calendar_not_found, not_writable "
-                "(read-only), unavailable (Graph failed; try again)",
+                "(read-only), unavailable (Graph failed; try again), free_busy_only (the "
+                "connection reads free/busy only: mappable, never written)",
             },
             "mappedResourceId": {
                 **_NULLABLE_STRING,
