@@ -67,26 +67,53 @@ def problem_response(
 def handle_errors(
     handler: Callable[[func.HttpRequest], func.HttpResponse],
 ) -> Callable[[func.HttpRequest], func.HttpResponse]:
-    """Turn our errors into problem+json; anything unexpected into a generic 500 (logged, not shown)."""
+    """Turn our errors into problem+json; anything unexpected into a generic 500 (logged, not shown).
+    A cross-origin request's answer, error or not, gets its CORS headers (`with_cors`)."""
 
     @functools.wraps(handler)  # keeps the name and signature the Functions worker inspects
     def wrapper(req: func.HttpRequest) -> func.HttpResponse:
-        try:
-            return handler(req)
-        except BookingBridgeError as err:
-            if err.status >= 500:
-                logger.error(
-                    "%s failed: %s %s", handler.__name__, type(err).__name__, err.log_detail
-                )
-            return problem_response(err, req)
-        except SettingsError as err:
-            logger.error("%s: %s", handler.__name__, err)
-            return problem_response(BookingBridgeError("Service misconfigured"), req)
-        except Exception:
-            logger.exception("%s failed unexpectedly", handler.__name__)
-            return problem_response(BookingBridgeError(), req)
+        return with_cors(req, _answer(handler, req))
 
     return wrapper
+
+
+def _answer(
+    handler: Callable[[func.HttpRequest], func.HttpResponse], req: func.HttpRequest
+) -> func.HttpResponse:
+    """The handler's response; our errors as problem+json, anything else a generic 500."""
+    try:
+        return handler(req)
+    except BookingBridgeError as err:
+        if err.status >= 500:
+            logger.error("%s failed: %s %s", handler.__name__, type(err).__name__, err.log_detail)
+        return problem_response(err, req)
+    except SettingsError as err:
+        logger.error("%s: %s", handler.__name__, err)
+        return problem_response(BookingBridgeError("Service misconfigured"), req)
+    except Exception:
+        logger.exception("%s failed unexpectedly", handler.__name__)
+        return problem_response(BookingBridgeError(), req)
+
+
+def with_cors(req: func.HttpRequest, response: func.HttpResponse) -> func.HttpResponse:
+    """Add the CORS headers (shared/api/cors.py) of a cross-origin request's response, errors
+    included: a browser hides a 4xx body from a portal whose origin it does not see allowed."""
+    if not req.headers.get("Origin"):
+        return response
+    from shared.api import cors
+    from shared.core.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except SettingsError:
+        return response  # already answered as misconfigured (or about to be): no CORS
+    if cors.is_preflight(req.method, req.headers):
+        added = cors.preflight_headers(settings, req.headers)
+    else:
+        added = cors.response_headers(settings, req.headers)
+    for name, value in added.items():
+        response.headers[name] = value
+    return response
 
 
 def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:

@@ -1,4 +1,4 @@
-"""Operational routes: health and the OpenAPI description (both anonymous)."""
+"""Operational routes: health, the OpenAPI description and CORS preflights (all anonymous)."""
 
 from __future__ import annotations
 
@@ -26,3 +26,18 @@ def openapi(req: func.HttpRequest) -> func.HttpResponse:
     from shared.api.openapi import openapi_document
 
     return json_response(openapi_document())
+
+
+# Every OPTIONS request, on any path: the most general route, so it never shadows another, and
+# OPTIONS only, so it never takes another method (devstack/host and the Azure host both route by
+# method first). Anonymous: a browser's preflight carries no token. Not in the OpenAPI description
+# (it describes resources; CORS is described in docs/API.md); tests/unit/test_function_app.py.
+PREFLIGHT_ROUTE = "{*path}"
+
+
+@bp.route(route=PREFLIGHT_ROUTE, methods=["OPTIONS"], auth_level=func.AuthLevel.ANONYMOUS)
+@handle_errors
+def cors_preflight(req: func.HttpRequest) -> func.HttpResponse:
+    # 204 whatever the origin: handle_errors adds the CORS headers of an allowed one (none for a
+    # refused one), as the Functions host's own CORS middleware answers (docs/DESIGN.md, "CORS").
+    return func.HttpResponse(status_code=204)

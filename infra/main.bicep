@@ -47,6 +47,12 @@ param graphBaseUrl string = 'https://graph.microsoft.com/v1.0'
 @description('BB_RETURN_URL_ORIGINS: comma-separated portal origins a connect flow may return to. Empty = the app\'s own origin.')
 param returnUrlOrigins string = ''
 
+@description('BB_CORS_ORIGINS: comma-separated exact origins of browser frontends allowed to call the API cross-origin, or * for any (never with credentials). Empty = no CORS.')
+param corsOrigins string = ''
+
+@description('BB_CORS_ALLOW_CREDENTIALS: answer the listed origins with Access-Control-Allow-Credentials (not with *).')
+param corsWithCookies bool = false
+
 @description('BB_CLIENT_SECRET_NAME: Key Vault secret holding the app registration\'s client secret (register-app.sh writes it).')
 param clientSecretName string = 'bookingbridge-client-secret'
 
@@ -160,6 +166,8 @@ module api './app/api.bicep' = {
     authorityHost: authorityHost
     graphBaseUrl: graphBaseUrl
     returnUrlOrigins: returnUrlOrigins
+    corsOrigins: corsOrigins
+    corsWithCookies: corsWithCookies
     clientSecretName: clientSecretName
     clientCertificateName: clientCertificateName
     keepaliveSchedule: keepaliveSchedule

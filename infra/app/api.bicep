@@ -28,6 +28,8 @@ param apiTenantId string
 param authorityHost string
 param graphBaseUrl string
 param returnUrlOrigins string
+param corsOrigins string
+param corsWithCookies bool
 param clientSecretName string
 param clientCertificateName string
 param keepaliveSchedule string
@@ -104,6 +106,9 @@ var appSettings = {
   BB_API_TENANT_ID: !empty(apiTenantId) ? apiTenantId : tenant().tenantId
   // Empty = the app's own origin (shared/core/settings.py).
   BB_RETURN_URL_ORIGINS: returnUrlOrigins
+  // CORS for browser frontends (shared/api/cors.py); the same list is the platform's CORS below.
+  BB_CORS_ORIGINS: corsOrigins
+  BB_CORS_ALLOW_CREDENTIALS: corsWithCookies ? 'true' : 'false'
   // Names of Key Vault secrets, not secrets: the app reads the values itself with its identity.
   BB_CLIENT_SECRET_NAME: clientSecretName
   BB_CLIENT_CERTIFICATE_NAME: clientCertificateName
@@ -150,6 +155,22 @@ resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {
   parent: site
   name: 'appsettings'
   properties: appSettings
+}
+
+// On Flex Consumption the Functions host answers every CORS preflight itself (its CORS middleware,
+// fed from this list) before the app sees it; the app answers actual requests (and preflights on
+// hosts that pass OPTIONS on). One list for both, so they agree (docs/DESIGN.md, "CORS").
+var corsOriginList = filter(map(split(corsOrigins, ','), o => trim(o)), o => !empty(o))
+
+resource webConfig 'Microsoft.Web/sites/config@2024-04-01' = {
+  parent: site
+  name: 'web'
+  properties: {
+    cors: {
+      allowedOrigins: corsOriginList
+      supportCredentials: corsWithCookies && !contains(corsOriginList, '*')
+    }
+  }
 }
 
 output name string = functionApp.outputs.name

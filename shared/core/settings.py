@@ -23,6 +23,8 @@ host has no default for a timer schedule).
 | `BB_API_AUDIENCE` | `aud` of bearer tokens the API accepts (e.g. `api://bookingbridge`) | required |
 | `BB_API_TENANT_ID` | tenant whose issuer signs portal/admin bearer tokens | required |
 | `BB_RETURN_URL_ORIGINS` | comma-separated origins a connect flow may return to (`https://portal.contoso.com`) | the origin of `BB_PUBLIC_BASE_URL` |
+| `BB_CORS_ORIGINS` | comma-separated exact origins of browser frontends that may call the API cross-origin (`https://portal.contoso.com`), or `*` for any origin (then never with credentials); empty = no CORS (shared/api/cors.py) | none |
+| `BB_CORS_ALLOW_CREDENTIALS` | answer listed origins with `Access-Control-Allow-Credentials: true` (cookies; bearer tokens do not need it); refused together with `*` | `false` |
 | `BB_CLIENT_SECRET_NAME` | Key Vault secret holding the app registration's client secret (used unless a certificate is named) | `bookingbridge-client-secret` |
 | `BB_CLIENT_CERTIFICATE_NAME` | Key Vault secret holding a PEM (private key + certificate); when set, the app authenticates with the certificate instead of the secret | none |
 | `BB_KEEPALIVE_SCHEDULE` | NCRONTAB of the timer that refreshes idle delegated grants (read by the host as `%BB_KEEPALIVE_SCHEDULE%`; must be set, see `TIMER_SCHEDULES`) | `0 0 3 * * *` (daily) |
@@ -129,6 +131,8 @@ class Settings:
     api_tenant_id: str
     identity: IdentitySettings
     return_url_origins: tuple[str, ...]
+    cors_origins: tuple[str, ...]  # exact origins, or ("*",): any origin
+    cors_allow_credentials: bool
     client_secret_name: str
     client_certificate_name: str | None
     sync_window_days: int
@@ -294,6 +298,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
             client_secret=r.get("AZURE_CLIENT_SECRET"),
         ),
         return_url_origins=r.origins("BB_RETURN_URL_ORIGINS", origin_of(public_base_url) or ""),
+        cors_origins=("*",)
+        if r.get("BB_CORS_ORIGINS") == "*"
+        else r.origins("BB_CORS_ORIGINS", ""),
+        cors_allow_credentials=r.flag("BB_CORS_ALLOW_CREDENTIALS", "false"),
         client_secret_name=r.secret_name("BB_CLIENT_SECRET_NAME", "bookingbridge-client-secret")
         or "",
         client_certificate_name=r.secret_name("BB_CLIENT_CERTIFICATE_NAME"),
@@ -338,6 +346,10 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     )
     for schedule in TIMER_SCHEDULES:
         r.schedule(schedule)
+    if settings.cors_origins == ("*",) and settings.cors_allow_credentials:
+        # The Fetch standard refuses credentials with `*`; echoing any origin instead would hand
+        # every website the signed-in user's cookies.
+        r.problems.append("BB_CORS_ALLOW_CREDENTIALS cannot be true when BB_CORS_ORIGINS is *")
     if settings.outbox_backoff_max_seconds < settings.outbox_backoff_seconds:
         r.problems.append(
             "BB_OUTBOX_BACKOFF_MAX_SECONDS must not be below BB_OUTBOX_BACKOFF_SECONDS"

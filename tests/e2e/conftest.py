@@ -18,12 +18,23 @@ import msal
 import pytest
 import requests
 
+from devstack.procs import free_port as _free_port
 from devstack.stack import Stack, start_stack
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = start_stack(tmp_path_factory.mktemp("stack"))
+def portal_origin() -> str:
+    """The one origin the session stack lets call it cross-origin (tests/e2e/test_cors.py serves a
+    page there); no other test sends it as Origin, so it changes nothing else. Loopback, as a
+    browser lets only a loopback page call a loopback API (Local Network Access)."""
+    return f"http://127.0.0.1:{_free_port()}"
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, portal_origin: str) -> Iterator[Stack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("stack"), extra_settings={"BB_CORS_ORIGINS": portal_origin}
+    )
     try:
         yield running
     finally:
