@@ -62,8 +62,6 @@ def _inbox(req: func.HttpRequest) -> func.HttpResponse:
         from shared.subscriptions.inbox import validation_echo
 
         echo = validation_echo(token)
-        if echo is None:
-            return func.HttpResponse("Bad validation token", status_code=400)
         # text/plain + nosniff: the echo is opaque and never rendered as HTML.
         return func.HttpResponse(
             echo, status_code=200, mimetype="text/plain",

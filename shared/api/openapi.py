@@ -212,8 +212,10 @@ def openapi_document() -> dict[str, Any]:
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
         if auth != "anonymous":
             operation.setdefault("responses", {}).update({"401": UNAUTHORIZED, "403": PROBLEM})
+        responses = operation.setdefault("responses", {})
+        if operation.get("parameters"):  # every id and query value is checked: 400 naming it
+            responses.setdefault("400", PROBLEM)
         if "requestBody" in operation:  # every body is read by shared/core/jsonbody.py's rules
-            responses = operation.setdefault("responses", {})
             responses.setdefault("400", PROBLEM)
             responses.setdefault("413", PROBLEM)
             operation["requestBody"].setdefault("description", BODY_RULES)

@@ -138,6 +138,9 @@ def start_check(deps: CheckDeps, building: str, body: Mapping[str, Any], *, acto
     return run.to_api([ResourceRun(r) for r in resources])
 
 
+LIST_LIMIT_MAX = 100  # GET /checks?limit=
+
+
 def get_check(deps: CheckDeps, building: str, run_id: str) -> CheckOut:
     check_path(building=building)
     run = deps.store.get_run(building, run_id) if _valid_run_id(run_id) else None
@@ -150,8 +153,10 @@ def get_check(deps: CheckDeps, building: str, run_id: str) -> CheckOut:
 def list_checks(deps: CheckDeps, building: str, params: Mapping[str, str]) -> CheckListOut:
     check_building(building)
     raw = params.get("limit") or str(deps.config.list_limit)
-    if not raw.isdigit() or not 1 <= int(raw) <= 100:
-        raise ValidationFailed([FieldError("limit", "must be an integer from 1 to 100")])
+    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
+        raise ValidationFailed(
+            [FieldError("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")]
+        )
     return {"value": [r.to_api() for r in deps.store.list_runs(building, int(raw))]}
 
 

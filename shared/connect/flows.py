@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hmac
 import logging
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -20,6 +19,7 @@ from shared.connect.model import AccountMismatch, ConnectFailed, Flow
 from shared.core.connection import FREE_BUSY, FULL_ACCESS
 from shared.core.errors import DependencyError, FieldError, ValidationFailed
 from shared.core.settings import Settings, origin_of
+from shared.core.validate import GUID
 from shared.graph.permissions import (
     GRAPH_DEFAULT_SCOPE,
     GRAPH_DELEGATED_SCOPES,
@@ -33,15 +33,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Application mode names one tenant (its id or a verified domain), never `organizations`/`common`:
-# the id token's `tid` must equal the tenant the building admin asked for.
-TENANT = re.compile(
-    r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|"
-    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)$"
-)
-GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
-# An account as a service names it: a user principal name (`name@domain`) or an object id.
-ACCOUNT = re.compile(r"^([^@\s]{1,113}@[A-Za-z0-9.-]{1,142}|" + GUID.pattern[1:-1] + ")$")
 # The application connect's sign-in: OIDC (id token, no `offline_access`: no refresh token wanted)
 # plus `/.default` (static consent to everything the registration requires, delegated and
 # application). OIDC scopes may accompany `/.default`; named Graph scopes may not (scopes-oidc.md).

@@ -58,9 +58,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.connect.flows import (
-    ACCOUNT,
-    GUID,
-    TENANT,
     admin_authorize_url,
     admin_consent_uri,
     authorize_url,
@@ -87,7 +84,7 @@ from shared.core.errors import (
 )
 from shared.core.settings import Settings
 from shared.core.times import utc_z
-from shared.core.validate import check_building
+from shared.core.validate import ACCOUNT, GUID, TENANT, check_building
 from shared.directory.registry import is_mapped
 from shared.graph.audit import AuditEntry
 from shared.graph.permissions import (
@@ -195,7 +192,7 @@ def start_connect(
     if login_hint is not None and (not isinstance(login_hint, str) or len(login_hint) > 256):
         errors.append(FieldError("loginHint", "must be a user name"))
     account = body.get("expectedAccount")
-    if account is not None and (not isinstance(account, str) or not ACCOUNT.match(account)):
+    if account is not None and (not isinstance(account, str) or not ACCOUNT.fullmatch(account)):
         errors.append(
             FieldError("expectedAccount", "must be a user principal name or an object id")
         )

@@ -15,6 +15,16 @@ from shared.core.errors import FieldError, ValidationFailed
 
 ID_MAX = 64
 NAME_MAX = 200
+# Connect (shared/connect/flows.py), kept here so the OpenAPI description declares the same
+# patterns. Application mode names one tenant (its id or a verified domain), never `organizations`/`common`:
+# the id token's `tid` must equal the tenant the building admin asked for.
+TENANT = re.compile(
+    r"^([0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}|"
+    r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+)$"
+)
+GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# An account as a service names it: a user principal name (`name@domain`) or an object id.
+ACCOUNT = re.compile(r"^([^@\s]{1,113}@[A-Za-z0-9.-]{1,142}|" + GUID.pattern[1:-1] + ")$")
 _ID = re.compile(rf"[A-Za-z0-9._-]{{1,{ID_MAX}}}")
 
 

@@ -129,6 +129,11 @@ def valid_time_zone(name: str) -> bool:
     return name in _zones()
 
 
+def time_zones() -> list[str]:
+    """Every zone a resource may name, sorted (the OpenAPI `TimeZone` enum)."""
+    return sorted(_zones())
+
+
 # --- entity ↔ domain --------------------------------------------------------------------------
 
 

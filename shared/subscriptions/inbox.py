@@ -73,12 +73,18 @@ class UnsupportedMediaType(BookingBridgeError):
     slug = "unsupported-media-type"
 
 
-def validation_echo(token: str) -> str | None:
+VALIDATION_TOKEN_MAX = 2048  # Graph's tokens are far shorter; more is not Graph
+
+
+def validation_echo(token: str) -> str:
     """The body answering Graph's validation request: the decoded token as is (GRAPH.md §6.4).
 
-    None when the token is implausible (empty or huge): nothing worth echoing."""
-    if not token or len(token) > 2048:
-        return None
+    An implausible token (empty or huge) is a 400 naming `validationToken`, in problem+json like
+    every other refusal: nothing worth echoing."""
+    if not token or len(token) > VALIDATION_TOKEN_MAX:
+        raise ValidationFailed(
+            [FieldError("validationToken", f"must be 1–{VALIDATION_TOKEN_MAX} characters")]
+        )
     return token
 
 
@@ -89,7 +95,7 @@ def is_json(content_type: str | None) -> bool:
 
 def require_json(content_type: str | None) -> None:
     if not is_json(content_type):
-        raise UnsupportedMediaType("Notifications must be application/json")
+        raise UnsupportedMediaType("Notifications must be application/json", reason="not_json")
 
 
 @dataclass(frozen=True)

@@ -259,13 +259,18 @@ def ping(deps: WebhookDeps, building: str, webhook_id: str) -> dict[str, Any]:
     return delivery_view(delivery)
 
 
+DELIVERIES_LIMIT_MAX = 200  # GET .../deliveries?limit=
+
+
 def list_deliveries(
     deps: WebhookDeps, building: str, webhook_id: str, params: Mapping[str, str]
 ) -> dict[str, Any]:
     _endpoint(deps, building, webhook_id)
     raw = params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= 200:
-        raise ValidationFailed([FieldError("limit", "must be an integer from 1 to 200")])
+    if not raw.isdigit() or not 1 <= int(raw) <= DELIVERIES_LIMIT_MAX:
+        raise ValidationFailed(
+            [FieldError("limit", f"must be an integer from 1 to {DELIVERIES_LIMIT_MAX}")]
+        )
     found = deps.store.deliveries(building, webhook_id, int(raw))
     return {"value": [delivery_view(d) for d in found]}
 

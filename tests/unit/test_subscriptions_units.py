@@ -232,8 +232,10 @@ def test_validation_token_is_echoed_decoded() -> None:
         "Validation: Testing client application reachability for subscription "
         "Request-Id: 5731e5c5-0000"
     )
-    assert validation_echo("") is None
-    assert validation_echo("x" * 5000) is None
+    for implausible in ("", "x" * 5000):
+        with pytest.raises(ValidationFailed) as raised:
+            validation_echo(implausible)
+        assert [e.field for e in raised.value.errors] == ["validationToken"]
 
 
 def test_lifecycle_work_round_trips_and_refuses_garbage() -> None:

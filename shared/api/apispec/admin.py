@@ -13,23 +13,33 @@ from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
+from shared.core.addresses import DOMAIN_MAX
 from shared.directory.people import TOP_DEFAULT, TOP_MAX
-from shared.directory.registry import CAPACITY_MAX, KINDS
+from shared.directory.registry import CAPACITY_MAX, KINDS, time_zones
 from shared.directory.userimport import IMPORT_MAX_ROWS
 
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+_IGNORED: dict[str, Any] = {"description": "Accepted and ignored (GET returns it)"}
 
 
 SCHEMAS: dict[str, Any] = {
+    "TimeZone": {
+        "type": "string",
+        "description": "IANA time zone, e.g. Europe/Amsterdam (this system's tz database)",
+        "enum": time_zones(),
+    },
     "ResourceInput": {
         "type": "object",
         "required": ["name", "kind", "timeZone"],
+        "additionalProperties": False,
         "description": "Unknown fields are refused (400); `id` and `sync` are accepted and ignored.",
         "properties": {
+            "id": _IGNORED,
+            "sync": _IGNORED,
             "name": _NAME,
             "kind": {"enum": list(KINDS)},
             "paid": {"type": "boolean", "default": False},
-            "timeZone": {"type": "string", "description": "IANA time zone, e.g. Europe/Amsterdam"},
+            "timeZone": _ref("TimeZone"),
             "capacity": {"type": ["integer", "null"], "minimum": 0, "maximum": CAPACITY_MAX},
         },
     },
@@ -76,14 +86,16 @@ SCHEMAS: dict[str, Any] = {
     "CompanyInput": {
         "type": "object",
         "required": ["name", "domains"],
+        "additionalProperties": False,
         "properties": {
+            "id": _IGNORED,
             "name": _NAME,
             "domains": {
                 "type": "array",
                 "minItems": 1,
                 "maxItems": 50,
                 "uniqueItems": True,
-                "items": {"type": "string"},
+                "items": {"type": "string", "minLength": 1, "maxLength": DOMAIN_MAX},
                 "description": "Domain names; stored lower-cased (IDN in ASCII form). A subdomain "
                 "is a different domain: list it to match it.",
             },
@@ -100,7 +112,8 @@ SCHEMAS: dict[str, Any] = {
     "UserInput": {
         "type": "object",
         "required": ["name", "companyId"],
-        "properties": {"name": _NAME, "companyId": _ID},
+        "additionalProperties": False,
+        "properties": {"email": _IGNORED, "name": _NAME, "companyId": _ID},
     },
     "User": {
         "type": "object",
@@ -126,6 +139,7 @@ SCHEMAS: dict[str, Any] = {
     "UserImportRow": {
         "type": "object",
         "required": ["email", "name", "companyId"],
+        "additionalProperties": False,
         "description": "Unknown fields reject the row (422), as PUT /users/{email} refuses them.",
         "properties": {"email": _EMAIL, "name": _NAME, "companyId": _ID},
     },
@@ -152,11 +166,13 @@ SCHEMAS: dict[str, Any] = {
     },
     "Settings": {
         "type": "object",
+        "additionalProperties": False,
         "description": "PUT replaces: omitted fields take their defaults; unknown fields are refused.",
         "properties": {
             "defaultUserEmail": {
                 "type": ["string", "null"],
                 "format": "email",
+                "minLength": 1,
                 "description": "A registered user of the building (else 422 unknown_user); bookers "
                 "whose domain matches several companies are attributed to this user. Default null.",
             },

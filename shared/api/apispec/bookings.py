@@ -26,7 +26,7 @@ _BOOKING_TIMES = (
 
 
 def _query(name: str, description: str, *, required: bool = False, **schema: Any) -> dict[str, Any]:
-    return query_parameter(name, description, schema, required=required)
+    return query_parameter(name, description, {"type": "string", **schema}, required=required)
 
 
 _RANGE = [
@@ -52,6 +52,7 @@ SCHEMAS: dict[str, Any] = {
     "BookingInput": {
         "type": "object",
         "required": ["resourceId", "start", "end", "booker"],
+        "additionalProperties": False,
         "description": f"Unknown fields are refused (400). {_BOOKING_TIMES}",
         "properties": {
             "resourceId": _ID,
@@ -65,6 +66,7 @@ SCHEMAS: dict[str, Any] = {
             "booker": {
                 "type": "object",
                 "required": ["email", "name"],
+                "additionalProperties": False,
                 "properties": {
                     "email": {"type": "string", "format": "email"},
                     "name": {"type": "string", "minLength": 1, "maxLength": 200},
@@ -75,6 +77,7 @@ SCHEMAS: dict[str, Any] = {
     "BookingPatch": {
         "type": "object",
         "minProperties": 1,
+        "additionalProperties": False,
         "description": "Unknown fields are refused (400). The booking as changed obeys the rules "
         f"of a new one: {_BOOKING_TIMES}",
         "properties": {"start": _TIME, "end": _TIME, "title": {"type": "string"}},

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.api.openapi import ID_SCHEMA, PROBLEM, Operation
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import PROBLEM, Operation
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
 from shared.checks.model import EXPLANATIONS, STEPS
+from shared.checks.runner import LIST_LIMIT_MAX, MAX_RESOURCES
 
 _CHECK_PARAMETER = {
     "name": "check",
@@ -27,11 +28,11 @@ SCHEMAS: dict[str, Any] = {
         "additionalProperties": False,
         "properties": {
             "resourceIds": {
-                "type": "array",
+                "type": ["array", "null"],
                 "minItems": 1,
-                "maxItems": 100,
-                "items": {"type": "string"},
-                "description": "Mapped resources to check; default: every mapped resource",
+                "maxItems": MAX_RESOURCES,
+                "items": ID_SCHEMA,
+                "description": "Mapped resources to check; absent or null: every mapped resource",
             }
         },
     },
@@ -131,7 +132,11 @@ OPERATIONS: list[Operation] = [
         {
             "parameters": [
                 *_path("building"),
-                _query("limit", "At most this many (1–100, default 20)", {"type": "integer"}),
+                _query(
+                    "limit",
+                    f"At most this many (1–{LIST_LIMIT_MAX}, default 20)",
+                    {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
+                ),
             ],
             "responses": {
                 "200": {

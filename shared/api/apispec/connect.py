@@ -13,6 +13,7 @@ from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
+from shared.core.validate import ACCOUNT
 from shared.graph.audit import MAX_LIMIT
 
 _REDIRECT = {
@@ -59,6 +60,7 @@ SCHEMAS: dict[str, Any] = {
             "expectedAccount": {
                 "type": "string",
                 "maxLength": 256,
+                "pattern": ACCOUNT.pattern,
                 "description": "The account that is to sign in (user principal name or object "
                 "id). Required for a Portal.Service caller (or loginHint); a Building.Admin "
                 "always connects their own account. Anyone else signing in ends the flow with "

@@ -7,6 +7,7 @@ from typing import Any
 from shared.api.openapi import PROBLEM, Operation
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import ref as _ref
+from shared.subscriptions.inbox import VALIDATION_TOKEN_MAX
 
 _VALIDATION_TOKEN = {
     "name": "validationToken",
@@ -14,7 +15,7 @@ _VALIDATION_TOKEN = {
     "required": False,
     "description": "Graph's validation request (GRAPH.md §6.4): echoed back, URL-decoded, as "
     "text/plain within 10 s; the body is then empty and not read",
-    "schema": {"type": "string", "maxLength": 2048},
+    "schema": {"type": "string", "minLength": 1, "maxLength": VALIDATION_TOKEN_MAX},
 }
 
 
@@ -57,7 +58,9 @@ def _webhook(what: str) -> dict[str, Any]:
         "description": what,
         "parameters": [_VALIDATION_TOKEN],
         "requestBody": {
-            "required": False,
+            "required": True,
+            "description": "JSON notifications; the empty text/plain body only with "
+            "?validationToken= (else 415 `not_json`)",
             "content": {
                 "application/json": {"schema": _ref("ChangeNotificationCollection")},
                 "text/plain": {"schema": {"type": "string", "maxLength": 0}},

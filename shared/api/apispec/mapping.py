@@ -77,6 +77,7 @@ SCHEMAS: dict[str, Any] = {
     "MappingInput": {
         "type": "object",
         "required": ["calendarId", "mailbox"],
+        "additionalProperties": False,
         "description": "A calendar from GET /buildings/{building}/calendars (`id`, `mailbox`).",
         "properties": {
             "calendarId": {"type": "string", "minLength": 1, "maxLength": CALENDAR_ID_MAX},

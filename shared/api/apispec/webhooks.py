@@ -15,6 +15,7 @@ from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
 from shared.webhooks.model import ALL, EVENT_TYPES
+from shared.webhooks.service import DELIVERIES_LIMIT_MAX
 
 _WEBHOOK = {
     "name": "webhook",
@@ -114,11 +115,12 @@ SCHEMAS: dict[str, Any] = {
             },
             "events": {
                 "type": "array",
+                "minItems": 1,
                 "items": {"enum": [ALL, *EVENT_TYPES]},
                 "description": 'Event types to receive; default ["*"] (all)',
             },
             "enabled": {"type": "boolean", "default": True},
-            "description": {"type": "string", "maxLength": 200},
+            "description": {"type": "string", "minLength": 1, "maxLength": 200},
         },
     },
     "Webhook": {
@@ -261,7 +263,7 @@ OPERATIONS: list[Operation] = [
       "responses": {"202": _json(_ref("WebhookDelivery"), "Queued"), "404": PROBLEM}}),
     ("get", _ONE + "/deliveries", "Deliveries, newest first: attempts, status codes, latency",
      "bearer",
-     {"parameters": [*_PARAMS, _query("limit", "1–200, default 50", {"type": "integer"})],
+     {"parameters": [*_PARAMS, _query("limit", f"1–{DELIVERIES_LIMIT_MAX}, default 50", {"type": "integer", "minimum": 1, "maximum": DELIVERIES_LIMIT_MAX})],
       "responses": {"200": _json(_ref("WebhookDeliveryList"), "OK"), "404": PROBLEM}}),
     ("post", _ONE + "/deliveries/{delivery}:redeliver", "Send a delivery again (same body and "
      "webhook-id)", "bearer",

@@ -1,0 +1,351 @@
+"""The OpenAPI description against the running API, by schemathesis (issue 20).
+
+Every operation of `GET /api/openapi.json` is called with generated requests (examples, coverage
+and fuzzing phases; valid and invalid data) as a Portal.Service, on a building connected to a
+fresh tenant with the demo rooms mapped, so valid requests reach real code. Every check is on:
+no server error, every status, content type, header and body as described, invalid requests
+refused, valid ones accepted. A second test walks the OpenAPI links (create -> read -> update ->
+delete) as a state machine.
+
+A valid request may be refused only by a rule JSON Schema cannot say (a limit between two fields,
+a fact of stored state, a time relative to now), and only when that rule is written in the
+description and listed in EXEMPT below with its reason; anything else fails the test.
+
+Seeded: the seed is printed, and `BB_SCHEMATHESIS_SEED=<seed>` replays a run; failures print the
+curl command that reproduces them. `BB_SCHEMATHESIS_EXAMPLES` raises the examples per operation
+for a deeper local run (CI keeps the default, so the file stays near a minute on 2 cores).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import schemathesis
+from schemathesis.core.failures import FailureGroup
+from schemathesis.openapi.checks import RejectedPositiveData
+
+from devstack.stack import Stack
+from shared.api.openapi import openapi_document
+from tests.e2e.booking_fixtures import Booked, connect_application, map_rooms
+from tests.e2e.connect_fixtures import fresh_tenant
+
+pytestmark = pytest.mark.timeout(600)
+
+SEED = int(os.environ.get("BB_SCHEMATHESIS_SEED", "20261204"))
+EXAMPLES = int(os.environ.get("BB_SCHEMATHESIS_EXAMPLES", "8"))
+STATEFUL_STEPS = int(os.environ.get("BB_SCHEMATHESIS_STEPS", "12"))
+
+# Operations that would take the building's connection away from the operations after them: they
+# run on a building of their own, so every other operation keeps reaching connected, mapped code.
+ON_SCRATCH_BUILDING = ("DELETE /buildings/{building}/connection",)
+
+
+@dataclass(frozen=True)
+class Exempt:
+    """A valid request refused by a documented rule that JSON Schema cannot express."""
+
+    operation: str  # "METHOD /path" as in the description
+    status: int
+    match: str  # the problem's `reason`, or "<field>: <message start>" of one of its `errors`
+    why: str
+
+
+_BOOKINGS = "/buildings/{building}/bookings"
+_FUTURE = (
+    "a booking ends in the future, 1 minute to 14 days after it starts, within 730 days from "
+    "now (rules between fields and the clock)"
+)
+_RANGE = "`to` after `from`, at most 31 days later (a rule between two parameters)"
+_STATE = "names something the building must already hold (stored state, not shape)"
+_PRINTABLE = (
+    "printable text (Python's str.isprintable: no control, format or separator characters "
+    "but the space), narrower than a JSON Schema pattern can list"
+)
+_WHOLE = (
+    "whole seconds: a date-time's fraction must be zeros (JSON Schema's format has no such rule)"
+)
+
+# The one table of positive-data refusals allowed, each a rule written in the description.
+EXEMPT: tuple[Exempt, ...] = (
+    *(
+        Exempt(operation, 400, match, why)
+        for operation in (f"POST {_BOOKINGS}", f"PATCH {_BOOKINGS}/{{booking}}")
+        for match, why in (
+            ("end: must be after start", _FUTURE),
+            ("end: must be in the future", _FUTURE),
+            ("end: must be at least", _FUTURE),
+            ("end: must be at most", _FUTURE),
+            ("start: must be within", _FUTURE),
+            ("start: must be a whole second", _WHOLE),
+            ("end: must be a whole second", _WHOLE),
+            ("title: must be at most", _PRINTABLE),
+        )
+    ),
+    Exempt(f"GET {_BOOKINGS}", 400, "to: must be after from", _RANGE),
+    Exempt(f"GET {_BOOKINGS}", 400, "to: must be at most", _RANGE),
+    Exempt("GET /buildings/{building}/availability", 400, "to: must be after from", _RANGE),
+    Exempt("GET /buildings/{building}/availability", 400, "to: must be at most", _RANGE),
+    Exempt("GET /buildings/{building}/audit", 400, "from: range must be at most", _RANGE),
+    Exempt("GET /buildings/{building}/audit", 400, "to: must be after from", _RANGE),
+    Exempt("GET /buildings/{building}/audit", 400, "from: must not be after", _RANGE),
+    Exempt(f"POST {_BOOKINGS}", 400, "booker.name: must be", _PRINTABLE),
+    *(
+        Exempt(f"PUT /buildings/{{building}}/{what}", 400, "name: must be at most", _PRINTABLE)
+        for what in ("resources/{resource}", "companies/{company}", "users/{email}")
+    ),
+    Exempt(
+        "PUT /buildings/{building}/resources/{resource}",
+        400,
+        "capacity: must be an integer",
+        "an integer literal: JSON Schema also counts 12.0 as an integer",
+    ),
+    Exempt(
+        "PUT /buildings/{building}/resources/{resource}/mapping",
+        400,
+        "calendarId: must be a calendar id",
+        _PRINTABLE,
+    ),
+    Exempt(
+        "GET /buildings/{building}/calendars",
+        400,
+        "roomList: cannot be combined with mailbox",
+        "mailbox and roomList exclude each other (a rule between two parameters)",
+    ),
+    Exempt(
+        "POST /buildings/{building}/connection",
+        400,
+        "expectedAccount: is required when a service",
+        "a Portal.Service caller must name the account (expectedAccount or loginHint): a rule "
+        "between the caller and two fields",
+    ),
+    *(
+        Exempt(
+            f"POST /graph/{route}",
+            415,
+            "not_json",
+            "the empty text/plain body is only for a validation request (?validationToken=)",
+        )
+        for route in ("notifications", "lifecycle")
+    ),
+    Exempt("PUT /buildings/{building}/users/{email}", 422, "unknown_company", _STATE),
+    Exempt("POST /buildings/{building}/users:import", 422, "rows_rejected", _STATE),
+    Exempt("GET /buildings/{building}/calendars", 422, "room_list_not_found", _STATE),
+    Exempt("GET /buildings/{building}/calendars", 422, "mailbox_not_found", _STATE),
+    Exempt("PUT /buildings/{building}/settings", 422, "unknown_user", _STATE),
+    Exempt("POST /buildings/{building}/checks", 400, "resourceIds[", _STATE),
+    Exempt(
+        "POST /buildings/{building}/users:import",
+        400,
+        "header: ",
+        "a CSV file's header must name email, name and companyId (a string schema cannot say)",
+    ),
+    Exempt(
+        "POST /buildings/{building}/connection",
+        400,
+        "tenant: must be the tenant id or a verified domain",
+        "application mode needs `tenant` (a rule between two fields)",
+    ),
+    *(
+        Exempt(operation, 400, "description: must be at most", _PRINTABLE)
+        for operation in (
+            "POST /buildings/{building}/webhooks",
+            "PATCH /buildings/{building}/webhooks/{webhook}",
+        )
+    ),
+    Exempt(
+        "POST /buildings/{building}/webhooks",
+        422,
+        "unsafe_url",
+        "the url's host must resolve to public addresses only (a fact of DNS, not of shape)",
+    ),
+    Exempt(
+        "GET /buildings/{building}/users",
+        400,
+        "continuationToken: is not a valid continuation token",
+        "an opaque token from a previous page (state); any other string is refused",
+    ),
+    *(
+        Exempt(
+            f"GET /oauth/{route}",
+            400,
+            "state: is unknown, already used or expired",
+            "the single-use state of a sign-in this API started (state)",
+        )
+        for route in ("callback", "adminconsent")
+    ),
+    Exempt(
+        "POST /buildings/{building}/connection",
+        400,
+        "returnUrl: origin is not allow-listed",
+        "the origin must be in BB_RETURN_URL_ORIGINS (deployment configuration)",
+    ),
+    Exempt(
+        "PUT /buildings/{building}/companies/{company}",
+        400,
+        "domains[",
+        "a domain name (IDN accepted and stored in ASCII form): a pattern would refuse what "
+        "the server accepts",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A known difference between the description and the server, still to close (issue 20)."""
+
+    operation: str
+    code: str  # schemathesis failure code, e.g. ST105
+    why: str
+
+
+# Left to close; each entry is a failure this test tolerates on that operation only. Shrink it.
+GAPS: tuple[Gap, ...] = (
+    *(
+        Gap(
+            f"{method} /buildings/{{building}}/webhooks/{{webhook}}{tail}",
+            "ST105",
+            "a webhook id with a line break never reaches the app: the Functions host answers "
+            "404 with no body itself",
+        )
+        for method, tail in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/deliveries"))
+    ),
+    *(
+        Gap(
+            f"POST /buildings/{{building}}/webhooks/{{webhook}}:{verb}",
+            "ST204",
+            f"PATCH …/{{webhook}}:{verb} is routed to PATCH …/{{webhook}} (id `x:{verb}`), "
+            "a 400 naming webhookId rather than a 405",
+        )
+        for verb in ("ping", "rotate")
+    ),
+    *(
+        Gap(
+            f"POST /buildings/{{building}}/webhooks/{{webhook}}:{verb}",
+            "ST205",
+            "the Functions host's own 405 for OPTIONS carries no Allow header",
+        )
+        for verb in ("ping", "rotate")
+    ),
+    Gap(
+        "GET /buildings/{building}/checks",
+        "ST201",
+        "unknown query parameters are ignored (lists, issue 22, refuses them)",
+    ),
+    *(
+        Gap(
+            f"POST /graph/{route}",
+            "ST201",
+            "a validation request (?validationToken=) is answered without reading its body",
+        )
+        for route in ("notifications", "lifecycle")
+    ),
+    Gap("GET /buildings/{building}/audit", "ST201", "an empty `to` or `from` is taken as absent"),
+)
+
+
+def _gap(operation: str, failure: Any) -> bool:
+    return any(g.operation == operation and g.code == failure.code for g in GAPS)
+
+
+def _exempt(operation: str, response: httpx.Response | Any) -> bool:
+    """True when a refusal of valid data is explained entirely by EXEMPT rules."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    if not isinstance(body, dict):
+        return False
+    rules = [e for e in EXEMPT if e.operation == operation and e.status == response.status_code]
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        return all(
+            any(f"{err.get('field')}: {err.get('message')}".startswith(r.match) for r in rules)
+            for err in errors
+            if isinstance(err, dict)
+        )
+    return any(body.get("reason") == r.match for r in rules)
+
+
+BUILDING = "schemathesis-building"  # fixed: the schema's parameters are set at collection
+
+
+@pytest.fixture(scope="module")
+def bb(stack: Stack, api: httpx.Client, anonymous: httpx.Client) -> Booked:
+    """The building every operation is called on: connected, with the demo rooms mapped."""
+    tenant = fresh_tenant(stack)
+    with httpx.Client(
+        verify=ssl.create_default_context(cafile=stack.endpoints["caBundle"]),
+        trust_env=False,
+        timeout=30,
+    ) as browser:
+        connect_application(stack, api, anonymous, browser, BUILDING, tenant)
+    resources, calendars = map_rooms(api, BUILDING, tenant, time_zone="Europe/Amsterdam")
+    return Booked(BUILDING, tenant, resources, calendars)
+
+
+@pytest.fixture(scope="module")
+def target(stack: Stack, portal_token: str, bb: Booked) -> dict[str, Any]:
+    """Where and as whom the generated requests go."""
+    print(f"\nschemathesis seed {SEED} (replay: BB_SCHEMATHESIS_SEED={SEED})")
+    return {
+        "base_url": stack.endpoints["functionsBaseUrl"],
+        "headers": {"Authorization": f"Bearer {portal_token}"},
+    }
+
+
+def test_the_served_description_is_the_one_tested(api: httpx.Client) -> None:
+    response = api.get("openapi.json")
+    assert response.status_code == 200, response.text
+    assert response.json() == openapi_document()
+
+
+schema = schemathesis.openapi.from_dict(
+    openapi_document(),
+    config=schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "parameters": {"building": BUILDING},
+            "request-timeout": 30,
+            "checks": {"enabled": True},
+            "phases": {
+                "examples": {"enabled": True},
+                "coverage": {"enabled": True},
+                "fuzzing": {"enabled": True},
+            },
+            "generation": {"max-examples": EXAMPLES, "mode": "all"},
+            "operations": [
+                {"include-name": name, "parameters": {"building": f"{BUILDING}-scratch"}}
+                for name in ON_SCRATCH_BUILDING
+            ],
+        }
+    ),
+)
+
+
+@schema.parametrize()
+def test_every_operation_answers_as_described(case: Any, target: dict[str, Any]) -> None:
+    phase = getattr(case.meta, "phase", None)
+    mutated = getattr(getattr(phase, "data", None), "parameter", None)
+    if mutated == "building":
+        # schemathesis 4.32 puts the configured building over a coverage case that varies the
+        # building, then still expects a refusal: hostile building ids are walked by their own
+        # test (every building-scoped route, 400/404), so such a case proves nothing here.
+        return
+    response = case.call(**target)
+    try:
+        case.validate_response(response, headers=target["headers"], transport_kwargs=target)
+    except FailureGroup as group:
+        label = case.operation.label
+        left = [
+            f
+            for f in group.exceptions
+            if not (isinstance(f, RejectedPositiveData) and _exempt(label, response))
+            and not _gap(label, f)
+        ]
+        if left:
+            raise FailureGroup(left, str(group)) from None
