@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from shared.core import etags
+
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
 BODY_RULES = (
@@ -108,7 +110,7 @@ IF_MATCH_PARAMETER: dict[str, Any] = {
     "description": "Optional. `*` (it must exist) or the ETag of the version read: the write "
     "happens only if it is still that version, else 412 `precondition_failed` and nothing "
     "changes. Malformed → 400 naming `If-Match`. Without it the write is unconditional.",
-    "schema": {"type": "string", "maxLength": 2048},
+    "schema": {"type": "string", "maxLength": etags.MAX_HEADER, "pattern": etags.PATTERN},
 }
 
 

@@ -19,6 +19,7 @@ for a deeper local run (CI keeps the default, so the file stays near a minute on
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from schemathesis.openapi.checks import RejectedPositiveData
 
 from devstack.stack import Stack
 from shared.api.openapi import openapi_document
+from shared.core import etags
 from tests.e2e.booking_fixtures import Booked, connect_application, map_rooms
 from tests.e2e.connect_fixtures import fresh_tenant
 
@@ -131,6 +133,21 @@ EXEMPT: tuple[Exempt, ...] = (
             "the empty text/plain body is only for a validation request (?validationToken=)",
         )
         for route in ("notifications", "lifecycle")
+    ),
+    *(
+        Exempt(
+            operation,
+            412,
+            "precondition_failed",
+            "If-Match must name the version stored now (state: any other well-formed tag is 412)",
+        )
+        for operation in (
+            "PUT /buildings/{building}/resources/{resource}",
+            "DELETE /buildings/{building}/resources/{resource}",
+            "PATCH /buildings/{building}/bookings/{booking}",
+            "DELETE /buildings/{building}/bookings/{booking}",
+            "PUT /buildings/{building}/settings",
+        )
     ),
     Exempt("PUT /buildings/{building}/users/{email}", 422, "unknown_company", _STATE),
     Exempt("POST /buildings/{building}/users:import", 422, "rows_rejected", _STATE),
@@ -327,6 +344,20 @@ schema = schemathesis.openapi.from_dict(
 )
 
 
+def _valid_but_for_if_match(case: Any) -> bool:
+    """A case meant as valid whose If-Match breaks the declared pattern: schemathesis 4.32 builds
+    coverage header values from letters and digits only, so it cannot meet a pattern that needs
+    quotes and drops it. The server's 400 for such a header is right; the label is not."""
+    value = (case.headers or {}).get("If-Match")
+    meta = case.meta
+    return (
+        value is not None
+        and meta is not None
+        and meta.generation.mode == schemathesis.GenerationMode.POSITIVE
+        and re.fullmatch(etags.PATTERN, value) is None
+    )
+
+
 @schema.parametrize()
 def test_every_operation_answers_as_described(case: Any, target: dict[str, Any]) -> None:
     phase = getattr(case.meta, "phase", None)
@@ -335,6 +366,8 @@ def test_every_operation_answers_as_described(case: Any, target: dict[str, Any])
         # schemathesis 4.32 puts the configured building over a coverage case that varies the
         # building, then still expects a refusal: hostile building ids are walked by their own
         # test (every building-scoped route, 400/404), so such a case proves nothing here.
+        return
+    if _valid_but_for_if_match(case):
         return
     response = case.call(**target)
     try:
