@@ -73,7 +73,7 @@ _SEGMENT = "r"
 # What a reader needs of a segment ($select: no PartitionKey/RowKey/Timestamp to parse).
 _BLOCK_FIELDS = (
     "resourceId", "blockId", "start", "end", "source", "showAs", "bookingId", "companyId",
-    "outlookEventId", "subject", "attribution", "writtenAt",
+    "outlookEventId", "subject", "attribution", "writtenAt", "seriesMasterId",
 )  # fmt: skip
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOCK = "lock"
@@ -108,6 +108,9 @@ class BusyBlock:
     outlook_event_id: str | None = None
     subject: str | None = None  # only when the building's storeExternalSubjects is on
     attribution: dict[str, Any] | None = None
+    # outlook: the series master of a recurring event's occurrence, so that the series' removal
+    # removes every occurrence block even when delta names only the master (sync/plan.py)
+    series_master_id: str | None = None
 
 
 class SlotTaken(Conflict):
@@ -213,6 +216,7 @@ def block_entity(block: BusyBlock, partition_key: str) -> tablestore.Entity:
         "companyId": block.company_id,
         "outlookEventId": block.outlook_event_id,
         "subject": block.subject,
+        "seriesMasterId": block.series_master_id,
     }
     entity.update({k: v for k, v in optional.items() if v is not None})
     if block.attribution is not None:
@@ -236,6 +240,7 @@ def block_from_entity(building_id: str, entity: Mapping[str, Any]) -> BusyBlock:
         outlook_event_id=entity.get("outlookEventId"),
         subject=entity.get("subject"),
         attribution=attribution if isinstance(attribution, dict) else None,
+        series_master_id=entity.get("seriesMasterId"),
     )
 
 

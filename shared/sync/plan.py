@@ -13,6 +13,7 @@ Rules, per event id in one round (GRAPH.md §7.3, §4.10, §11):
 | `@removed` | an Outlook block overlapping the window | `Remove` it |
 | `@removed` | an Outlook block entirely outside the window, or nothing | nothing (Graph reports changes outside the window as removals) |
 | a `seriesMaster` | | nothing: calendarView delta sends each occurrence with its own id |
+| `@removed` of a series master Graph confirms deleted (`gone_series`), or a cancelled `seriesMaster` | its occurrences' Outlook blocks (`seriesMasterId`) overlapping the window | `Remove` each: delta may name only the master when a whole series goes |
 | our own event: `transactionId` names a platform booking of this resource (its block, or the booking itself while it is created or cancelled), or its id is a platform block's `outlook_event_id` | an Outlook block (imported before we knew) | `Remove` it; never `Put` |
 | full round (baseline): nothing about an id | an Outlook block overlapping the window | `Remove` it (Graph no longer has it) |
 | a go-live check's own test event (its `transactionId`, shared/core/checkmarks.py) | | as any event, but attributed to nobody (reason `go_live_check`): the check measures how fast it shows up, then deletes it |
@@ -155,6 +156,7 @@ def plan(
     full: bool,
     bookings: Collection[str] = (),
     detail: str | None = None,
+    gone_series: Collection[str] = (),
 ) -> Plan:
     """The actions that make the resource's Outlook blocks match this round (table above).
 
@@ -165,6 +167,8 @@ def plan(
     cancelled while their event is being deleted), found by the caller from `transactionId`s.
     `detail`: the provenance the blocks record in `attribution.detail` (`freeBusy`: made from
     getSchedule's status, start and end only, shared/sync/freebusy.py); None for events.
+    `gone_series`: series masters this round reports `@removed` that Graph confirmed deleted
+    (the caller asked for the master: an `@removed` may also mean "changed outside the window").
     """
     mine = [b for b in stored if b.resource_id == target.resource_id]
     outlook = {b.block_id: b for b in mine if b.source == "outlook"}
@@ -173,9 +177,27 @@ def plan(
     platform_bookings.update(bookings)
     platform_event_ids.discard(None)
 
+    series: dict[str, list[BusyBlock]] = {}
+    for b in outlook.values():
+        if b.series_master_id:
+            series.setdefault(b.series_master_id, []).append(b)
+
     actions: list[Action] = []
     mentioned: set[str] = set()
+    removed: set[str] = set()
     own = skipped = 0
+
+    def remove(block: BusyBlock, why: RemoveReason) -> None:
+        if block.block_id not in removed:
+            removed.add(block.block_id)
+            actions.append(Remove(block, why))
+
+    def remove_series(master_id: str, why: RemoveReason) -> None:
+        for b in series.get(master_id, ()):
+            if window.overlaps(b.start, b.end):
+                mentioned.add(b.block_id)
+                remove(b, why)
+
     final = _last_word(items)
     for event_id, item in final.items():
         block_id = outlook_block_id(target.mailbox, target.calendar_id, event_id)
@@ -183,11 +205,15 @@ def plan(
         if "@removed" in item:
             mentioned.add(block_id)
             if current is not None and window.overlaps(current.start, current.end):
-                actions.append(Remove(current, "removed"))
-            else:
+                remove(current, "removed")
+            elif event_id not in gone_series:
                 skipped += 1
+            if event_id in gone_series:
+                remove_series(event_id, "removed")  # a deleted series: all its occurrences go
             continue
         if item.get("type") == "seriesMaster":
+            if item.get("isCancelled") is True:
+                remove_series(event_id, "cancelled")
             skipped += 1  # its occurrences come as items of their own
             continue
         booking = booking_id_from_transaction(item.get("transactionId"))
@@ -195,7 +221,7 @@ def plan(
             own += 1
             mentioned.add(block_id)
             if current is not None:
-                actions.append(Remove(current, "own_booking"))
+                remove(current, "own_booking")
             continue
         try:
             start = parse_graph_time(item.get("start"))
@@ -220,19 +246,21 @@ def plan(
             reason = "outside_window"
         if reason is not None:
             if current is not None:
-                actions.append(Remove(current, reason))
+                remove(current, reason)
             continue
         is_check = check_run_of_transaction(item.get("transactionId")) is not None
         block = _outlook_block(
             item, target, block_id, start, end, show_as, _nobody if is_check else attribute,
             store_subjects, detail,
         )  # fmt: skip
+        if block_id in removed:
+            continue  # its series was removed in this round; the last word on the series wins
         if current is None or not _same(current, block):
             actions.append(Put(block, event_id))
     if full:
         for block_id, block in outlook.items():
             if block_id not in mentioned and window.overlaps(block.start, block.end):
-                actions.append(Remove(block, "not_in_baseline"))
+                remove(block, "not_in_baseline")
     return Plan(tuple(actions), len(final), own, skipped)
 
 
@@ -257,6 +285,7 @@ def _outlook_block(
     }
     if detail is not None:
         attribution["detail"] = detail
+    master = item.get("seriesMasterId")
     return BusyBlock(
         building_id=target.building_id,
         resource_id=target.resource_id,
@@ -269,6 +298,7 @@ def _outlook_block(
         outlook_event_id=str(item["id"]),
         subject=subject if isinstance(subject, str) else None,
         attribution=attribution,
+        series_master_id=master if isinstance(master, str) and master else None,
     )
 
 

@@ -31,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import quote
 
 from shared.availability.busy import BusyBlock
 from shared.core.errors import (
@@ -260,7 +261,7 @@ def _round(
                         expired.error.failure.code)  # fmt: skip
             full, window, link = True, wanted, None
     pages += spent
-    result, stored_ids = _plan(deps, calendar, items, window, full)
+    result, stored_ids = _plan(deps, calendar, items, window, full, scope)
     # Outgoing webhooks: handed over before the blocks are written (a crash after the writes
     # and before the deltaLink commit re-runs the round, which then finds nothing to change);
     # each delivery waits until its block change is seen committed (DESIGN.md, issue 16).
@@ -385,6 +386,7 @@ def _plan(
     items: Sequence[dict[str, Any]],
     window: Window,
     full: bool,
+    scope: CalendarScope,
 ) -> tuple[Plan, set[str]]:
     """The plan, and the ids of the blocks already stored (what is an update, not a creation)."""
     target = syncplan.Target(
@@ -400,6 +402,7 @@ def _plan(
         items, stored, window, target, attribute=attributor,
         store_subjects=attributor.settings.store_external_subjects, full=full,
         bookings=_bookings_of(deps, calendar, items, stored),
+        gone_series=_gone_series(scope, calendar, items, stored),
     ), {b.block_id for b in stored}  # fmt: skip
 
 
@@ -450,6 +453,37 @@ def _bookings_of(
         if entity is not None and entity.get("resourceId") == calendar.resource_id:
             found.add(booking_id)
     return found
+
+
+def _gone_series(
+    scope: CalendarScope,
+    calendar: MappedCalendar,
+    items: Sequence[dict[str, Any]],
+    stored: Sequence[BusyBlock],
+) -> set[str]:
+    """Series masters the round reports `@removed` whose occurrences we hold as blocks, and that
+    Graph confirms gone (404 on the master). Delta may name only the master when a whole series
+    is deleted, but it also reports changes *outside* the window as removals, so a master's
+    `@removed` alone must not clear occurrences of a series that still exists. One GET per such
+    master (rare); any other failure fails the round (repeated, nothing applied)."""
+    masters = {b.series_master_id for b in stored if b.source == "outlook" and b.series_master_id}
+    named = {str(i["id"]) for i in items if "@removed" in i and isinstance(i.get("id"), str)}
+    gone = set()
+    for master in sorted(masters & named):
+        try:
+            event = scope.get_json(
+                calendar.calendar_path(f"/events/{quote(master, safe='')}"),
+                params={"$select": "id,isCancelled"}, mailbox=calendar.graph_mailbox,
+                operation="sync.series", actor="sync",
+            )  # fmt: skip
+        except GraphError as err:
+            if err.failure.status != 404:
+                raise
+            gone.add(master)
+            continue
+        if isinstance(event, dict) and event.get("isCancelled") is True:
+            gone.add(master)
+    return gone
 
 
 def _apply(deps: SyncDeps, result: Plan) -> None:

@@ -362,6 +362,39 @@ def test_calendar_view_window_paging_and_top(tenant: Tenant) -> None:
     assert len(alice.get("/me/calendarView", params=params).json()["value"]) == 10  # default page
 
 
+def test_delta_can_report_a_deleted_series_as_its_master_alone(tenant: Tenant) -> None:
+    """`deltaSeriesRemoval`: a deleted series is each occurrence's removal (default) or, on
+    demand, only the master's; the occurrences carry `seriesMasterId` either way."""
+    alice = tenant.as_user("alice")
+    daily = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {"type": "numbered", "startDate": day(1).date().isoformat(),
+                  "numberOfOccurrences": 3},
+    }  # fmt: skip
+    params = view_params(day(1, 0), day(5, 0))
+    found = {}
+    for mode in ("occurrences", "master"):
+        tenant.emu.control.post("graph/config", json={"deltaSeriesRemoval": mode})
+        try:
+            master = alice.post(
+                "/me/events", json=event_body(day(1, 9), subject=mode, recurrence=daily)
+            ).json()
+            first = alice.get("/me/calendarView/delta", params=params).json()
+            while "@odata.deltaLink" not in first:
+                first = alice.get(first["@odata.nextLink"]).json()
+            occurrences = [e for e in first["value"] if e.get("seriesMasterId") == master["id"]]
+            assert len(occurrences) == 3
+            alice.delete(f"/me/events/{master['id']}")
+            changes = alice.get(first["@odata.deltaLink"]).json()
+            found[mode] = {e["id"] for e in changes["value"] if "@removed" in e}
+            if mode == "occurrences":
+                assert found[mode] == {e["id"] for e in occurrences}
+            else:
+                assert found[mode] == {master["id"]}
+        finally:
+            tenant.emu.control.post("graph/config", json={"deltaSeriesRemoval": "occurrences"})
+
+
 def test_delta_removed_replay_and_expiry(tenant: Tenant) -> None:
     alice = tenant.as_user("alice")
     keep = alice.post("/me/events", json=event_body(day(1, 9), subject="keep")).json()

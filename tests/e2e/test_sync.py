@@ -268,6 +268,38 @@ def test_room_recurring_series_occurrences(sstack: Stack, world: World) -> None:
     within(NOTIFIED_WITHIN, lambda: not occurrences())
 
 
+def test_a_deleted_series_named_only_by_its_master_removes_every_occurrence(
+    sstack: Stack, world: World
+) -> None:
+    """Graph documents no form for a deleted series in calendarView delta; when it names only
+    the series master, every stored occurrence block still goes (issue 20). The emulator is told
+    to report series deletions that way for this test."""
+    liam = world.users["liam"]["userPrincipalName"]
+    day = world.day + timedelta(days=4)
+    series = _event("Retro", day, 16, 1, **_invite(world.room_mail))
+    series["recurrence"] = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {
+            "type": "numbered",
+            "startDate": day.strftime("%Y-%m-%d"),
+            "numberOfOccurrences": 3,
+        },
+    }
+    starts = {_z(day + timedelta(days=i, hours=16)) for i in range(3)}
+
+    def occurrences() -> list[dict[str, Any]]:
+        return [b for b in busy(world.app, world.room) if b["start"] in starts]
+
+    outlook(sstack, "POST", "config", json={"deltaSeriesRemoval": "master"})
+    try:
+        created = outlook(sstack, "POST", f"users/{liam}/events", json=series)
+        within(NOTIFIED_WITHIN, lambda: len(occurrences()) == 3)
+        outlook(sstack, "DELETE", f"users/{liam}/events/{created['id']}")
+        within(NOTIFIED_WITHIN, lambda: not occurrences())
+    finally:
+        outlook(sstack, "POST", "config", json={"deltaSeriesRemoval": "occurrences"})
+
+
 def test_own_calendar_of_a_delegated_account(sstack: Stack, world: World) -> None:
     admin = world.users["admin"]["userPrincipalName"]
     day = world.day + timedelta(days=7)

@@ -164,3 +164,30 @@ def test_unmapped_calendars_lose_their_outlook_blocks_and_state(world: World) ->
     assert room.blocks() == []
     table = world.tables(tablestore.DELTA_STATE)
     assert tablestore.get_entity(table, world.building, RESOURCE) is None
+
+
+def test_a_deleted_series_named_only_by_its_master_loses_every_occurrence(world: World) -> None:
+    """Delta names only the series master when the series is deleted (the emulator's
+    `deltaSeriesRemoval: master`): every stored occurrence block goes, after Graph confirms the
+    master is gone; a series that still exists keeps its blocks (issue 20)."""
+    room = Room(world)
+    daily = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {"type": "numbered", "startDate": day(7).date().isoformat(),
+                  "numberOfOccurrences": 3},
+    }  # fmt: skip
+    made = room.outlook.post(
+        f"/users/{room.mailbox}/events",
+        json=event_body(day(7, 9), 30, "Stand-up", recurrence=daily),
+    )
+    assert made.status_code == 201, made.text
+    room.sync("mapped", full=True)
+    assert room.blocks() == [span(day(7 + i, 9), 30) for i in range(3)]
+    control = world.tenant.emu.control
+    control.post("graph/config", json={"deltaSeriesRemoval": "master"}).raise_for_status()
+    try:
+        room.delete(str(made.json()["id"]))
+        assert room.sync("notified").changes == 3
+    finally:
+        control.post("graph/config", json={"deltaSeriesRemoval": "occurrences"})
+    assert room.blocks() == []

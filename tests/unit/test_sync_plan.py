@@ -90,10 +90,11 @@ def run(
     store_subjects: bool = False,
     window: Window = WINDOW,
     bookings: tuple[str, ...] = (),
+    gone_series: tuple[str, ...] = (),
 ) -> Plan:
     return plan(
         items, stored, window, T, attribute=who, store_subjects=store_subjects, full=full,
-        bookings=bookings,
+        bookings=bookings, gone_series=gone_series,
     )  # fmt: skip
 
 
@@ -261,6 +262,41 @@ def test_a_deleted_series_removes_each_occurrence() -> None:
     stored = [stored_for(o) for o in occ]
     result = run([removed("S1"), *(removed(o["id"]) for o in occ)], stored)
     assert sorted(kinds(result)) == [("remove", "removed")] * 3
+
+
+def _series(master: str = "S1") -> list[dict[str, Any]]:
+    return [event(f"{master}-occ{i}", at=DAY + timedelta(days=i, hours=9), type="occurrence",
+                  seriesMasterId=master) for i in range(3)]  # fmt: skip
+
+
+def test_occurrence_blocks_remember_their_series_master() -> None:
+    assert {stored_for(o).series_master_id for o in _series()} == {"S1"}
+    assert stored_for(event("E1")).series_master_id is None
+
+
+def test_a_deleted_series_named_only_by_its_master_removes_every_occurrence() -> None:
+    stored = [stored_for(o) for o in _series()] + [stored_for(o) for o in _series("S2")]
+    result = run([removed("S1")], stored, gone_series=("S1",))
+    assert sorted(kinds(result)) == [("remove", "removed")] * 3
+    assert {a.block.series_master_id for a in result.actions} == {"S1"}
+    # Named by master and occurrences in one round: each block removed once.
+    both = run([removed("S1"), *(removed(o["id"]) for o in _series())], stored, gone_series=("S1",))
+    assert len(both.actions) == 3 and len({a.block.block_id for a in both.actions}) == 3
+
+
+def test_a_master_removal_graph_did_not_confirm_keeps_the_occurrences() -> None:
+    """`@removed` also means "changed outside the window": without Graph's word that the master
+    is gone, the series' blocks in the window stay."""
+    stored = [stored_for(o) for o in _series()]
+    result = run([removed("S1")], stored)
+    assert result.actions == () and result.skipped == 1
+
+
+def test_a_cancelled_series_master_removes_every_occurrence() -> None:
+    stored = [stored_for(o) for o in _series()]
+    master = event("S1", type="seriesMaster", isCancelled=True)
+    result = run([master], stored)
+    assert sorted(kinds(result)) == [("remove", "cancelled")] * 3
 
 
 # ---------------------------------------------------------------- own bookings

@@ -26,6 +26,9 @@ class GraphConfig:
     delta_mode_on_expiry: str = "gone"  # "gone" (410 + Location) | "syncStateNotFound"
     delta_default_page_size: int = 10
     events_default_page_size: int = 10
+    # A deleted recurring series in delta: each occurrence's removal ("occurrences"), or only the
+    # series master's ("master"). Graph documents neither; clients must handle both.
+    delta_series_removal: str = "occurrences"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -41,6 +44,7 @@ class GraphConfig:
             "deltaModeOnExpiry": self.delta_mode_on_expiry,
             "deltaDefaultPageSize": self.delta_default_page_size,
             "eventsDefaultPageSize": self.events_default_page_size,
+            "deltaSeriesRemoval": self.delta_series_removal,
         }
 
     def update(self, body: dict[str, Any]) -> None:
@@ -56,6 +60,7 @@ class GraphConfig:
             "deltaModeOnExpiry": ("delta_mode_on_expiry", str),
             "deltaDefaultPageSize": ("delta_default_page_size", int),
             "eventsDefaultPageSize": ("events_default_page_size", int),
+            "deltaSeriesRemoval": ("delta_series_removal", str),
         }
         for key, value in body.items():
             if key == "attendantDelayMs":
@@ -66,5 +71,7 @@ class GraphConfig:
                 setattr(self, attr, kind(value))
             else:
                 raise ValueError(f"unknown setting {key!r}")
+        if self.delta_series_removal not in ("occurrences", "master"):
+            raise ValueError("deltaSeriesRemoval must be 'occurrences' or 'master'")
         if self.delta_mode_on_expiry not in ("gone", "syncStateNotFound"):
             raise ValueError("deltaModeOnExpiry must be 'gone' or 'syncStateNotFound'")

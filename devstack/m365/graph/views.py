@@ -77,10 +77,23 @@ def begin_round(
             if prev is None or prev[0] != current[k][0]:
                 entries.append(("item", ref))
         removed_keys = set()
+        # A deleted series as only its master's removal (config `deltaSeriesRemoval: master`):
+        # what a client must also cope with, since Graph documents neither form.
+        master_only = state.config.delta_series_removal == "master"
+        series_gone: set[str] = set()
         for k, (_ck, rest, imm) in previous.items.items():
             if k not in current:
+                master = k.split("@")[0]
+                if master_only and "@" in k and master not in mb.events:
+                    series_gone.add(master)
+                    continue
                 entries.append(("removed", (rest, imm)))
-                removed_keys.add(k.split("@")[0])
+                removed_keys.add(master)
+        for tomb in mb.tombstones:
+            if tomb.key in series_gone and tomb.seq > previous.seq:
+                entries.append(("removed", (tomb.rest_id, tomb.immutable_id)))
+                series_gone.discard(tomb.key)
+                removed_keys.add(tomb.key)
         in_view = {k.split("@")[0] for k in current} | {k.split("@")[0] for k in previous.items}
         # Graph also reports changes outside the window as deletions (GRAPH.md §7.3).
         for rec in mb.events.values():
