@@ -19,6 +19,7 @@ from types import FrameType
 
 from devstack.procs import REPO_ROOT
 from devstack.stack import Stack, start_stack
+from devstack.tls import trust_command
 
 STATE = REPO_ROOT / ".devstack"
 FUNCTIONS_PORT = 7071
@@ -113,8 +114,9 @@ BookingBridge is running (ready in {seconds:.1f} s). Ctrl-C stops everything.
   Endpoints, demo credentials: {stack.state_dir / "endpoints.json"}
   Logs: {stack.state_dir / "logs"}/
 
-Try:  open {e["consoleUrl"]} in a browser (the emulator's certificate is from the local CA:
-      trust {e["caBundle"]} or accept the browser's warning once)
+Try:  open {e["consoleUrl"]} in a browser (the emulator's certificate is from the local CA;
+      accept the browser's warning, or trust the CA once (README.md, Console):
+        {trust_command(Path(e["caBundle"]))})
       curl -s {base}/health
       make demo        (in another terminal)
 """

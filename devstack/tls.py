@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,20 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 _VALIDITY = dt.timedelta(days=825)  # well inside what TLS clients accept for a leaf
 _RENEW_BEFORE = dt.timedelta(days=30)
+
+
+def trust_command(ca_cert: Path, platform: str = sys.platform) -> str:
+    """The one command that makes this machine's browsers trust the local CA (for the emulator's
+    sign-in page): Chromium/Chrome's NSS store on Linux, the login keychain on macOS, the user's
+    root store on Windows. Nothing runs it for you: trusting a CA is the user's decision."""
+    if platform == "darwin":
+        return (
+            f"security add-trusted-cert -r trustRoot -k ~/Library/Keychains/login.keychain-db "
+            f"{ca_cert}"
+        )
+    if platform.startswith("win"):
+        return f"certutil -user -addstore Root {ca_cert}"
+    return f'certutil -d sql:$HOME/.pki/nssdb -A -t "C,," -n "BookingBridge local CA" -i {ca_cert}'
 
 
 @dataclass(frozen=True)

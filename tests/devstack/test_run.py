@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from devstack.procs import REPO_ROOT
+from devstack.tls import trust_command
 from tests.waiting import wait_for
 
 
@@ -120,6 +121,8 @@ def test_signalling_only_the_run_pid_stops_every_child(
         )
         assert started.poll() is None, _read(tmp_path).decode(errors="replace")
         endpoints = json.loads((state / "endpoints.json").read_text())
+        # The banner gives the one command that trusts the local CA (README.md, Console).
+        assert trust_command(Path(endpoints["caBundle"])).encode() in _read(tmp_path)
         ports = _ports(endpoints)
         assert len(ports) >= 4, ports  # functions host, emulator, Key Vault, Azurite
         assert all(_listening(p) for p in ports)
