@@ -212,12 +212,19 @@ class VersionedSecrets(Protocol):
     def set(self, name: str, value: str, *, content_type: str = ...) -> str: ...
 
 
+# How long an instance keeps using the key it knows as current before asking Key Vault for the
+# latest version: the bound on how late a rotation is seen (docs/DESIGN.md, issue 20).
+CURRENT_KEY_TTL_SECONDS = 300.0
+
+
 class VersionedKeys:
     """An HMAC key kept as the Key Vault secret `name`: created on first use, versions cached.
 
-    - `current()`: the latest version, created if the secret does not exist yet. Two instances
-      racing to create it just make two versions; whatever was made with either stays valid,
-      because users record which version (`version`) or fingerprint (`check`) they used.
+    - `current()`: the latest version, created if the secret does not exist yet, re-read at
+      most every `current_ttl` seconds, so a rotation (a new version set in Key Vault) becomes
+      current in every running instance within that bound. Two instances racing to create it
+      just make two versions; whatever was made with either stays valid, because users record
+      which version (`version`) or fingerprint (`check`) they used.
     - `version(v)`: a given version (versions never change, so they are cached for good).
     - `by_check(check)`: the version with this fingerprint; an unknown one makes us re-read the
       latest (at most every `reload_after` seconds), so a key created or rotated by another
@@ -234,12 +241,14 @@ class VersionedKeys:
         *,
         reason: str,
         reload_after: float = 30.0,
+        current_ttl: float = CURRENT_KEY_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._store = store
         self.name = name
         self._reason = reason
         self._reload_after = reload_after
+        self._current_ttl = current_ttl
         self._clock = clock
         self._lock = threading.Lock()
         self._current: VersionedKey | None = None
@@ -249,9 +258,19 @@ class VersionedKeys:
 
     def current(self) -> VersionedKey:
         current = self._current
-        if current is None:
+        if current is None or self._clock() - self._loaded_at >= self._current_ttl:
             with self._lock:
-                current = self._current or self._load_latest(create=True)
+                current = self._current
+                if current is None:
+                    current = self._load_latest(create=True)
+                elif self._clock() - self._loaded_at >= self._current_ttl:
+                    try:
+                        current = self._load_latest(create=False) or current
+                    except SecretStoreError as err:
+                        # Key Vault unreachable (or a bad new version): the key we have is
+                        # still valid; retry after another period.
+                        logger.warning("%s: latest version not read: %s", self.name, err.reason)
+                        self._loaded_at = self._clock()
         assert current is not None  # _load_latest(create=True) returns a key or raises
         return current
 

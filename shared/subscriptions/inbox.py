@@ -20,7 +20,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.core.errors import BookingBridgeError, DependencyError, FieldError, ValidationFailed
+from shared.core.errors import (
+    BookingBridgeError,
+    DependencyError,
+    FieldError,
+    SecretStoreError,
+    ValidationFailed,
+)
 from shared.core.jsonbody import parse_json
 from shared.storage.keyvault import VersionedKeys
 from shared.subscriptions.clientstate import client_state_matches
@@ -156,7 +162,7 @@ class Sorted:
 def sort_items(
     items: Iterable[Item],
     lookup: Callable[[str], Record | None],
-    key_for: Callable[[str], bytes | None],
+    key_for: Callable[[Record], bytes | None],
     dropped: Counter[str] | None = None,
 ) -> Sorted:
     """Check each item against its subscription and coalesce the valid ones.
@@ -173,7 +179,7 @@ def sort_items(
         if record is None:
             dropped["unknown_subscription"] += 1
             continue
-        key = key_for(record.key_check)
+        key = key_for(record)
         if key is None:
             dropped["unknown_key"] += 1
             continue
@@ -322,9 +328,20 @@ def receive(inbox: Inbox, body: bytes) -> InboxResult:
         looked_up[sub_id] = record
         return record
 
-    def key_for(check: str) -> bytes | None:
-        found = inbox.keys.by_check(check)
-        return found.key if found else None
+    def key_for(record: Record) -> bytes | None:
+        # By the version the record names (issue 20): any version Key Vault still has, cached
+        # for good, so subscriptions made before a rotation keep being heard until the renewal
+        # timer recreates them with the current key. Older records name only the fingerprint.
+        if record.key_version:
+            try:
+                found = inbox.keys.version(record.key_version)
+            except SecretStoreError as err:
+                if err.transient:
+                    raise  # 503: Graph retries the POST
+                return None  # the version is gone or disabled: the grace period is over
+            return found.key if found.check == record.key_check else None
+        by_check = inbox.keys.by_check(record.key_check)
+        return by_check.key if by_check else None
 
     sorted_ = sort_items(items, lookup, key_for, dropped)
     for request in sorted_.sync:

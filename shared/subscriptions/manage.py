@@ -277,7 +277,7 @@ def _create(
     )
     record = Record(
         sub_id, building_id, mailbox, connection.connection_id,
-        connection.tenant_id.lower(), nonce, key.check,
+        connection.tenant_id.lower(), nonce, key.check, key.version,
     )  # fmt: skip
     store.put_record(deps.tables, record, now)
     done = store.write_index(

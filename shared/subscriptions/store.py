@@ -78,6 +78,10 @@ class Record:
     tenant_id: str
     nonce: str
     key_check: str
+    # The Key Vault version of `client-state-key` the clientState was made with: the webhook
+    # reads that very version, so a rotation never drops notifications of older subscriptions
+    # (empty in records written before issue 20: found by `key_check` among cached versions).
+    key_version: str = ""
 
 
 # ---------------------------------------------------------------- times and keys
@@ -119,6 +123,7 @@ def record_entity(record: Record, now: datetime) -> Entity:
         "tenantId": record.tenant_id,
         "nonce": record.nonce,
         "keyCheck": record.key_check,
+        "keyVersion": record.key_version,
         "createdAt": now,
     }
 
@@ -132,6 +137,7 @@ def record_from(entity: Mapping[str, Any]) -> Record:
         tenant_id=str(entity.get("tenantId") or "").lower(),
         nonce=str(entity.get("nonce") or ""),
         key_check=str(entity.get("keyCheck") or ""),
+        key_version=str(entity.get("keyVersion") or ""),
     )
 
 

@@ -16,6 +16,7 @@ the session's demo emulator, whose first (demo) tenant owns the vault.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -32,10 +33,10 @@ from shared.core.settings import load_settings
 from shared.directory import registry
 from shared.mapping import service as mapping
 from shared.mapping.service import MappingDeps
-from shared.storage.keyvault import SecretStore, VersionedKeys
+from shared.storage.keyvault import SecretStore, VersionedKeys, b64url
 from shared.subscriptions import manage, store
-from shared.subscriptions.clientstate import client_state, keys_in
-from shared.subscriptions.inbox import Inbox, LifecycleWork, RecordCache, receive
+from shared.subscriptions.clientstate import CLIENT_STATE_KEY_NAME, client_state, keys_in
+from shared.subscriptions.inbox import Inbox, InboxResult, LifecycleWork, RecordCache, receive
 from shared.subscriptions.manage import SubscriptionDeps
 from shared.subscriptions.renewal import renew_due
 from shared.sync.queue import SyncRequest
@@ -59,8 +60,8 @@ def graph_emu(m365: RunningEmulator) -> RunningEmulator:
 
 
 @pytest.fixture(scope="module")
-def keys(m365: RunningEmulator) -> VersionedKeys:
-    """The clientState key in the Key Vault emulator, through the app's SecretStore."""
+def vault(m365: RunningEmulator) -> SecretStore:
+    """The app's SecretStore on the Key Vault emulator."""
     seed = m365.seed
     app = seed["apps"]["bookingbridge"]
     credential = ClientSecretCredential(
@@ -72,7 +73,13 @@ def keys(m365: RunningEmulator) -> VersionedKeys:
         m365.key_vault_url, credential, verify_challenge_resource=False,
         connection_verify=m365.ca_bundle,
     )  # fmt: skip
-    return keys_in(SecretStore(lambda: client))
+    return SecretStore(lambda: client)
+
+
+@pytest.fixture(scope="module")
+def keys(vault: SecretStore) -> VersionedKeys:
+    """The clientState key in the Key Vault emulator, through the app's SecretStore."""
+    return keys_in(vault)
 
 
 @dataclass
@@ -318,3 +325,62 @@ def test_release_keeps_a_mapped_mailbox_and_the_disconnect_hook_deletes_everythi
     assert not subs.graph_has(str(second.subscription_id))
     assert store.building_index(subs.world.tables, subs.building) == []
     assert store.load_record(subs.world.tables, str(second.subscription_id)) is None
+
+
+# ---------------------------------------------------------------- key rotation (last: it rotates)
+
+
+def test_a_rotated_client_state_key_keeps_old_subscriptions_heard_until_renewal_moves_them(
+    m365: RunningEmulator, subs: Subs, sink: graph_fixtures.Sink, vault: SecretStore,
+    keys: VersionedKeys,
+) -> None:  # fmt: skip
+    """Rotation (issue 20): a new version of `client-state-key` is set in Key Vault. An instance
+    that starts afterwards still accepts notifications of a subscription made with the previous
+    version (the record names its version); its renewal run moves the subscription to the new
+    version, whose notifications are accepted by old and new instances alike."""
+    mailbox = subs.map("room1")
+    info = active(subs, mailbox)
+    before = store.load_record(subs.world.tables, str(info.subscription_id))
+    assert before is not None
+    vault.set(CLIENT_STATE_KEY_NAME, b64url(secrets.token_bytes(32)), content_type="hmac-key")
+    fresh = keys_in(vault)  # an instance started after the rotation: nothing cached
+    assert fresh.current().check != before.key_check
+
+    def notified(sub_id: str, subject: str) -> list[dict[str, Any]]:
+        start = (emulator_now(m365) + timedelta(days=3)).replace(minute=0, second=0, microsecond=0)
+        made = subs.http.post(f"/users/{mailbox}/events", json={
+            "subject": subject,
+            "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+            "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                    "timeZone": "UTC"}})  # fmt: skip
+        assert made.status_code == 201, made.text
+        return list(wait_for(
+            lambda: [i for i in sink.items() if i.get("subscriptionId") == sub_id],
+            timeout=10, what="a change notification",
+        ))  # fmt: skip
+
+    def accepted(instance: VersionedKeys, items: list[dict[str, Any]]) -> InboxResult:
+        inbox = Inbox(
+            RecordCache(lambda sub_id: store.load_record(subs.world.tables, sub_id)), instance,
+            lambda request: None, lambda work: None,
+        )  # fmt: skip
+        return receive(inbox, json.dumps({"value": items}).encode())
+
+    old_items = notified(str(info.subscription_id), "Before the renewal")
+    result = accepted(fresh, old_items)
+    assert result.accepted == len(old_items) and result.dropped == {}
+    assert before.key_version == keys.current().version  # how it found the previous key
+    # The new instance's renewal moves the subscription to the current version.
+    report = renew_due(replace(subs.deps, keys=fresh))
+    assert report.recreated == 1, report
+    moved = subs.index(mailbox)
+    after = store.load_record(subs.world.tables, str(moved["subscriptionId"]))
+    assert after is not None and after.subscription_id != before.subscription_id
+    assert (after.key_version, after.key_check) == (fresh.current().version,
+                                                   fresh.current().check)  # fmt: skip
+    assert not subs.graph_has(str(info.subscription_id))
+    new_items = notified(after.subscription_id, "After the renewal")
+    assert {i["clientState"] for i in new_items} == {client_state(fresh.current().key, after.nonce)}
+    for instance in (fresh, keys):  # the instance that still has the old key as current, too
+        result = accepted(instance, new_items)
+        assert result.accepted == len(new_items) and result.dropped == {}

@@ -155,7 +155,7 @@ def _item(sub_id: str, *, state: str | None = None, event: str | None = None) ->
 def _sort(*items: dict[str, object]) -> Sorted:
     parsed, dropped = parse_collection(json.dumps({"value": list(items)}).encode())
     keys = {key_check(KEY): KEY}
-    return sort_items(parsed, RECORDS.get, keys.get, dropped)
+    return sort_items(parsed, RECORDS.get, lambda r: keys.get(r.key_check), dropped)
 
 
 def test_items_of_one_mailbox_coalesce_into_one_sync_request() -> None:

@@ -74,3 +74,26 @@ def test_a_missing_version_and_an_unusable_value_are_named_errors() -> None:
     with pytest.raises(SecretStoreError) as unusable:
         keys.current()
     assert unusable.value.reason == "k_key"
+
+
+def test_a_rotation_becomes_current_within_the_bound_and_an_outage_keeps_the_old_key() -> None:
+    """current() re-reads the latest version after `current_ttl` (issue 20): a running instance
+    moves to a rotated key within that bound; Key Vault failing then keeps the key it has."""
+    vault = Vault()
+    now = [100.0]
+    keys = VersionedKeys(vault, "k", reason="k_key", current_ttl=300.0, clock=lambda: now[0])
+    first = keys.current()
+    vault.set("k", b64url(b"r" * 32))  # rotated by an operator
+    now[0] += 299.0
+    assert keys.current() is first  # within the bound: no read
+    now[0] += 1.0
+    rotated = keys.current()
+    assert rotated.version == "v2" and rotated.key == b"r" * 32
+    assert keys.version("v1") == first  # the previous version stays usable
+
+    def down(name: str, version: str | None = None) -> tuple[str, str] | None:
+        raise SecretStoreError("Key Vault is unreachable", transient=True, reason="kv_down")
+
+    vault.get_version = down  # type: ignore[method-assign]
+    now[0] += 300.0
+    assert keys.current() is rotated
