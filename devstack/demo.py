@@ -34,6 +34,14 @@ MEETING = timedelta(hours=1)  # what the demo books, in the platform and in Outl
 SEARCH_DAYS = 7  # tomorrow first; the days after once repeated runs have filled it up
 
 
+PRIVACY = """\
+   Privacy mode: the building's setting storeExternalSubjects is off (the default), so
+   BookingBridge keeps no subject of an Outlook booking: its title is null. Its userEmail is
+   set only when the booker is a registered user; Emma is not, so she is attributed to
+   Contoso by her email domain. PUT /settings with storeExternalSubjects: true keeps the
+   subjects of Outlook bookings synced from then on."""
+
+
 def step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
@@ -82,6 +90,16 @@ def _local(day: date, hour: int, zone: ZoneInfo) -> datetime:
     return datetime.combine(day, wall_time(hour), tzinfo=zone)
 
 
+def local(value: str | datetime, zone: ZoneInfo) -> str:
+    """A time as the building's people read it: `Sat 05 Dec 10:00` on the building's clock."""
+    instant = _instant(value) if isinstance(value, str) else value
+    return f"{instant.astimezone(zone):%a %d %b %H:%M}"
+
+
+def span(item: Mapping[str, Any], zone: ZoneInfo) -> str:
+    return f"{local(item['start'], zone)}–{local(item['end'], zone)[-5:]}"
+
+
 def free_windows(
     free: Sequence[Mapping[str, str]], length: timedelta, not_before: datetime, zone: ZoneInfo
 ) -> list[datetime]:
@@ -121,7 +139,6 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
     else:
         e = endpoints
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    zone = ZoneInfo(TIME_ZONE)
     building = e["buildingId"]
     api = httpx.Client(
         base_url=e["functionsBaseUrl"] + "/",
@@ -173,8 +190,13 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
         "sauna": {"name": "Rooftop sauna", "kind": "amenity", "paid": True, "timeZone": TIME_ZONE},
     }.items():  # fmt: skip
         check(api.put(f"{b}/resources/{rid}", json=body), 200, 201)
-    for r in check(api.get(f"{b}/resources"), 200):
+    listed = check(api.get(f"{b}/resources"), 200)
+    resources = listed if isinstance(listed, list) else listed.get("value", [])
+    for r in resources:
         show(r["id"], f"{r['name']}: sync {r['sync']['status']} ({r['sync'].get('reason')})")
+    # Times below are on the building's clock: its resources' zone (the API has no building zone).
+    zone = ZoneInfo(next(r["timeZone"] for r in resources if r["id"] == "boardroom-4a"))
+    show("times below are in", f"{zone.key} (the building's zone), not UTC")
 
     step("4. Calendars this connection may map (room mailboxes via the Places API)")
     calendars = check(api.get(f"{b}/calendars"), 200)
@@ -265,7 +287,7 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
         ),
         201,
     )  # fmt: skip
-    show("created in Outlook at", later.isoformat())
+    show("created in Outlook at", f"{later.isoformat()} ({local(later, zone)} {zone.key})")
 
     step("9. Sync: the change notification comes back; the slot becomes unavailable")
     t0 = time.monotonic()
@@ -281,16 +303,26 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
         if outlook:
             break
         time.sleep(0.25)
-    show(f"busy after {time.monotonic() - t0:.1f} s", availability["resources"][0]["busy"])
-    show("first free runs", availability["resources"][0].get("free", [])[:4])
+    show(f"busy after {time.monotonic() - t0:.1f} s", "")
+    for x in availability["resources"][0]["busy"]:
+        show(f"  {span(x, zone)}", f"{x['source']} ({x['showAs']})")
+    runs = availability["resources"][0].get("free", [])
+    show("free (an entry is a whole free run)", ", ".join(span(x, zone) for x in runs[:4]))
 
     step("10. Bookings with attribution (the Outlook booker is a Contoso person)")
     bookings = check(api.get(f"{b}/bookings", params={"from": query["from"], "to": query["to"], "source": "all"}), 200)  # fmt: skip
+    private = False
     for item in bookings if isinstance(bookings, list) else bookings.get("value", []):
+        who = item.get("attribution") or {}
         show(
-            item.get("source", "?"),
-            {"start": item.get("start"), "attribution": item.get("attribution")},
+            f"{span(item, zone)} {item.get('source', '?')}",
+            f"title {json.dumps(item.get('title'))}; attributed to {who.get('kind')} "
+            f"{who.get('companyId') or ''} {who.get('userEmail') or ''}({who.get('reason')})",
         )
+        private = private or (item.get("source") == "outlook" and item.get("title") is None)
+    settings = check(api.get(f"{b}/settings"), 200)
+    if private and not settings.get("storeExternalSubjects"):
+        print(PRIVACY)
 
     step("11. Cancel the platform booking: gone on both sides")
     check(api.delete(f"{b}/bookings/{booking['id']}"), 204)
@@ -307,7 +339,12 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
     show("latest audit records", audit)
     if not go_live(api, b):  # 13. the go-live check (issue 14)
         return 1
+    day = later.astimezone(zone).date()
     print("\nDone: connect → map → book → Outlook booking synced back → attribution → cancel.")
+    print(
+        f"See it in the admin console (sign in as {e['admin']['username']} / "
+        f"{e['admin']['password']}):\n  {e['consoleUrl']}#/b/{building}/bookings?date={day}"
+    )
     return 0 if outlook and result == "connected" else 1
 
 

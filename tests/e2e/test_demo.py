@@ -56,10 +56,12 @@ def next_time(zone: ZoneInfo, wall: time, after: datetime) -> datetime:
     ("zone", "wall"),
     [
         (BUILDING, time(23, 30)),  # half an hour before the building's tomorrow starts
+        (BUILDING, time(23, 30)),  # a rerun: its first free hour is the last run's booking
         (ZoneInfo("UTC"), time(23, 30)),  # the building is already in the next day, UTC is not
-        (BUILDING, time(9, 0)),  # a morning, after two runs already booked days ahead
+        (BUILDING, time(9, 0)),  # a morning, after three runs already booked days ahead
+        (BUILDING, time(9, 0)),  # and a rerun of that
     ],
-    ids=["23:30-building", "23:30-UTC", "09:00-building"],
+    ids=["23:30-building", "23:30-building-rerun", "23:30-UTC", "09:00-building", "09:00-rerun"],
 )
 def test_demo_exits_0_at_any_time_of_day(
     demo_stack: Stack, zone: ZoneInfo, wall: time, capsys: pytest.CaptureFixture[str]
@@ -81,6 +83,12 @@ def test_demo_exits_0_at_any_time_of_day(
     first, last = demo.DAY_HOURS
     assert start.date() == tomorrow, out
     assert start.minute == 0 and first <= start.hour and start.hour + 1 <= last, out
+    # Times on the building's clock, privacy mode in words, and a page a person can read last.
+    assert f"({start:%a %d %b %H:%M} {demo.TIME_ZONE})" in out, out
+    assert f"{start:%a %d %b %H:%M}–{start.hour + 1:02}:00 outlook" in out, out
+    assert "Privacy mode: the building's setting storeExternalSubjects is off" in out, out
+    console = f"{demo_stack.endpoints['consoleUrl']}#/b/{demo_stack.endpoints['buildingId']}"
+    assert out.rstrip().splitlines()[-1].strip() == f"{console}/bookings?date={start.date()}"
 
 
 def test_free_windows_reads_merged_runs_on_the_buildings_hours() -> None:
