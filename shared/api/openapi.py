@@ -45,9 +45,12 @@ def json_content(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def json_body(name: str) -> dict[str, Any]:
-    """A required JSON request body of schema `name`."""
-    return {"required": True, "content": {"application/json": {"schema": ref(name)}}}
+def json_body(name: str, example: Any) -> dict[str, Any]:
+    """A required JSON request body of schema `name`, with an example (every body has one)."""
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": ref(name), "example": example}},
+    }
 
 
 def query_parameter(
@@ -129,8 +132,29 @@ def _conditional(method: str, path: str, operation: dict[str, Any]) -> None:
         responses["412"] = PROBLEM
 
 
+# An OpenAPI link from every 2xx answer of one operation to another: (from method, from path, link
+# name, to method, to path, the target's parameters as runtime expressions). What a client (and the
+# contract test's state machine) follows: create -> read -> update -> delete.
+Link = tuple[str, str, str, str, str, dict[str, str]]
+
+
+def _operation_ref(method: str, path: str) -> str:
+    return "#/paths/" + path.replace("~", "~0").replace("/", "~1") + "/" + method
+
+
+def _add_links(paths: dict[str, dict[str, Any]], links: list[Link]) -> None:
+    for source_method, source_path, name, method, path, parameters in links:
+        assert method in paths.get(path, {}), f"link {name} to an undescribed {method} {path}"
+        for status, response in paths[source_path][source_method]["responses"].items():
+            if status.startswith("2"):
+                response.setdefault("links", {})[name] = {
+                    "operationRef": _operation_ref(method, path),
+                    "parameters": parameters,
+                }
+
+
 # Each API surface describes its own operations in shared/api/apispec/<surface>.py as
-#   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any]
+#   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any], LINKS: list[Link]
 # so features add routes without editing a shared list.
 SURFACES = (
     "ops",
@@ -205,10 +229,12 @@ def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas = dict(COMPONENTS["schemas"])
     operations: list[Operation] = []
+    links: list[Link] = []
     for surface in SURFACES:
         module = importlib.import_module(f"shared.api.apispec.{surface}")
         operations.extend(module.OPERATIONS)
         schemas.update(getattr(module, "SCHEMAS", {}))
+        links.extend(getattr(module, "LINKS", []))
     for method, path, summary, auth, extra in operations:
         operation: dict[str, Any] = {"summary": summary, **extra}
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
@@ -223,6 +249,7 @@ def openapi_document() -> dict[str, Any]:
             operation["requestBody"].setdefault("description", BODY_RULES)
         _conditional(method, path, operation)
         paths.setdefault(path, {})[method] = operation
+    _add_links(paths, links)
     return {
         "openapi": "3.1.0",
         "info": {

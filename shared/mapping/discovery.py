@@ -296,7 +296,9 @@ def _room_list_rooms(
     try:
         places = _paged(deps, connection, path, actor, "places.roomlist", {"$top": "100"})
     except GraphError as err:
-        if err.failure.status == 404:
+        # 400: Graph cannot read the address as a place id at all (a valid email address may
+        # still be no id: `/#x@y`); to the caller that is the same answer as an unknown one.
+        if err.failure.status in (400, 404):
             raise Unprocessable(
                 "No room list with that address", reason="room_list_not_found"
             ) from err

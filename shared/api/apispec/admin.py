@@ -8,7 +8,7 @@ from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
 from shared.api.openapi import ID_SCHEMA as _ID
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import PROBLEM, Link, Operation
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
@@ -191,7 +191,15 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "resource"),
-            "requestBody": _body("ResourceInput"),
+            "requestBody": _body(
+                "ResourceInput",
+                {
+                    "name": "Board Room 4A",
+                    "kind": "room",
+                    "timeZone": "Europe/Amsterdam",
+                    "capacity": 12,
+                },
+            ),  # fmt: skip,
             "responses": {
                 "200": _json(_ref("Resource"), "Replaced"),
                 "201": _json(_ref("Resource"), "Created"),
@@ -239,7 +247,7 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "company"),
-            "requestBody": _body("CompanyInput"),
+            "requestBody": _body("CompanyInput", {"name": "Contoso", "domains": ["contoso.com"]}),
             "responses": {
                 "200": _json(_ref("Company"), "Replaced"),
                 "201": _json(_ref("Company"), "Created"),
@@ -278,7 +286,7 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "email"),
-            "requestBody": _body("UserInput"),
+            "requestBody": _body("UserInput", {"name": "Ann Archer", "companyId": "contoso"}),
             "responses": {
                 "200": _json(_ref("User"), "Replaced"),
                 "201": _json(_ref("User"), "Created"),
@@ -350,7 +358,10 @@ OPERATIONS: list[Operation] = [
                         "example": "email,name,companyId\nann@contoso.com,Ann,contoso\n",
                     },
                     "application/json": {
-                        "schema": {"type": "array", "items": _ref("UserImportRow")}
+                        "schema": {"type": "array", "items": _ref("UserImportRow")},
+                        "example": [
+                            {"email": "ann@contoso.com", "name": "Ann", "companyId": "contoso"}
+                        ],
                     },
                 },
             },
@@ -391,7 +402,9 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building"),
-            "requestBody": _body("Settings"),
+            "requestBody": _body(
+                "Settings", {"defaultUserEmail": None, "storeExternalSubjects": False}
+            ),
             "responses": {"200": _json(_ref("Settings"), "Stored"), **_BAD, "422": PROBLEM},
         },
     ),
@@ -406,3 +419,24 @@ OPERATIONS: list[Operation] = [
         },
     ),
 ]
+
+_RESOURCE = "/buildings/{building}/resources/{resource}"
+_COMPANY = "/buildings/{building}/companies/{company}"
+_USER = "/buildings/{building}/users/{email}"
+_SAME_BUILDING = {"building": "$request.path.building"}
+LINKS: list[Link] = [
+    *(
+        ("put", _RESOURCE, name, method, path, {**_SAME_BUILDING, "resource": "$response.body#/id"})
+        for name, method, path in (
+            ("GetResource", "get", _RESOURCE),
+            ("ReplaceResource", "put", _RESOURCE),
+            ("DeleteResource", "delete", _RESOURCE),
+        )
+    ),
+    ("put", _COMPANY, "ReplaceCompany", "put", _COMPANY, {**_SAME_BUILDING, "company": "$response.body#/id"}),
+    ("put", _COMPANY, "DeleteCompany", "delete", _COMPANY, {**_SAME_BUILDING, "company": "$response.body#/id"}),
+    *(
+        ("put", _USER, name, method, _USER, {**_SAME_BUILDING, "email": "$request.path.email"})
+        for name, method in (("GetUser", "get"), ("ReplaceUser", "put"), ("DeleteUser", "delete"))
+    ),
+]  # fmt: skip

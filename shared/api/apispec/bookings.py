@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.api.openapi import ID_SCHEMA as _ID
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE
-from shared.api.openapi import PROBLEM, Operation, query_parameter
+from shared.api.openapi import PROBLEM, Link, Operation, query_parameter
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
@@ -207,7 +207,16 @@ OPERATIONS: list[Operation] = [
                     "schema": {"type": "string", "maxLength": IDEMPOTENCY_KEY_MAX},
                 },
             ],
-            "requestBody": _body("BookingInput"),
+            "requestBody": _body(
+                "BookingInput",
+                {
+                    "resourceId": "r-boardroom4a",
+                    "start": "2027-03-01T09:00:00+01:00",
+                    "end": "2027-03-01T10:00:00+01:00",
+                    "title": "Quarterly review",
+                    "booker": {"email": "ann@contoso.com", "name": "Ann Archer"},
+                },
+            ),
             "responses": {
                 "201": _json(_ref("Booking"), "Booked (syncState says whether Outlook has it)"),
                 **_BAD,
@@ -268,7 +277,10 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "booking"),
-            "requestBody": _body("BookingPatch"),
+            "requestBody": _body(
+                "BookingPatch",
+                {"start": "2027-03-01T10:00:00+01:00", "end": "2027-03-01T11:00:00+01:00"},
+            ),
             "responses": {
                 "200": _json(_ref("Booking"), "Updated"),
                 **_BAD,
@@ -321,3 +333,10 @@ OPERATIONS: list[Operation] = [
         },
     ),
 ]
+
+_BOOKINGS = "/buildings/{building}/bookings"
+LINKS: list[Link] = [
+    ("post", _BOOKINGS, name, method, _BOOKINGS + "/{booking}",
+     {"building": "$request.path.building", "booking": "$response.body#/id"})
+    for name, method in (("GetBooking", "get"), ("MoveBooking", "patch"), ("CancelBooking", "delete"))
+]  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.openapi import ID_SCHEMA, PROBLEM, Operation
+from shared.api.openapi import ID_SCHEMA, PROBLEM, Link, Operation
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
 from shared.api.openapi import TIME_SCHEMA as _TIME
@@ -105,7 +105,12 @@ OPERATIONS: list[Operation] = [
             "parameters": _path("building"),
             "requestBody": {
                 "required": False,
-                "content": {"application/json": {"schema": _ref("CheckStart")}},
+                "content": {
+                    "application/json": {
+                        "schema": _ref("CheckStart"),
+                        "example": {"resourceIds": ["r-boardroom4a"]},
+                    }
+                },
             },
             "responses": {
                 "202": {
@@ -164,4 +169,15 @@ OPERATIONS: list[Operation] = [
             },
         },
     ),
+]
+
+LINKS: list[Link] = [
+    (
+        "post",
+        "/buildings/{building}/checks",
+        "GetCheck",
+        "get",
+        "/buildings/{building}/checks/{check}",
+        {"building": "$request.path.building", "check": "$response.body#/id"},
+    )
 ]

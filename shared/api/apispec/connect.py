@@ -122,7 +122,15 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building"),
-            "requestBody": _body("ConnectRequest"),
+            "requestBody": _body(
+                "ConnectRequest",
+                {
+                    "mode": "application",
+                    "tenant": "contoso.onmicrosoft.com",
+                    "returnUrl": "https://portal.example/connected",
+                    "expectedAccount": "admin@contoso.onmicrosoft.com",
+                },
+            ),
             "responses": {
                 "200": _json(_ref("ConnectStarted"), "Send the admin's browser here"),
                 "400": PROBLEM,

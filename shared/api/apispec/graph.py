@@ -62,8 +62,21 @@ def _webhook(what: str) -> dict[str, Any]:
             "description": "JSON notifications; the empty text/plain body only with "
             "?validationToken= (else 415 `not_json`)",
             "content": {
-                "application/json": {"schema": _ref("ChangeNotificationCollection")},
-                "text/plain": {"schema": {"type": "string", "maxLength": 0}},
+                "application/json": {
+                    "schema": _ref("ChangeNotificationCollection"),
+                    "example": {
+                        "value": [
+                            {
+                                "subscriptionId": "7f105c7d-2dc5-4530-97cd-4e7ae6534c07",
+                                "clientState": "v1.3hVd9p0f",
+                                "changeType": "updated",
+                                "resource": "Users/3f1b/Events/AAMkADk0",
+                                "tenantId": "84bd8158-6d4d-4958-8b9f-9d6445542f95",
+                            }
+                        ]
+                    },
+                },
+                "text/plain": {"schema": {"type": "string", "maxLength": 0}, "example": ""},
             },
         },
         "responses": {

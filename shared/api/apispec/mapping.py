@@ -141,7 +141,10 @@ OPERATIONS: list[Operation] = [
         "bearer",
         {
             "parameters": _path("building", "resource"),
-            "requestBody": _body("MappingInput"),
+            "requestBody": _body(
+                "MappingInput",
+                {"calendarId": "AAMkADk0ZmE3", "mailbox": "boardroom4a@contoso.com"},
+            ),
             "description": "The calendar is read through Microsoft Graph and must be visible to "
             "the connection and writable. 422 reasons: `not_supported` (paid resource), "
             "`calendar_not_found`, `access_denied`, `not_writable`, `not_connected`, "

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import PROBLEM, Link, Operation
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _json_body
 from shared.api.openapi import json_content as _json
@@ -237,9 +237,15 @@ _422 = {
     "content": {"application/problem+json": {"schema": _ref("Problem")}},
 }
 
+_WEBHOOK_EXAMPLE = {
+    "url": "https://portal.example/hooks/bookingbridge",
+    "events": ["booking.synced", "booking.failed"],
+    "description": "Portal",
+}
+
 OPERATIONS: list[Operation] = [
     ("post", _BASE, "Create a webhook; the signing secret is in this response only", "bearer",
-     {"parameters": _path("building"), "requestBody": _json_body("WebhookWrite"),
+     {"parameters": _path("building"), "requestBody": _json_body("WebhookWrite", _WEBHOOK_EXAMPLE),
       "responses": {"201": _json(_ref("WebhookWithSecret"), "Created"), "409": PROBLEM,
                     "422": _422}}),
     ("get", _BASE, "The building's webhooks", "bearer",
@@ -247,7 +253,7 @@ OPERATIONS: list[Operation] = [
     ("get", _ONE, "One webhook (its status, never its secret)", "bearer",
      {"parameters": _PARAMS, "responses": {"200": _json(_ref("Webhook"), "OK"), "404": PROBLEM}}),
     ("patch", _ONE, "Change url, events, enabled, description", "bearer",
-     {"parameters": _PARAMS, "requestBody": _json_body("WebhookWrite"),
+     {"parameters": _PARAMS, "requestBody": _json_body("WebhookWrite", _WEBHOOK_EXAMPLE),
       "responses": {"200": _json(_ref("Webhook"), "OK"), "404": PROBLEM, "422": _422}}),
     ("delete", _ONE, "Delete a webhook, its deliveries and its secret", "bearer",
      {"parameters": _PARAMS, "responses": {"204": {"description": "Deleted"}, "404": PROBLEM}}),
@@ -255,7 +261,8 @@ OPERATIONS: list[Operation] = [
      "the grace period", "bearer",
      {"parameters": _PARAMS,
       "requestBody": {"required": False,
-                      "content": {"application/json": {"schema": _ref("WebhookRotate")}}},
+                      "content": {"application/json": {"schema": _ref("WebhookRotate"),
+                                                       "example": {"graceSeconds": 86400}}}},
       "responses": {"200": _json(_ref("WebhookWithSecret"), "Rotated"), "404": PROBLEM}}),
     ("post", _ONE + ":ping", "Send a webhook.ping event to this endpoint (through the queue)",
      "bearer",
@@ -269,4 +276,14 @@ OPERATIONS: list[Operation] = [
      "webhook-id)", "bearer",
      {"parameters": [*_PARAMS, _DELIVERY],
       "responses": {"202": _json(_ref("WebhookDelivery"), "Queued"), "404": PROBLEM}}),
+]  # fmt: skip
+
+LINKS: list[Link] = [
+    ("post", _BASE, name, method, _ONE + tail,
+     {"building": "$request.path.building", "webhook": "$response.body#/id"})
+    for name, method, tail in (
+        ("GetWebhook", "get", ""), ("ChangeWebhook", "patch", ""), ("DeleteWebhook", "delete", ""),
+        ("RotateSecret", "post", ":rotate"), ("Ping", "post", ":ping"),
+        ("Deliveries", "get", "/deliveries"),
+    )
 ]  # fmt: skip
