@@ -232,15 +232,6 @@ class Gap:
 GAPS: tuple[Gap, ...] = (
     *(
         Gap(
-            f"{method} /buildings/{{building}}/webhooks/{{webhook}}{tail}",
-            "ST105",
-            "a webhook id with a line break never reaches the app: the Functions host answers "
-            "404 with no body itself",
-        )
-        for method, tail in (("GET", ""), ("PATCH", ""), ("DELETE", ""), ("GET", "/deliveries"))
-    ),
-    *(
-        Gap(
             f"POST /buildings/{{building}}/webhooks/{{webhook}}:{verb}",
             "ST204",
             f"PATCH …/{{webhook}}:{verb} is routed to PATCH …/{{webhook}} (id `x:{verb}`), "
@@ -273,8 +264,21 @@ GAPS: tuple[Gap, ...] = (
 )
 
 
-def _gap(operation: str, failure: Any) -> bool:
-    return any(g.operation == operation and g.code == failure.code for g in GAPS)
+def _gap(case: Any, response: Any, failure: Any) -> bool:
+    label = case.operation.label
+    return any(g.operation == label and g.code == failure.code for g in GAPS) or (
+        failure.code == "ST105" and _host_404(case, response)
+    )
+
+
+def _host_404(case: Any, response: Any) -> bool:
+    """Gap: the local Functions host (devstack/host) answers a path whose id holds a line break
+    with its own bodiless 404, before any function runs (Azure's host routes it to the function,
+    whose 400 names the id). Tolerated only in exactly that case; devstack/host to be fixed."""
+    ids = (case.path_parameters or {}).values()
+    return response.status_code == 404 and any(
+        isinstance(v, str) and ("\n" in v or "\r" in v) for v in ids
+    )
 
 
 def _exempt(operation: str, response: httpx.Response | Any) -> bool:
@@ -376,7 +380,7 @@ def _validated(case: Any, response: Any, validate: Any) -> None:
             f
             for f in group.exceptions
             if not (isinstance(f, RejectedPositiveData) and _exempt(label, response))
-            and not _gap(label, f)
+            and not _gap(case, response, f)
         ]
         if left:
             raise FailureGroup(left, str(group)) from None
