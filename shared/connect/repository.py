@@ -2,7 +2,10 @@
 
 One connection per building (`connections`, PartitionKey the building id as-is, validated by
 shared.core.validate.check_building exactly as shared/directory/registry.py does; RowKey
-`current`); no secrets in it, ever. Flows (`oauthflows`, PartitionKey the URL-safe flow id) hold
+`current`); no secrets in it, ever. Reads are cached per process for `CONNECTION_CACHE_SECONDS`
+(every sync round, outbox message and Graph call asks for the connection): this process's own
+writes (connect, reconnect, disconnect, reauth, refresh) replace or drop the cached entry at once,
+another process's are seen within the bound (docs/DESIGN.md, issue 20). Flows (`oauthflows`, PartitionKey the URL-safe flow id) hold
 only non-secret data and are single-use: `take` deletes with If-Match its ETag, so only one
 callback wins. Every storage failure becomes `StorageError`.
 """
@@ -11,6 +14,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -29,6 +35,12 @@ logger = logging.getLogger(__name__)
 
 CONNECTIONS_TABLE = tablestore.CONNECTIONS
 FLOWS_TABLE = tablestore.OAUTH_FLOWS
+# How stale another process's view of a connection may be (a disconnect, a reconnect, a refresh
+# refused elsewhere). Short: a stale `connected` only costs a Graph or token call that fails on
+# its own (the secret is gone, the refresh token revoked); a stale absence delays a new
+# connection by this much in processes that have not made it.
+CONNECTION_CACHE_SECONDS = 15.0
+_CACHE_MAX = 4096  # buildings remembered per process (oldest dropped first)
 
 
 def _storage_error(action: str, exc: Exception) -> StorageError:
@@ -47,30 +59,64 @@ class ConnectionRepository:
         self,
         table: Callable[[], TableClient],
         emit: Callable[[str, list[Any]], object] = lambda building, events: 0,
+        *,
+        cache_seconds: float = CONNECTION_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._table = table
         # Outgoing webhooks (issue 16): connection.reauth_required|restored, handed over before
         # the row changes (shared/webhooks/events.py; DESIGN.md "Outgoing webhooks").
         self.emit = emit
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, Connection | None]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._writes = 0  # bumped by every forget(): a read that overlapped a write is not kept
 
     def get(self, building_id: str) -> Connection | None:
+        """The building's connection (cached up to `cache_seconds`; None: not connected)."""
+        now = self._clock()
+        with self._cache_lock:
+            cached = self._cache.get(building_id)
+            writes = self._writes
+        if cached is not None and now < cached[0]:
+            return cached[1]
         entity = self._get_entity(building_id)
-        return None if entity is None else _connection_from(entity)
+        connection = None if entity is None else _connection_from(entity)
+        with self._cache_lock:
+            if writes == self._writes:
+                self._cache[building_id] = (now + self._cache_seconds, connection)
+                self._cache.move_to_end(building_id)
+                while len(self._cache) > _CACHE_MAX:
+                    self._cache.popitem(last=False)
+        return connection
+
+    def forget(self, building_id: str) -> None:
+        """Drop the cached connection (this process changed the row, or may have)."""
+        with self._cache_lock:
+            self._writes += 1
+            self._cache.pop(building_id, None)
 
     def _get_entity(self, building_id: str) -> Any:
         return tablestore.get_entity(self._table(), building_id, "current")
 
     def save(self, connection: Connection) -> None:
+        self.forget(connection.building_id)
         try:
             self._table().upsert_entity(_entity_of(connection), mode=_replace_mode())
         except Exception as exc:
             raise _storage_error("save connection", exc) from exc
+        finally:
+            self.forget(connection.building_id)  # a get() racing the write must not keep the old
 
     def delete(self, building_id: str) -> None:
+        self.forget(building_id)
         try:
             self._table().delete_entity(building_id, "current")
         except Exception as exc:
             raise _storage_error("delete connection", exc) from exc
+        finally:
+            self.forget(building_id)
 
     def mark_refreshed(self, building_id: str, connection_id: str, when: datetime) -> None:
         self._update_if_same(building_id, connection_id, {"lastRefreshAt": when})
@@ -102,6 +148,7 @@ class ConnectionRepository:
         from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
         from azure.data.tables import UpdateMode
 
+        self.forget(building_id)
         entity = self._get_entity(building_id)
         if entity is None or entity.get("connectionId") != connection_id:
             return
@@ -118,6 +165,8 @@ class ConnectionRepository:
             logger.info("connection of %s changed while updating; left as is", building_id)
         except Exception as exc:
             raise _storage_error("update connection", exc) from exc
+        finally:
+            self.forget(building_id)
 
     def all(self) -> Iterator[Connection]:
         try:
