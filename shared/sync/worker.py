@@ -440,16 +440,20 @@ def _bookings_of(
     stored: Sequence[BusyBlock],
 ) -> set[str]:
     """Platform bookings of this resource named by transactionIds but without a block in the
-    window: a booking being created, or cancelled while its event is being deleted (point reads
-    of the bookings table; rare, so no batching)."""
+    window: a booking being created, cancelled while its event is being deleted, or whose block
+    is gone for another reason (its event could not be deleted, a repair lost to another block).
+    The bookings table decides, not the busy table (point reads; rare, so no batching).
+
+    A failed read fails the round (repeated, nothing applied): guessing "not ours" would import
+    our own event as an Outlook booking and count the slot twice (issue 20)."""
     have = {b.booking_id for b in stored if b.source == "platform"}
     found = set()
     table = deps.tables(tablestore.BOOKINGS)
     for booking_id in syncplan.transaction_bookings(items) - have:
         try:
             entity = tablestore.get_entity(table, calendar.building_id, booking_id)
-        except (ValueError, BookingBridgeError):
-            continue
+        except ValueError:
+            continue  # not a usable key: no booking of ours has it
         if entity is not None and entity.get("resourceId") == calendar.resource_id:
             found.add(booking_id)
     return found

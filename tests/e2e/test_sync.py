@@ -435,6 +435,45 @@ def test_our_own_bookings_are_never_imported(
     assert not [b for b in busy(world.app, world.room) if b["start"] == _z(s)]
 
 
+def test_our_event_is_not_imported_after_its_block_is_gone(
+    sstack: Stack, sapi: httpx.Client, world: World
+) -> None:
+    """A booking cancelled while Outlook refuses to delete its event (403): the booking ends
+    cancelled/failed and frees its slot, the event stays in the room calendar; sync knows it is
+    ours from the bookings table, so it never comes back as an Outlook booking (issue 20)."""
+    from tests.e2e.booking_fixtures import add_fault, clear_faults
+
+    day = world.day + timedelta(days=5)
+    s = day + timedelta(hours=13)
+    created = sapi.post(
+        f"buildings/{world.app}/bookings",
+        json={"resourceId": world.room, "start": _z(s), "end": _z(s + timedelta(hours=1)),
+              "title": "Portal booking", "booker": {"email": world.users["emma"]["mail"],
+                                                    "name": "Emma"}},
+    )  # fmt: skip
+    assert created.status_code == 201, created.text
+    booking = created.json()
+    assert booking["syncState"] == "synced"
+    add_fault(sstack, method="DELETE", path="/users/*/calendars/*/events/*", status=403,
+              code="ErrorAccessDenied", message="Access is denied.")  # fmt: skip
+    try:
+        assert sapi.delete(f"buildings/{world.app}/bookings/{booking['id']}").status_code == 204
+    finally:
+        clear_faults(sstack)
+    after = sapi.get(f"buildings/{world.app}/bookings/{booking['id']}").json()
+    assert after["status"] == "cancelled" and after["syncState"] == "failed"
+    assert not [b for b in busy(world.app, world.room) if b["start"] == _z(s)]  # slot freed
+    # A full round reads the event (still in Outlook): it is still not imported.
+    before = (delta_state(world.app, world.room) or {}).get("baselineAt")
+    assert sapi.post(f"buildings/{world.app}/resources/{world.room}/sync").status_code == 202
+    within(
+        NOTIFIED_WITHIN,
+        lambda: (delta_state(world.app, world.room) or {}).get("baselineAt") != before,
+    )
+    assert not [b for b in busy(world.app, world.room) if b["start"] == _z(s)]
+    assert not [b for b in blocks(world.app, world.room) if b["start"] == _z(s)]
+
+
 # ---------------------------------------------------------------- resync and reconciliation
 
 

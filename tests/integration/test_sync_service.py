@@ -8,13 +8,18 @@ delta token (410 Gone) is answered with a new baseline.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import HttpResponseError
 
-from shared.availability.busy import BusyStore
+from shared.availability.busy import BusyStore, transaction_id
+from shared.bookings.model import Booking, new_booking_id
+from shared.bookings.store import BookingTable
+from shared.core.errors import StorageError
 from shared.directory import registry
 from shared.storage import tablestore
 from shared.sync.deps import SyncDeps
@@ -191,3 +196,63 @@ def test_a_deleted_series_named_only_by_its_master_loses_every_occurrence(world:
     finally:
         control.post("graph/config", json={"deltaSeriesRemoval": "occurrences"})
     assert room.blocks() == []
+
+
+class FailingReads:
+    """The bookings table of `world`, with its point reads failing while `down` (a storage outage
+    seen by the sync worker only; every other table and call is the real Azurite)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.down = False
+
+    def __call__(self, name: str) -> Any:
+        client = self.world.tables(name)
+        return _Unavailable(client, self) if name == tablestore.BOOKINGS else client
+
+
+class _Unavailable:
+    def __init__(self, client: Any, switch: FailingReads) -> None:
+        self.client, self.switch = client, switch
+
+    def get_entity(self, *args: Any, **kwargs: Any) -> Any:
+        if self.switch.down:
+            busy = HttpResponseError(message="Server Busy")
+            busy.status_code = 503  # what Table Storage answers when it sheds load
+            raise busy
+        return self.client.get_entity(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+def test_our_event_without_its_block_is_recognised_from_the_bookings_table(world: World) -> None:
+    """Our event (its transactionId names a platform booking of this resource) whose busy block
+    is gone, e.g. a cancelled booking whose event could not be deleted: the bookings table says it
+    is ours, so it is never imported; and while that table cannot be read the round fails
+    instead of guessing "not ours" (which imported it and counted the slot twice) (issue 20)."""
+    room = Room(world)
+    room.sync("mapped", full=True)
+    now = datetime.now(UTC)
+    booking = Booking(
+        world.building, new_booking_id(now), RESOURCE, day(8, 10), day(8, 11), "Ours",
+        "ann@fabrikam.example", "Ann", "cancelled", "failed", now, now, version=2,
+    )  # fmt: skip
+    BookingTable(world.tables(tablestore.BOOKINGS)).insert(booking)  # no busy block: it is gone
+    made = room.outlook.post(
+        f"/users/{room.mailbox}/events",
+        json=event_body(day(8, 10), 60, "Ours", transactionId=transaction_id(booking.id)),
+    )
+    assert made.status_code == 201, made.text
+    reads = FailingReads(world)
+    outage = replace(room.deps, tables=reads)
+    reads.down = True
+    request = SyncRequest(world.building, room.mailbox, "notified", RESOURCE, False)
+    with pytest.raises(StorageError):
+        handle(outage, request, datetime.now(UTC))
+    assert room.blocks() == []  # nothing imported while the table could not say
+    reads.down = False
+    result = handle(outage, request, datetime.now(UTC))
+    assert [r.outcome for r in result] == ["synced"]
+    assert room.blocks() == []  # ours: never an Outlook booking
+    assert room.sync("reconcile").changes == 0
