@@ -6,6 +6,7 @@ here is a route of the app.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from typing import Any
 
@@ -154,7 +155,8 @@ def _add_links(paths: dict[str, dict[str, Any]], links: list[Link]) -> None:
 
 
 # Each API surface describes its own operations in shared/api/apispec/<surface>.py as
-#   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any], LINKS: list[Link]
+#   OPERATIONS: list[Operation]  and optionally  SCHEMAS: dict[str, Any], LINKS: list[Link],
+#   REASONS: Reasons
 # so features add routes without editing a shared list.
 SURFACES = (
     "ops",
@@ -225,18 +227,85 @@ COMPONENTS: dict[str, Any] = {
 }
 
 
+# The `reason` codes a problem of each status can carry on every operation; an operation adds its
+# own with `"reasons": {"<status>": [...]}` in its extra fields. Each 4xx problem is then declared
+# with that enum, so an undeclared reason fails the contract test; tests/unit/test_openapi_contract.py
+# checks that every reason the code raises is declared somewhere.
+REASONS: dict[str, tuple[str, ...]] = {
+    "400": ("validation",),
+    "401": (
+        "missing_token",
+        "malformed_token",
+        "invalid_token",
+        "bad_algorithm",
+        "unknown_key",
+        "token_expired",
+        "wrong_issuer",
+        "wrong_audience",
+    ),
+    "403": (
+        "missing_role",
+        "missing_scope",
+        "building_forbidden",
+        "calendar_not_mapped",
+        "graph_path_not_allowed",
+    ),
+    "412": ("precondition_failed",),
+    "413": ("payload_too_large",),
+    "415": ("not_json",),
+}
+
+
+def _with_reasons(response: dict[str, Any], reasons: list[str]) -> dict[str, Any]:
+    """The problem response (or a reference to one) with `reason` limited to `reasons`."""
+    if "$ref" in response:
+        response = COMPONENTS["responses"][response["$ref"].rsplit("/", 1)[1]]
+    media = response["content"]["application/problem+json"]
+    schema = {
+        "allOf": [media["schema"], {"properties": {"reason": {"enum": reasons}}}],
+    }
+    listed = ", ".join(f"`{r}`" for r in reasons)
+    return {
+        **response,
+        "description": f"{response['description']}; reason: {listed}",
+        "content": {**response["content"], "application/problem+json": {**media, "schema": schema}},
+    }
+
+
+# A surface's reasons per operation: {(method, path): {status: reasons}}; a status not yet among
+# the operation's responses is added as a problem.
+Reasons = dict[tuple[str, str], dict[str, tuple[str, ...]]]
+
+
+def _declare_reasons(operation: dict[str, Any], own: dict[str, tuple[str, ...]]) -> None:
+    responses = operation["responses"]
+    for status in own:
+        responses.setdefault(status, PROBLEM)
+    for status, response in responses.items():
+        reasons = [*REASONS.get(status, ()), *own.get(status, ())]
+        if status.startswith("4") and reasons:
+            responses[status] = _with_reasons(response, reasons)
+
+
 def openapi_document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     schemas = dict(COMPONENTS["schemas"])
     operations: list[Operation] = []
     links: list[Link] = []
+    reasons: Reasons = {}
     for surface in SURFACES:
         module = importlib.import_module(f"shared.api.apispec.{surface}")
         operations.extend(module.OPERATIONS)
         schemas.update(getattr(module, "SCHEMAS", {}))
         links.extend(getattr(module, "LINKS", []))
+        reasons.update(getattr(module, "REASONS", {}))
     for method, path, summary, auth, extra in operations:
-        operation: dict[str, Any] = {"summary": summary, **extra}
+        # Own copies of what is changed below: a second call must describe the same thing.
+        operation: dict[str, Any] = {
+            "summary": summary,
+            **extra,
+            "responses": dict(extra.get("responses", {})),
+        }
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
         if auth != "anonymous":
             operation.setdefault("responses", {}).update({"401": UNAUTHORIZED, "403": PROBLEM})
@@ -248,16 +317,21 @@ def openapi_document() -> dict[str, Any]:
             responses.setdefault("413", PROBLEM)
             operation["requestBody"].setdefault("description", BODY_RULES)
         _conditional(method, path, operation)
+        _declare_reasons(operation, reasons.get((method, path), {}))
         paths.setdefault(path, {})[method] = operation
     _add_links(paths, links)
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "BookingBridge",
-            "version": "0.1.0",
-            "description": "Workplace booking platform ↔ Microsoft 365 calendars.",
-        },
-        "servers": [{"url": "/api"}],
-        "paths": paths,
-        "components": {**COMPONENTS, "schemas": schemas},
-    }
+    # A deep copy: the parts above are the surfaces' module constants, which no caller may change
+    # (schemathesis, for one, writes the links it infers into the document it is given).
+    return copy.deepcopy(
+        {
+            "openapi": "3.1.0",
+            "info": {
+                "title": "BookingBridge",
+                "version": "0.1.0",
+                "description": "Workplace booking platform ↔ Microsoft 365 calendars.",
+            },
+            "servers": [{"url": "/api"}],
+            "paths": paths,
+            "components": {**COMPONENTS, "schemas": schemas},
+        }
+    )

@@ -7,13 +7,18 @@ parameters it needs. The description against the running server: tests/e2e/test_
 
 from __future__ import annotations
 
+import ast
+import importlib
+import pkgutil
 import re
+from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pytest
 
 from shared.api.openapi import openapi_document
+from shared.core.errors import BookingBridgeError
 
 DOC = openapi_document()
 OPERATIONS = [
@@ -91,3 +96,83 @@ def test_the_resources_of_the_api_are_linked_create_to_read_update_delete() -> N
         ("post", "/buildings/{building}/webhooks"),
     ):
         assert created in linked, created
+
+
+# ---------------------------------------------------------------- reason codes
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+# 4xx reasons raised inside a worker or a store and handled there: never an HTTP answer.
+INTERNAL_REASONS = {
+    "lease_lost": "shared/sync/deltastate.py: a sync round lost its lease; the round stops",
+    "sync_contended": "shared/sync/deltastate.py: another round holds the lease; retried",
+    "exists": "shared/storage/tablestore.py: an insert raced; callers turn it into their own",
+    "modified": "shared/storage/tablestore.py: an ETag race; callers turn it into their own",
+}
+
+
+def _client_error_classes() -> set[str]:
+    for module in pkgutil.walk_packages([str(SHARED)], "shared."):
+        importlib.import_module(module.name)
+    found: set[str] = set()
+    todo: list[type[BookingBridgeError]] = [BookingBridgeError]
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if 400 <= cls.status < 500:
+            found.add(cls.__name__)
+    return found
+
+
+def _raised_reasons() -> dict[str, str]:
+    """Every constant `reason=` given to a 4xx error (a call, or inside the class itself)."""
+    classes = _client_error_classes()
+    reasons: dict[str, str] = {}
+    for path in sorted(SHARED.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        scopes: list[ast.AST] = [
+            n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name in classes
+        ]
+        scopes += [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call)
+            and getattr(n.func, "id", getattr(n.func, "attr", None)) in classes
+        ]
+        for scope in scopes:
+            for node in ast.walk(scope):
+                for keyword in getattr(node, "keywords", []):
+                    value = keyword.value
+                    if keyword.arg == "reason" and isinstance(value, ast.Constant):
+                        reasons.setdefault(str(value.value), f"{path.relative_to(SHARED)}")
+    return reasons
+
+
+def _declared_reasons() -> set[str]:
+    declared: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            reason = node.get("properties", {}).get("reason") if "properties" in node else None
+            if isinstance(reason, dict) and isinstance(reason.get("enum"), list):
+                declared.update(reason["enum"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(DOC["paths"])
+    return declared
+
+
+def test_every_reason_the_code_answers_with_is_declared() -> None:
+    raised = _raised_reasons()
+    assert len(raised) > 30, raised  # the scan finds the code's reasons at all
+    missing = {r: where for r, where in raised.items() if r not in INTERNAL_REASONS}
+    missing = {r: where for r, where in missing.items() if r not in _declared_reasons()}
+    assert missing == {}, f"reason codes raised but declared on no operation: {missing}"
+
+
+def test_the_description_is_the_same_however_often_it_is_built() -> None:
+    # Each call builds from the surfaces' module constants: none may be changed by a call.
+    assert openapi_document() == openapi_document() == DOC

@@ -8,7 +8,7 @@ from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
 from shared.api.openapi import ID_SCHEMA as _ID
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import PROBLEM, Link, Operation
+from shared.api.openapi import PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
@@ -18,7 +18,8 @@ from shared.directory.people import TOP_DEFAULT, TOP_MAX
 from shared.directory.registry import CAPACITY_MAX, KINDS, time_zones
 from shared.directory.userimport import IMPORT_MAX_ROWS
 
-_NAME = {"type": "string", "minLength": 1, "maxLength": 200}
+# Not only blanks (the server strips them): at least one non-space character.
+_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
 _IGNORED: dict[str, Any] = {"description": "Accepted and ignored (GET returns it)"}
 
 
@@ -440,3 +441,16 @@ LINKS: list[Link] = [
         for name, method in (("GetUser", "get"), ("ReplaceUser", "put"), ("DeleteUser", "delete"))
     ),
 ]  # fmt: skip
+
+_CONCURRENT = ("concurrent_update",)
+REASONS: Reasons = {
+    ("put", _RESOURCE): {"409": _CONCURRENT, "422": ("resource_mapped",)},
+    ("get", _RESOURCE): {"404": ("resource_not_found",)},
+    ("delete", _RESOURCE): {"409": _CONCURRENT},
+    ("delete", _COMPANY): {"409": ("company_in_use",)},
+    ("put", _USER): {"422": ("unknown_company",)},
+    ("get", _USER): {"404": ("user_not_found",)},
+    ("delete", _USER): {"409": ("user_is_default",)},
+    ("post", "/buildings/{building}/users:import"): {"422": ("rows_rejected",)},
+    ("put", "/buildings/{building}/settings"): {"422": ("unknown_user",)},
+}

@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.api.openapi import ID_SCHEMA as _ID
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE
-from shared.api.openapi import PROBLEM, Link, Operation, query_parameter
+from shared.api.openapi import PROBLEM, Link, Operation, Reasons, query_parameter
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
@@ -69,7 +69,7 @@ SCHEMAS: dict[str, Any] = {
                 "additionalProperties": False,
                 "properties": {
                     "email": {"type": "string", "format": "email"},
-                    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+                    "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
                 },
             },
         },
@@ -340,3 +340,19 @@ LINKS: list[Link] = [
      {"building": "$request.path.building", "booking": "$response.body#/id"})
     for name, method in (("GetBooking", "get"), ("MoveBooking", "patch"), ("CancelBooking", "delete"))
 ]  # fmt: skip
+
+_ONE = _BOOKINGS + "/{booking}"
+_UNBOOKABLE = ("not_supported", "not_mapped", "read_only_mapping")
+REASONS: Reasons = {
+    ("post", _BOOKINGS): {
+        "409": ("slot_taken", "request_in_progress", "concurrent_update"),
+        "422": (*_UNBOOKABLE, "idempotency_key_reused"),
+    },
+    ("get", _ONE): {"404": ("booking_not_found",)},
+    ("patch", _ONE): {
+        "404": ("booking_not_found",),
+        "409": ("slot_taken", "booking_cancelled", "concurrent_update"),
+        "422": _UNBOOKABLE,
+    },
+    ("delete", _ONE): {"404": ("booking_not_found",), "409": ("concurrent_update",)},
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.openapi import ID_SCHEMA, PROBLEM, Link, Operation
+from shared.api.openapi import ID_SCHEMA, PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
 from shared.api.openapi import TIME_SCHEMA as _TIME
@@ -181,3 +181,11 @@ LINKS: list[Link] = [
         {"building": "$request.path.building", "check": "$response.body#/id"},
     )
 ]
+
+REASONS: Reasons = {
+    ("post", "/buildings/{building}/checks"): {
+        "409": ("check_running",),
+        "422": ("no_mapped_resources", "not_connected", "reauth_required"),
+    },
+    ("get", "/buildings/{building}/checks/{check}"): {"404": ("check_not_found",)},
+}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import PROBLEM, Operation, Reasons
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import ref as _ref
 
@@ -85,3 +85,5 @@ OPERATIONS: list[Operation] = [
         },
     ),
 ]
+
+REASONS: Reasons = {("get", "/console/{path}"): {"404": ("not_found",)}}

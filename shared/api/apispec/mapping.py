@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
-from shared.api.openapi import PROBLEM, Operation, query_parameter
+from shared.api.openapi import PROBLEM, Operation, Reasons, query_parameter
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
@@ -175,3 +175,30 @@ OPERATIONS: list[Operation] = [
         },
     ),
 ]
+
+_CONNECTED = ("not_connected", "reauth_required")
+_MAPPING = "/buildings/{building}/resources/{resource}/mapping"
+REASONS: Reasons = {
+    ("get", "/buildings/{building}/calendars"): {
+        "422": (
+            *_CONNECTED,
+            "places_not_granted",
+            "mailbox_not_found",
+            "room_list_not_found",
+            "access_denied",
+        ),
+    },
+    ("get", "/buildings/{building}/roomlists"): {"422": (*_CONNECTED, "places_not_granted")},
+    ("put", _MAPPING): {
+        "404": ("resource_not_found",),
+        "409": ("calendar_mapped", "concurrent_update"),
+        "422": (
+            *_CONNECTED,
+            "not_supported",
+            "calendar_not_found",
+            "access_denied",
+            "not_writable",
+        ),
+    },
+    ("delete", _MAPPING): {"404": ("resource_not_found",), "409": ("concurrent_update",)},
+}

@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _TIME
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import PROBLEM, Operation, Reasons
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 
@@ -172,3 +172,10 @@ OPERATIONS: list[Operation] = [
         },
     ),
 ]
+
+REASONS: Reasons = {
+    ("post", "/buildings/{building}/resources/{resource}/sync"): {
+        "404": ("resource_not_found",),
+        "422": ("not_mapped",),
+    },
+}

@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import PROBLEM, Link, Operation
+from shared.api.openapi import PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _json_body
 from shared.api.openapi import json_content as _json
@@ -120,7 +120,7 @@ SCHEMAS: dict[str, Any] = {
                 "description": 'Event types to receive; default ["*"] (all)',
             },
             "enabled": {"type": "boolean", "default": True},
-            "description": {"type": "string", "minLength": 1, "maxLength": 200},
+            "description": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
         },
     },
     "Webhook": {
@@ -287,3 +287,8 @@ LINKS: list[Link] = [
         ("Deliveries", "get", "/deliveries"),
     )
 ]  # fmt: skip
+
+REASONS: Reasons = {
+    ("post", _BASE): {"409": ("too_many",), "422": ("unsafe_url",)},
+    ("patch", _ONE): {"422": ("unsafe_url",)},
+}
