@@ -9,6 +9,7 @@ import pytest
 
 from devstack.m365.graph import recurrence as rr
 from devstack.m365.graph import views
+from devstack.m365.graph.config import GraphConfig
 from devstack.m365.graph.errors import GraphError
 from devstack.m365.graph.messages import parse_query
 from devstack.m365.graph.model import Mailbox, occurrence_id, parse_occurrence_id
@@ -130,7 +131,11 @@ def test_occurrence_ids_round_trip() -> None:
 
 
 def _state() -> SimpleNamespace:
-    return SimpleNamespace(emulator=SimpleNamespace(base_url="https://x"), delta=views.DeltaStore())
+    return SimpleNamespace(
+        emulator=SimpleNamespace(base_url="https://x"),
+        delta=views.DeltaStore(),
+        config=GraphConfig(),
+    )
 
 
 def test_delta_rounds_report_changes_and_removals() -> None:
