@@ -50,9 +50,14 @@ def if_match(req: func.HttpRequest) -> IfMatch | None:
 
 
 def problem_response(
-    err: BookingBridgeError, req: func.HttpRequest | None = None
+    err: BookingBridgeError,
+    req: func.HttpRequest | None = None,
+    *,
+    extra: dict[str, Any] | None = None,
 ) -> func.HttpResponse:
+    """The problem+json response; `extra`: members a route adds (a bulk route's rejected rows)."""
     status, body = problem(err)
+    body.update(extra or {})
     headers: dict[str, str] = {}
     if status == 401:
         # RFC 6750 §3: a 401 says which scheme to use, and when a token was sent, that it failed.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, read_json
+from functions.http import caller_for, handle_errors, json_response, problem_response, read_json
 
 bp = func.Blueprint()
 # The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
@@ -66,3 +66,35 @@ def mapping_delete(req: func.HttpRequest) -> func.HttpResponse:
 
     unmap(wiring.mapping_deps(), building, req.route_params["resource"])
     return func.HttpResponse(status_code=204)
+
+
+@bp.route(route="buildings/{building}/places", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def places_get(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller = caller_for(req, building)
+    from shared import wiring
+    from shared.core.validate import Checker
+    from shared.mapping.places import places_tree
+
+    check = Checker(dict(req.params))
+    check.only(())  # no query parameters: an unknown one is a 400 naming it
+    check.done()
+    return json_response(places_tree(wiring.mapping_deps(), building, actor=caller.actor))
+
+
+@bp.route(route="buildings/{building}/places:import", methods=["POST"], auth_level=ANONYMOUS)
+@handle_errors
+def places_import(req: func.HttpRequest) -> func.HttpResponse:
+    building = req.route_params["building"]
+    caller = caller_for(req, building)
+    from shared import wiring
+    from shared.mapping.places import ImportRejected, import_places
+
+    body = read_json(req) if req.get_body() else {}
+    try:
+        report = import_places(wiring.mapping_deps(), building, body, actor=caller.actor)
+    except ImportRejected as rejected:
+        # All or nothing: a problem (422) that also carries every rejected place.
+        return problem_response(rejected, req, extra={"rejected": rejected.rows})
+    return json_response(report)

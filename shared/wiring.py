@@ -236,6 +236,7 @@ def mapping_deps(settings: Settings) -> MappingDeps:
         graph_client(),
         enqueue_sync,
         emit=emit_webhook_events,
+        audit=audit_log().record,
     )
 
 

@@ -62,7 +62,8 @@ MAPPING_PROPERTIES = (
 )
 INDEX_ROW_KEY = "map"
 
-_WRITABLE = ("name", "kind", "paid", "timeZone", "capacity")
+_WRITABLE = ("name", "kind", "paid", "timeZone", "capacity", "floor", "section")
+LABEL_MAX = 100  # floor and section labels (Microsoft Places names, issue 19)
 _OWNED = frozenset({*_WRITABLE, "createdAt", "updatedAt"})  # what a resource PUT writes
 _READ_ONLY = ("id", "sync")
 
@@ -76,6 +77,8 @@ class Resource:
     paid: bool
     time_zone: str
     capacity: int | None
+    floor: str | None = None  # a label, e.g. Microsoft Places' floor name (issue 19)
+    section: str | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class ResourceOut(TypedDict):
     paid: bool
     timeZone: str
     capacity: int | None
+    floor: str | None
+    section: str | None
     sync: SyncOut
 
 
@@ -147,6 +152,8 @@ def resource_from_entity(entity: Mapping[str, Any]) -> Resource:
         paid=bool(entity.get("paid", False)),
         time_zone=str(entity.get("timeZone", "UTC")),
         capacity=int(capacity) if capacity is not None else None,
+        floor=entity.get("floor") or None,
+        section=entity.get("section") or None,
     )
 
 
@@ -188,6 +195,8 @@ def resource_view(entity: Mapping[str, Any]) -> ResourceOut:
         "paid": r.paid,
         "timeZone": r.time_zone,
         "capacity": r.capacity,
+        "floor": r.floor,
+        "section": r.section,
         "sync": {
             "status": s.status,
             "reason": s.reason,
@@ -217,8 +226,26 @@ def parse_resource(building_id: str, resource_id: str, body: Mapping[str, Any]) 
     if not isinstance(time_zone, str) or not valid_time_zone(time_zone):
         check.add("timeZone", "must be an IANA time zone such as Europe/Amsterdam")
     capacity = check.integer("capacity", minimum=0, maximum=CAPACITY_MAX)
+    floor, section = _label(check, body, "floor"), _label(check, body, "section")
     check.done()
-    return Resource(building_id, resource_id, name, kind, paid, str(time_zone), capacity)
+    return Resource(
+        building_id, resource_id, name, kind, paid, str(time_zone), capacity, floor, section
+    )
+
+
+def _label(check: Checker, body: Mapping[str, Any], field: str) -> str | None:
+    value = body.get(field)
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > LABEL_MAX
+        or (not value.isprintable())
+    ):
+        check.add(field, f"must be a label of 1–{LABEL_MAX} printable characters, or null")
+        return None
+    return value.strip()
 
 
 # --- services ---------------------------------------------------------------------------------
@@ -231,13 +258,15 @@ def put_resource(
     body: Mapping[str, Any],
     *,
     if_match: IfMatch | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> tuple[ResourceOut, bool, str]:
     """Create or replace a resource; its mapping and sync health are kept. Returns (view, created,
     ETag). With `if_match`, only the version it names is replaced (412 otherwise, and for a
     resource that does not exist yet): checked on the version the conditional write replaces.
 
     A mapped resource cannot become paid (422 `resource_mapped`): paid resources never sync, so
-    the mapping would silently stop working. Unmap it first.
+    the mapping would silently stop working. Unmap it first. `extra`: properties a service keeps
+    on the entity besides the body's (the Places import's `placeId`, `placeMailbox`).
     """
     check_building(building_id)
     resource = parse_resource(building_id, resource_id, body)
@@ -260,6 +289,9 @@ def put_resource(
             "paid": resource.paid,
             "timeZone": resource.time_zone,
             "capacity": resource.capacity,
+            "floor": resource.floor,
+            "section": resource.section,
+            **(extra or {}),
             "createdAt": current.get("createdAt", now) if current else now,
             "updatedAt": now,
         }

@@ -103,7 +103,7 @@ def list_calendars(
         elif connection.mode == "delegated":
             found = _delegated(deps, connection, actor)
         else:
-            _require_places(connection)
+            require_places(connection)
             found = _room_entries(deps, connection, _rooms(deps, connection, actor), {}, actor)
     except IdentityError as err:
         if err.reauth:
@@ -138,9 +138,9 @@ def list_room_lists(
     """The tenant's room lists (Places API), to pick one for `?roomList=`."""
     check_building(building_id)
     connection = connected(deps.connections, building_id)
-    _require_places(connection)
+    require_places(connection)
     try:
-        places = _paged(
+        places = paged(
             deps, connection, "/places/microsoft.graph.roomlist", actor, "places.roomlists"
         )
     except IdentityError as err:
@@ -166,7 +166,7 @@ def _discovery_params(params: Mapping[str, str]) -> tuple[str | None, str | None
     return mailbox, room_list
 
 
-def _require_places(connection: Connection) -> None:
+def require_places(connection: Connection) -> None:
     if PLACES_SCOPE not in connection.scopes:
         raise Unprocessable(
             "The connection may not read rooms (Place.Read.All was not granted); "
@@ -175,7 +175,7 @@ def _require_places(connection: Connection) -> None:
         )
 
 
-def _paged(
+def paged(
     deps: MappingDeps,
     connection: Connection,
     path: str,
@@ -225,7 +225,7 @@ def _own_calendars(deps: MappingDeps, connection: Connection, actor: str) -> lis
     account = Who.of(connection).account
     me = account_mailbox(connection) or ""
     out: list[CalendarOut] = []
-    for cal in _paged(deps, connection, "/me/calendars", actor, "calendars.list"):
+    for cal in paged(deps, connection, "/me/calendars", actor, "calendars.list"):
         owner = cal.get("owner") or {}
         address = str(owner.get("address") or me).lower()
         own = address in account or not owner.get("address")
@@ -273,7 +273,7 @@ def _delegated(deps: MappingDeps, connection: Connection, actor: str) -> list[Ca
 
 
 def _rooms(deps: MappingDeps, connection: Connection, actor: str) -> list[_Room]:
-    places = _paged(
+    places = paged(
         deps, connection, "/places/microsoft.graph.room", actor, "places.rooms", {"$top": "100"}
     )
     return _rooms_of(places)
@@ -291,10 +291,10 @@ def _rooms_of(places: Iterable[Mapping[str, Any]]) -> list[_Room]:
 def _room_list_rooms(
     deps: MappingDeps, connection: Connection, room_list: str, actor: str
 ) -> list[_Room]:
-    _require_places(connection)
+    require_places(connection)
     path = f"/places/{quote(room_list, safe='@')}/microsoft.graph.roomlist/rooms"
     try:
-        places = _paged(deps, connection, path, actor, "places.roomlist", {"$top": "100"})
+        places = paged(deps, connection, path, actor, "places.roomlist", {"$top": "100"})
     except GraphError as err:
         # 400: Graph cannot read the address as a place id at all (a valid email address may
         # still be no id: `/#x@y`); to the caller that is the same answer as an unknown one.
@@ -324,7 +324,7 @@ def _room_entries(
             )
         else:
             probe.append(room)
-    results = _probe(deps, connection, [r.address for r in probe], actor)
+    results = probe_calendars(deps, connection, [r.address for r in probe], actor)
     for n, room in enumerate(probe):
         result = results[str(n)]
         name = room.name or room.address
@@ -340,13 +340,13 @@ def _room_entries(
             out.append(
                 _entry(
                     None, name, room.name, room.address, "room", False, room.address,
-                    _probe_reason(result),
+                    probe_reason(result),
                 )
             )  # fmt: skip
     return out
 
 
-def _probe(
+def probe_calendars(
     deps: MappingDeps, connection: Connection, mailboxes: Sequence[str], actor: str
 ) -> dict[str, BatchResult]:
     """`GET /users/{m}/calendar` for each mailbox, as `$batch` requests (item id = position)."""
@@ -367,7 +367,7 @@ def _probe(
     return results
 
 
-def _probe_reason(result: BatchResult) -> str:
+def probe_reason(result: BatchResult) -> str:
     if result.status in (401, 403):
         return "access_denied"
     if result.status == 404 or result.failure().code in GONE:
@@ -381,7 +381,7 @@ def _named_mailbox(
     """`?mailbox=`: the calendars of one mailbox, or 422 saying why it cannot be reached."""
     account = Who.of(connection).account
     try:
-        calendars = _paged(
+        calendars = paged(
             deps, connection, users_path(mailbox, "/calendars"), actor, "calendars.list"
         )
     except GraphError as err:

@@ -42,6 +42,7 @@ from shared.core.etags import IfMatch
 from shared.core.validate import Checker, check_path
 from shared.directory import registry
 from shared.directory.registry import INDEX_ROW_KEY, ResourceOut
+from shared.graph.audit import AuditEntry
 from shared.graph.guard import DEFAULT_CALENDAR, MappedCalendar, Who
 from shared.mapping.access import (
     PLACES_SCOPE,
@@ -81,6 +82,8 @@ class MappingDeps:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     # Outgoing webhooks (issue 16): mapping.status_changed to `pending`, before the write.
     emit: Callable[[str, list[Any]], object] = field(default=lambda building, events: 0)
+    # The audit log (a Places import records who imported what, issue 19).
+    audit: Callable[[AuditEntry], None] = field(default=lambda entry: None)
 
 
 def load_mapped(tables: TableSource, building_id: str) -> dict[str, MappedCalendar]:

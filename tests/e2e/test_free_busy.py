@@ -1,5 +1,5 @@
-"""Free/busy-only connections end to end (issue 19), on a stack of their own whose poll timer runs
-every second (SYNC_SETTINGS: one polling interval is 2–4 s).
+"""Free/busy-only connections and the Microsoft Places import end to end (issue 19), on a stack of
+their own whose poll timer runs every second (SYNC_SETTINGS: one polling interval is 2–4 s).
 
 Each test connects a new building to a fresh copy of the demo tenant through the real connect
 routes with `access: "freeBusy"`, maps a room from discovery, books the room in Outlook (an
@@ -7,6 +7,11 @@ organizer's meeting the room accepts, with a distinctive subject), and judges wh
 the busy time in `GET /availability` within one polling interval, no subject anywhere in Table
 Storage (every table scanned) or in the audit, a booking refused with 422 `read_only_mapping`,
 and no write to Graph (the emulator's request counters).
+
+The Places import runs against the demo tenant's Places (a building, two floors, two sections, 20
+desks in mixed modes, two workspaces): the tree, a refused selection, the import (resources
+created and mapped to their mailboxes), a platform booking of a desk on the desk's calendar, and a
+re-run that changes nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from devstack.stack import Stack, start_stack
-from tests.e2e.booking_fixtures import graph_stats
+from tests.e2e.booking_fixtures import graph_stats, outlook_events
 from tests.e2e.conftest import client_token, functions_client
 from tests.e2e.connect_fixtures import drive_authorize, fresh_tenant, query_of
 from tests.e2e.sync_fixtures import SYNC_SETTINGS, outlook
@@ -245,3 +250,100 @@ def test_free_busy_delegated_connection(
     # The admin has free/busy rights only on the room: it is mapped by its default calendar.
     assert room["id"] == "<default>"
     check_free_busy_building(fstack, fapi, building, tenant, before)
+
+
+# ---------------------------------------------------------------- Microsoft Places import
+
+
+def _items(body: Any) -> list[dict[str, Any]]:
+    """A collection answer: issue 22's envelope (`value`) or a bare list."""
+    return list(body["value"] if isinstance(body, dict) else body)
+
+
+def _imported(api: httpx.Client, building: str) -> list[dict[str, Any]]:
+    """The building's resources as an import writes them (sync progress left out)."""
+    listed = api.get(f"buildings/{building}/resources")
+    assert listed.status_code == 200, listed.text
+    return [{**r, "sync": r["sync"]["calendar"]} for r in _items(listed.json())]
+
+
+def _walk(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for node in nodes:
+        yield node
+        yield from _walk(node["children"])
+
+
+def test_places_import_creates_maps_and_converges(
+    fstack: Stack, fapi: httpx.Client, fanon: httpx.Client
+) -> None:
+    tenant = fresh_tenant(fstack)
+    building = new_building(fapi, "pl")
+    connect(fstack, fapi, fanon, building, tenant, mode="application", access="full")
+    tree = fapi.get(f"buildings/{building}/places")
+    assert tree.status_code == 200, tree.text
+    (hq,) = tree.json()["value"]
+    assert (hq["type"], hq["name"]) == ("building", "HQ")
+    assert sorted(f["name"] for f in hq["children"]) == ["Floor 3", "Floor 4"]
+    places = {p["name"]: p for p in _walk([hq])}
+    desks = [p for p in places.values() if p["type"] == "desk"]
+    assert len(desks) == 20 and len([p for p in places.values() if p["type"] == "workspace"]) == 2
+    assert places["Desk 3N-01"]["mode"] == "reservable" and places["Desk 3N-01"]["bookable"]
+    assert places["Desk 3N-07"]["mode"] == "dropIn" and places["Desk 3N-07"]["bookable"]
+    assert (places["Desk 3N-09"]["bookable"], places["Desk 3N-09"]["reason"]) == (False, "assigned")
+    assert places["Desk 3S-10"]["reason"] == "unavailable"
+    assert places["Board Room 4A"]["mailbox"] == tenant["users"]["boardroom4a"]["mail"]
+
+    # All or nothing: a named desk that cannot be booked and an unknown id, each named.
+    refused = fapi.post(
+        f"buildings/{building}/places:import",
+        json={"timeZone": "Europe/Amsterdam",
+              "placeIds": [places["Desk 3N-09"]["id"], places["Desk 3N-01"]["id"], "nope"]},
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["reason"] == "rows_rejected"
+    assert sorted(r["placeId"] for r in refused.json()["rejected"]) == sorted(
+        [places["Desk 3N-09"]["id"], "nope"]
+    )
+    assert _items(fapi.get(f"buildings/{building}/resources").json()) == []
+
+    done = fapi.post(f"buildings/{building}/places:import", json={"timeZone": "Europe/Amsterdam"})
+    assert done.status_code == 200, done.text
+    report = done.json()
+    # 3 rooms, 10 reservable and 4 drop-in desks, 2 workspaces; 6 desks skipped with reasons.
+    assert len(report["created"]) == 19 and report["updated"] == [] == report["missing"]
+    assert sorted(s["reason"] for s in report["skipped"]) == ["assigned"] * 4 + ["unavailable"] * 2
+    desk_mail = tenant["users"]["desk3n01"]["mail"]
+    (desk_id,) = [c["resourceId"] for c in report["created"] if c["mailbox"] == desk_mail]
+    desk = fapi.get(f"buildings/{building}/resources/{desk_id}").json()
+    assert (desk["kind"], desk["capacity"], desk["floor"], desk["section"]) == (
+        "desk", 1, "Floor 3", "3 North"
+    )  # fmt: skip
+    assert desk["sync"]["calendar"]["mailbox"] == desk_mail
+    pod = next(c["resourceId"] for c in report["created"]
+               if c["mailbox"] == tenant["users"]["ws3steam"]["mail"])  # fmt: skip
+    assert fapi.get(f"buildings/{building}/resources/{pod}").json()["kind"] == "amenity"
+    resources = _imported(fapi, building)
+
+    # A platform booking of the desk is written to the desk's mailbox calendar.
+    start = (datetime.now(UTC) + timedelta(days=2)).replace(hour=9, minute=0, second=0,
+                                                            microsecond=0)  # fmt: skip
+    booked = fapi.post(
+        f"buildings/{building}/bookings",
+        json={"resourceId": desk_id, "start": start.isoformat(),
+              "end": (start + timedelta(hours=8)).isoformat(), "title": "Focus day",
+              "booker": {"email": tenant["users"]["liam"]["mail"], "name": "Liam Lee"}},
+    )  # fmt: skip
+    assert booked.status_code == 201, booked.text
+    events = wait_for(
+        lambda: [e for e in outlook_events(fstack, desk_mail, tenant)
+                 if str(e.get("subject")).startswith("Desk 3N-01")] or None,
+        timeout=20, what="the booking on the desk's mailbox calendar",
+    )  # fmt: skip
+    assert len(events) == 1
+
+    # Running it again changes nothing.
+    again = fapi.post(f"buildings/{building}/places:import", json={})
+    assert again.status_code == 200, again.text
+    assert again.json()["created"] == [] == again.json()["updated"]
+    assert len(again.json()["unchanged"]) == 19
+    assert _imported(fapi, building) == resources

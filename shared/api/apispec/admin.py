@@ -15,12 +15,18 @@ from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.core.addresses import DOMAIN_MAX
 from shared.directory.people import TOP_DEFAULT, TOP_MAX
-from shared.directory.registry import CAPACITY_MAX, KINDS, time_zones
+from shared.directory.registry import CAPACITY_MAX, KINDS, LABEL_MAX, time_zones
 from shared.directory.userimport import IMPORT_MAX_ROWS
 
 # Not only blanks (the server strips them): at least one non-space character.
 _NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"}
 _IGNORED: dict[str, Any] = {"description": "Accepted and ignored (GET returns it)"}
+_LABEL = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "maxLength": LABEL_MAX,
+    "description": "Where it is: a floor or section label (a Places import fills them in)",
+}
 
 
 SCHEMAS: dict[str, Any] = {
@@ -42,6 +48,8 @@ SCHEMAS: dict[str, Any] = {
             "paid": {"type": "boolean", "default": False},
             "timeZone": _ref("TimeZone"),
             "capacity": {"type": ["integer", "null"], "minimum": 0, "maximum": CAPACITY_MAX},
+            "floor": _LABEL,
+            "section": _LABEL,
         },
     },
     "Sync": {
@@ -81,6 +89,8 @@ SCHEMAS: dict[str, Any] = {
             "paid": {"type": "boolean"},
             "timeZone": {"type": "string"},
             "capacity": {"type": ["integer", "null"]},
+            "floor": _LABEL,
+            "section": _LABEL,
             "sync": _ref("Sync"),
         },
     },

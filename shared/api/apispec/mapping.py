@@ -84,6 +84,58 @@ SCHEMAS: dict[str, Any] = {
             "mailbox": _EMAIL,
         },
     },
+    "Place": {
+        "type": "object",
+        "required": ["id", "type", "name", "bookable", "children"],
+        "properties": {
+            "id": {"type": "string", "description": "The Places id (not stable on Graph)"},
+            "type": {"enum": ["building", "floor", "section", "room", "workspace", "desk"]},
+            "name": {"type": "string"},
+            "parentId": _NULLABLE_STRING,
+            "mailbox": {**_NULLABLE_STRING, "description": "Its booking mailbox, if any"},
+            "mode": {"enum": ["reservable", "dropIn", "assigned", "unavailable", None]},
+            "capacity": {"type": ["integer", "null"]},
+            "bookable": {"type": "boolean"},
+            "reason": {
+                **_NULLABLE_STRING,
+                "description": "Why a desk, workspace or room is not bookable: assigned, "
+                "unavailable, no_mailbox (null for bookable places and containers)",
+            },
+            "resourceId": {
+                **_NULLABLE_STRING,
+                "description": "The resource of this building imported from or mapped to its "
+                "mailbox",
+            },
+            "children": {"type": "array", "items": {"$ref": "#/components/schemas/Place"}},
+        },
+    },
+    "PlacesImportInput": {
+        "type": "object",
+        "description": "Optional; without placeIds every bookable place is imported.",
+        "properties": {
+            "timeZone": {
+                "type": "string",
+                "description": "IANA zone of the resources created (existing ones keep theirs); "
+                "required when a resource is to be created",
+            },
+            "placeIds": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 1000,
+                "items": {"type": "string", "minLength": 1, "maxLength": 256},
+                "description": "Places to import; a building, floor or section brings its "
+                "bookable descendants (others are skipped), a named desk that is not bookable "
+                "is rejected",
+            },
+        },
+    },
+    "PlacesImportReport": {
+        "type": "object",
+        "properties": {
+            name: {"type": "array", "items": {"type": "object"}}
+            for name in ("created", "updated", "unchanged", "renamed", "skipped", "missing")
+        },
+    },
 }
 
 OPERATIONS: list[Operation] = [
@@ -172,6 +224,62 @@ OPERATIONS: list[Operation] = [
             "description": "Idempotent (204 also when it was not mapped); the calendar is "
             "never read or written again. 404 for an unknown resource.",
             "responses": {"204": {"description": "Unmapped"}, "404": PROBLEM},
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/places",
+        "The connected tenant's Microsoft Places: buildings, floors, sections, rooms, desks, "
+        "workspaces",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "description": "A tree by parentId (`value`: the roots), each place with its mode, "
+            "mailbox, and whether it can be booked (desks and workspaces in assigned or "
+            "unavailable mode cannot; `reason` says why). 422 `places_not_granted` without "
+            "Place.Read.All. " + _NOT_CONNECTED,
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["value", "nextLink"],
+                        "properties": {
+                            "value": {"type": "array", "items": _ref("Place")},
+                            "nextLink": {"type": "null"},
+                        },
+                    },
+                    "The places",
+                ),
+                "400": PROBLEM,
+                "422": PROBLEM,
+                "503": PROBLEM,
+            },
+        },
+    ),
+    (
+        "post",
+        "/buildings/{building}/places:import",
+        "Create or update resources from Microsoft Places and map each to its mailbox",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "requestBody": {
+                "required": False,
+                "content": {"application/json": {"schema": _ref("PlacesImportInput")}},
+            },
+            "description": "All or nothing: any selected place that cannot be imported (unknown, "
+            "not bookable, its calendar unreadable or not writable, its resource id taken) → 422 "
+            "`rows_rejected` with `rejected` listing each, nothing written. Keyed by mailbox: a "
+            "re-run changes nothing (`unchanged`); renamed places rename their resource "
+            "(`renamed`); resources whose place is gone are reported (`missing`), never "
+            "deleted. Rooms become kind room, desks desk, workspaces amenity, with capacity and "
+            "floor/section labels. " + _NOT_CONNECTED,
+            "responses": {
+                "200": _json(_ref("PlacesImportReport"), "What the import did"),
+                "400": PROBLEM,
+                "422": PROBLEM,
+                "503": PROBLEM,
+            },
         },
     ),
 ]
