@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
@@ -127,10 +129,28 @@ def _place(kind: str, raw: Mapping[str, Any]) -> Place | None:
     )  # fmt: skip
 
 
+# Places read per connection are reused for this long: Microsoft takes up to 48 hours to show a
+# change in Places (GRAPH.md §3.4), so a minute is invisible, and a console that reads the tree,
+# previews and imports costs the tenant's Places API one read instead of three.
+PLACES_TTL_SECONDS = 60.0
+_cache: dict[str, tuple[float, list[Place]]] = {}
+_cache_lock = threading.Lock()
+
+
+def clear_places_cache() -> None:
+    with _cache_lock:
+        _cache.clear()
+
+
 def read_places(deps: MappingDeps, building_id: str, actor: str) -> list[Place]:
-    """Every place of the building's tenant (all types, all pages)."""
+    """Every place of the building's tenant (all types, all pages; cached PLACES_TTL_SECONDS)."""
     connection = connected(deps.connections, building_id)
     require_places(connection)
+    now = time.monotonic()
+    with _cache_lock:
+        cached = _cache.get(connection.connection_id)
+    if cached is not None and now - cached[0] < PLACES_TTL_SECONDS:
+        return cached[1]
     places: list[Place] = []
     try:
         for kind in TYPES:
@@ -145,6 +165,10 @@ def read_places(deps: MappingDeps, building_id: str, actor: str) -> list[Place]:
         if err.reauth:
             raise reauth(err) from err
         raise
+    with _cache_lock:
+        for key in [k for k, (at, _) in _cache.items() if now - at >= PLACES_TTL_SECONDS]:
+            del _cache[key]
+        _cache[connection.connection_id] = (now, places)
     return places
 
 
@@ -201,10 +225,10 @@ def _parse_import(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None
     check = Checker(body)
     check.only(("timeZone", "placeIds"))
     zone = body.get("timeZone")
-    if zone is not None and (not isinstance(zone, str) or not registry.valid_time_zone(zone)):
+    if "timeZone" in body and (not isinstance(zone, str) or not registry.valid_time_zone(zone)):
         check.add("timeZone", "must be an IANA time zone such as Europe/Amsterdam")
     ids = body.get("placeIds")
-    if ids is not None and (
+    if "placeIds" in body and (
         not isinstance(ids, list)
         or not 0 < len(ids) <= SELECTION_MAX
         or not all(isinstance(i, str) and 0 < len(i) <= 256 for i in ids)
@@ -212,7 +236,7 @@ def _parse_import(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None
         check.add("placeIds", f"must be a list of 1–{SELECTION_MAX} place ids")
         ids = None
     check.done()
-    return (str(zone) if zone else None), ids
+    return (str(zone) if isinstance(zone, str) else None), ids
 
 
 def _ancestors(place: Place, by_id: Mapping[str, Place]) -> dict[str, str]:
@@ -367,7 +391,12 @@ class ImportRejected(ValidationFailed):
 
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         super().__init__(
-            [FieldError(str(r.get("field") or r.get("placeId")), str(r["error"])) for r in rows],
+            [
+                FieldError(str(r["field"]), str(r["error"]))
+                if "field" in r
+                else FieldError("places", f"{r['placeId']} ({r.get('name')}): {r['error']}")
+                for r in rows
+            ],
             detail=f"{len(rows)} places rejected; nothing was imported",
         )
         self.reason = "rows_rejected"

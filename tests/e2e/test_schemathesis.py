@@ -103,6 +103,25 @@ EXEMPT: tuple[Exempt, ...] = (
         Exempt(f"PUT /buildings/{{building}}/{what}", 400, "name: must be at most", _PRINTABLE)
         for what in ("resources/{resource}", "companies/{company}", "users/{email}")
     ),
+    *(
+        Exempt(
+            "PUT /buildings/{building}/resources/{resource}",
+            400,
+            f"{label}: must be a label",
+            _PRINTABLE,
+        )
+        for label in ("floor", "section")
+    ),
+    *(
+        Exempt(
+            "POST /buildings/{building}/places:import",
+            422,
+            match,
+            "the places named must exist and be bookable in the tenant, and new resources "
+            "need a zone (" + _STATE + ")",
+        )
+        for match in ("placeIds[", "places: ", "timeZone: is required to create")
+    ),
     Exempt(
         "PUT /buildings/{building}/resources/{resource}",
         400,

@@ -111,10 +111,11 @@ SCHEMAS: dict[str, Any] = {
     },
     "PlacesImportInput": {
         "type": "object",
+        "additionalProperties": False,
         "description": "Optional; without placeIds every bookable place is imported.",
         "properties": {
             "timeZone": {
-                "type": "string",
+                "$ref": "#/components/schemas/TimeZone",
                 "description": "IANA zone of the resources created (existing ones keep theirs); "
                 "required when a resource is to be created",
             },
