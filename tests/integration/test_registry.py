@@ -155,6 +155,8 @@ def test_resource_crud(call: Callable[..., func.HttpResponse], api_tokens: ApiTo
     assert view == {
         "id": "room-4a",
         **ROOM,
+        "floor": None,  # optional labels (issue 19), not given
+        "section": None,
         "sync": {
             "status": "not_synced",
             "reason": "not_mapped",
