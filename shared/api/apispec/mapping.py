@@ -266,7 +266,12 @@ OPERATIONS: list[Operation] = [
             "parameters": _path("building"),
             "requestBody": {
                 "required": False,
-                "content": {"application/json": {"schema": _ref("PlacesImportInput")}},
+                "content": {
+                    "application/json": {
+                        "schema": _ref("PlacesImportInput"),
+                        "example": {"timeZone": "Europe/Amsterdam"},
+                    }
+                },
             },
             "description": "All or nothing: any selected place that cannot be imported (unknown, "
             "not bookable, its calendar unreadable or not writable, its resource id taken) → 422 "
