@@ -51,10 +51,16 @@ from shared.core.errors import (
 from shared.core.times import graph_time, parse_rfc3339, utc_z
 from shared.graph.client import CalendarScope
 from shared.graph.guard import MappedCalendar
-from shared.graph.permissions import REQUIRED_DELEGATED_SCOPES
+from shared.graph.permissions import (
+    REQUIRED_DELEGATED_SCOPES,
+    REQUIRED_FREE_BUSY_SCOPES,
+    SCHEDULE_READERS,
+)
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity
 from shared.subscriptions.manage import can_subscribe
+from shared.sync import freebusy
+from shared.sync.plan import Window
 from shared.sync.queue import SyncRequest
 
 logger = logging.getLogger(__name__)
@@ -212,7 +218,9 @@ def _fail(timer: Timer, err: BaseException, *, writing: bool) -> StepResult:
 
 def write_permitted(connection: Connection) -> bool:
     """May the connection write calendars? Application with no roles is scoped by Exchange RBAC
-    alone: the calendar step's probe write tells."""
+    alone: the calendar step's probe write tells. A free/busy-only connection never writes."""
+    if connection.free_busy_only:
+        return False
     scopes = {s.lower() for s in connection.scopes}
     if connection.mode == "delegated":
         return "calendars.readwrite" in scopes
@@ -223,6 +231,12 @@ def missing_permissions(connection: Connection) -> list[str]:
     """Permissions the mode cannot work without (write permission is not one: without it the
     connection is read-only and the write steps are skipped)."""
     scopes = {s.lower() for s in connection.scopes}
+    if connection.free_busy_only:  # getSchedule is all it needs (issue 19)
+        if connection.mode == "delegated":
+            return sorted(s for s in REQUIRED_FREE_BUSY_SCOPES if s.lower() not in scopes)
+        if scopes and not scopes & {s.lower() for s in SCHEDULE_READERS}:
+            return ["Calendars.ReadBasic.All or Calendars.Read"]
+        return []
     if connection.mode == "delegated":
         needed = set(REQUIRED_DELEGATED_SCOPES) - {"Calendars.ReadWrite"}
         return sorted(s for s in needed if s.lower() not in scopes)
@@ -282,7 +296,11 @@ def notifications_step(ctx: Ctx) -> StepResult:
     connection = ctx.connection
     assert connection is not None
     mailbox = ctx.calendar.mailbox
-    notifiable = can_subscribe(connection, mailbox) and ctx.calendar.graph_mailbox == mailbox
+    notifiable = (
+        can_subscribe(connection, mailbox)
+        and ctx.calendar.graph_mailbox == mailbox
+        and not connection.free_busy_only  # polled with getSchedule (issue 19)
+    )
     if not notifiable:  # a calendar shared with a delegated account: polled with delta
         state = _delta_row(ctx)
         next_poll = state.get("nextPollAt") if state else None
@@ -291,7 +309,10 @@ def notifications_step(ctx: Ctx) -> StepResult:
             return timer.failed("polling_inactive")
         if tablestore.stored_time(next_poll) > limit:
             return timer.failed("polling_inactive")
-        return timer.passed(mode="polling", nextPollAt=tablestore.iso_utc(next_poll))
+        return timer.passed(
+            mode="polling (free/busy)" if connection.free_busy_only else "polling",
+            nextPollAt=tablestore.iso_utc(next_poll),
+        )
     info = ctx.deps.subscription(ctx.building, mailbox)
     if info is None:
         return timer.failed("subscription_missing", status="none")
@@ -334,6 +355,8 @@ def notifications_step(ctx: Ctx) -> StepResult:
 def delta_step(ctx: Ctx) -> StepResult:
     timer = Timer(ctx, "delta")
     state = _delta_row(ctx)
+    if ctx.connection is not None and ctx.connection.free_busy_only:
+        return _free_busy_read(ctx, timer, state)
     link = str(state.get("deltaLink") or "") if state else ""
     if not link:
         return timer.failed("never_synced")
@@ -361,6 +384,26 @@ def delta_step(ctx: Ctx) -> StepResult:
         state.get("lastSyncAt") if state else None))  # fmt: skip
 
 
+def _free_busy_read(ctx: Ctx, timer: Timer, state: Entity | None) -> StepResult:
+    """A free/busy connection keeps no delta token: its reads are getSchedule rounds. The step
+    asks getSchedule about the next hour as a sync round would (nothing is written)."""
+    if state is None or not state.get("lastSyncAt"):
+        return timer.failed("never_synced")
+    assert ctx.connection is not None
+    now = ctx.deps.now()
+    try:
+        _, requests = freebusy.schedule_items(
+            ctx.scope(), ctx.connection, ctx.calendar, Window(now, now + timedelta(hours=1))
+        )
+    except GraphError as err:
+        timer.error(err)
+        return _fail(timer, err, writing=False)
+    except BookingBridgeError as err:
+        return _fail(timer, err, writing=False)
+    return timer.passed(mode="freeBusy", requests=requests,
+                        lastSyncAt=tablestore.iso_utc(state.get("lastSyncAt")))  # fmt: skip
+
+
 # ---------------------------------------------------------------- calendar
 
 
@@ -385,6 +428,9 @@ def _marked_event(
 
 def calendar_step(ctx: Ctx) -> StepResult:
     timer = Timer(ctx, "calendar")
+    if ctx.connection is not None and ctx.connection.free_busy_only:
+        # Free/busy rights show no calendar to read; getSchedule (the delta step) proved access.
+        return timer.passed(probe="skipped: free/busy-only connection")
     scope = ctx.scope()
     try:
         meta = timer.response(

@@ -212,6 +212,26 @@ def check_free_busy_building(
     items = listed.json()
     items = items.get("value", items) if isinstance(items, dict) else items
     assert not [b for b in items if b.get("source", "platform") == "platform"], items
+    # The go-live check runs its read steps (getSchedule, no calendar read) and skips the writes.
+    started = api.post(f"buildings/{building}/checks", json={})
+    assert started.status_code == 202, started.text
+
+    def finished() -> dict[str, Any] | None:
+        got = api.get(f"buildings/{building}/checks/{started.json()['id']}").json()
+        return got if got["status"] in ("passed", "failed", "abandoned") else None
+
+    check = wait_for(finished, timeout=60, what="the go-live check to finish")
+    (result,) = [r for r in check["resources"] if r["resourceId"] == "r-room"]
+    steps = {st["name"]: st for st in result["steps"]}
+    assert check["status"] == "passed", check
+    assert [n for n, st in steps.items() if st["status"] == "passed"] == [
+        "connection", "notifications", "delta", "calendar",
+    ], steps  # fmt: skip
+    assert steps["delta"]["detail"]["mode"] == "freeBusy"
+    assert all(
+        st["reason"] == "read_only_connection"
+        for n, st in steps.items() if n not in ("connection", "notifications", "delta", "calendar")
+    ), steps  # fmt: skip
     assert writes(stack) == before  # no event, no subscription, nothing written to Graph
 
 
