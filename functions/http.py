@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,9 @@ import azure.functions as func
 from shared.core.errors import (
     PROBLEM_JSON,
     BookingBridgeError,
+    DependencyError,
     FieldError,
+    GraphError,
     ValidationFailed,
     problem,
 )
@@ -59,6 +62,9 @@ def problem_response(
     status, body = problem(err)
     body.update(extra or {})
     headers: dict[str, str] = {}
+    retry_after = retry_after_seconds(err)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
     if status == 401:
         # RFC 6750 §3: a 401 says which scheme to use, and when a token was sent, that it failed.
         presented = req is not None and bool(req.headers.get("Authorization"))
@@ -67,6 +73,19 @@ def problem_response(
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype=PROBLEM_JSON, headers=headers
     )
+
+
+RETRY_AFTER_SECONDS = 5  # a transient failure of storage, Key Vault or the identity platform
+
+
+def retry_after_seconds(err: BookingBridgeError) -> int | None:
+    """When a caller may retry a 503 (RFC 9110 §10.2.3): after what Graph asked of us (its 429's
+    Retry-After), else a few seconds; None when retrying will not help (a permanent failure)."""
+    if not isinstance(err, DependencyError) or not err.transient:
+        return None
+    if isinstance(err, GraphError) and err.failure.retry_after:
+        return max(1, math.ceil(err.failure.retry_after))
+    return RETRY_AFTER_SECONDS
 
 
 def handle_errors(
