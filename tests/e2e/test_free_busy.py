@@ -367,3 +367,23 @@ def test_places_import_creates_maps_and_converges(
     assert again.json()["created"] == [] == again.json()["updated"]
     assert len(again.json()["unchanged"]) == 19
     assert _imported(fapi, building) == resources
+
+    # In Places a desk is renamed and another removed: the next import renames the first's
+    # resource and reports it, reports the second's as missing and keeps it.
+    renamed, removed = places["Desk 3N-02"], places["Desk 3N-03"]
+    query = {"tenant": tenant["id"]}
+    outlook(fstack, "PATCH", f"places/{renamed['id']}", params=query,
+            json={"displayName": "Desk 3N-02 (window)"})  # fmt: skip
+    outlook(fstack, "DELETE", f"places/{removed['id']}", params=query)
+    # A new connection reads Places afresh (they are cached a minute per connection).
+    connect(fstack, fapi, fanon, building, tenant, mode="application", access="full")
+    third = fapi.post(f"buildings/{building}/places:import", json={})
+    assert third.status_code == 200, third.text
+    changed = third.json()
+    assert [(r["from"], r["to"]) for r in changed["renamed"]] == [
+        ("Desk 3N-02", "Desk 3N-02 (window)")
+    ]
+    assert [m["mailbox"] for m in changed["missing"]] == [tenant["users"]["desk3n03"]["mail"]]
+    kept = fapi.get(f"buildings/{building}/resources/{changed['missing'][0]['resourceId']}")
+    assert kept.status_code == 200 and kept.json()["sync"]["calendar"] is not None
+    assert changed["created"] == [] and len(changed["unchanged"]) == 17

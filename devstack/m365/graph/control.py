@@ -238,6 +238,30 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
             key = (mb.tenant_id, mb.user_id)
         return {"expired": state.delta.expire(mode, key)}
 
+    def _place(request: Request) -> tuple[Any, Any]:
+        tenant = state.directory.tenant(str(request.query_params.get("tenant") or ""))
+        pid = request.path_params["place_id"]
+        place = next((p for p in tenant.places if p.id == pid), None) if tenant else None
+        if tenant is None or place is None:
+            raise GraphError(404, "ErrorItemNotFound", "The specified object was not found.")
+        return tenant, place
+
+    async def place_patch(request: Request) -> Any:
+        """A Places admin renames a place (`{"displayName"}`), as Set-PlaceV3 would."""
+        _, place = _place(request)
+        body = await _body(request)
+        name = body.get("displayName")
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("displayName must be a non-empty string")
+        place.display_name = name
+        return {"id": place.id, "displayName": place.display_name}
+
+    async def place_delete(request: Request) -> Any:
+        """A Places admin removes a place (its mailbox, if any, stays)."""
+        tenant, place = _place(request)
+        tenant.places.remove(place)
+        return Response(status_code=204)
+
     async def forget_transactions(request: Request) -> Any:
         """Graph no longer recognises the transactionIds of earlier creates (of one mailbox, or
         all): how long Graph remembers one is not documented (docs/GRAPH.md §4.3, §12), so a
@@ -366,6 +390,8 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
         Route("/faults", _guard(faults_delete), methods=["DELETE"]),
         Route("/delta/expire", _guard(expire_delta), methods=["POST"]),
         Route("/transactions/forget", _guard(forget_transactions), methods=["POST"]),
+        Route("/places/{place_id}", _guard(place_patch), methods=["PATCH"]),
+        Route("/places/{place_id}", _guard(place_delete), methods=["DELETE"]),
         Route("/subscriptions", _guard(subs_list), methods=["GET"]),
         Route("/subscriptions/{sub_id}", _guard(sub_remove), methods=["DELETE"]),
         Route("/subscriptions/{sub_id}/lifecycle", _guard(sub_lifecycle), methods=["POST"]),
