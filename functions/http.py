@@ -17,6 +17,7 @@ from shared.core.errors import (
     DependencyError,
     FieldError,
     GraphError,
+    MethodNotAllowed,
     ValidationFailed,
     problem,
 )
@@ -70,6 +71,8 @@ def problem_response(
         presented = req is not None and bool(req.headers.get("Authorization"))
         challenge = 'Bearer realm="BookingBridge"'
         headers["WWW-Authenticate"] = challenge + (', error="invalid_token"' if presented else "")
+    if isinstance(err, MethodNotAllowed):
+        headers["Allow"] = err.allow
     return func.HttpResponse(
         json.dumps(body), status_code=status, mimetype=PROBLEM_JSON, headers=headers
     )

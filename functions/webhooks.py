@@ -15,6 +15,7 @@ import azure.functions as func
 
 from functions.http import caller_for, handle_errors, json_response, read_json
 from functions.queues import decode_or_drop
+from shared.core.errors import MethodNotAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +25,18 @@ WEBHOOKS = "buildings/{building}/webhooks"
 WEBHOOK = WEBHOOKS + "/{webhook}"
 
 
-def _ids(req: func.HttpRequest) -> tuple[str, str]:
+ACTIONS = ("rotate", "ping")  # POST …/{webhook}:<action>, routed here for any other method
+
+
+def _ids(req: func.HttpRequest, *, one: bool = False) -> tuple[str, str]:
+    """Building and webhook id. `one`: the route is …/{webhook} itself, which Azure's host also
+    matches for `…/{webhook}:<action>` asked with another method than POST: a 405, not a 400."""
     building = str(req.route_params.get("building", ""))
     caller_for(req, building)
-    return building, str(req.route_params.get("webhook", ""))
+    webhook = str(req.route_params.get("webhook", ""))
+    if one and ":" in webhook and webhook.rpartition(":")[2] in ACTIONS:
+        raise MethodNotAllowed("POST")
+    return building, webhook
 
 
 @bp.route(route=WEBHOOKS, methods=["POST"], auth_level=ANONYMOUS)
@@ -55,7 +64,7 @@ def webhooks_list(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route=WEBHOOK, methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def webhook_get(req: func.HttpRequest) -> func.HttpResponse:
-    building, webhook = _ids(req)
+    building, webhook = _ids(req, one=True)
     from shared import wiring
     from shared.webhooks.service import get_webhook
 
@@ -65,7 +74,7 @@ def webhook_get(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route=WEBHOOK, methods=["PATCH"], auth_level=ANONYMOUS)
 @handle_errors
 def webhook_update(req: func.HttpRequest) -> func.HttpResponse:
-    building, webhook = _ids(req)
+    building, webhook = _ids(req, one=True)
     from shared import wiring
     from shared.webhooks.service import update_webhook
 
@@ -75,7 +84,7 @@ def webhook_update(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route=WEBHOOK, methods=["DELETE"], auth_level=ANONYMOUS)
 @handle_errors
 def webhook_delete(req: func.HttpRequest) -> func.HttpResponse:
-    building, webhook = _ids(req)
+    building, webhook = _ids(req, one=True)
     from shared import wiring
     from shared.webhooks.service import delete_webhook
 

@@ -7,6 +7,7 @@
     │   ├── CalendarNotMapped          (shared/graph/guard.py) a Graph call on an unmapped calendar
     │   └── GraphPathNotAllowed        (shared/graph/guard.py) a Graph path outside the allow-list
     ├── NotFound                       404
+    ├── MethodNotAllowed               405 with `Allow` (`…/{id}:action` asked with another method)
     ├── Conflict                       409 (calendar mapped elsewhere, ...)
     │   └── SlotTaken                  (shared/availability/busy.py) the resource is booked at that time
     ├── PreconditionFailed             412 an If-Match that the stored version does not match
@@ -89,6 +90,21 @@ class Conflict(BookingBridgeError):
     status = 409
     title = "Conflict"
     slug = "conflict"
+
+
+class MethodNotAllowed(BookingBridgeError):
+    """405 (RFC 9110 §15.5.6): the path names an action (`…/{id}:ping`) that takes only `allow`.
+
+    Azure's host routes `PATCH …/webhooks/x:ping` to `PATCH …/webhooks/{webhook}` (id `x:ping`);
+    the handler answers this rather than a 400 naming an id nobody meant."""
+
+    status = 405
+    title = "Method not allowed"
+    slug = "method-not-allowed"
+
+    def __init__(self, allow: str) -> None:
+        super().__init__(f"This path takes only {allow}", reason="method_not_allowed")
+        self.allow = allow
 
 
 class PreconditionFailed(BookingBridgeError):

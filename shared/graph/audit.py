@@ -87,7 +87,7 @@ def parse_query(params: dict[str, str], now: datetime) -> tuple[datetime, dateti
 
     def when(name: str, default: datetime) -> datetime:
         raw = params.get(name)
-        if not raw:
+        if raw is None:  # absent; an empty value is a bad one (400), not the default
             return default
         try:
             value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
@@ -102,7 +102,7 @@ def parse_query(params: dict[str, str], now: datetime) -> tuple[datetime, dateti
     end = when("to", now)
     start = when("from", end - DEFAULT_RANGE)
     limit = DEFAULT_LIMIT
-    if params.get("limit"):
+    if params.get("limit") is not None:
         try:
             limit = int(params["limit"])
         except ValueError:

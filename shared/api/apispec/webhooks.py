@@ -288,7 +288,11 @@ LINKS: list[Link] = [
     )
 ]  # fmt: skip
 
+# 405: `GET|PATCH|DELETE …/{webhook}:rotate|:ping` reach these routes (an action takes only POST).
+_ACTION_ONLY_POST = ("method_not_allowed",)
 REASONS: Reasons = {
     ("post", _BASE): {"409": ("too_many",), "422": ("unsafe_url",)},
-    ("patch", _ONE): {"422": ("unsafe_url",)},
+    ("get", _ONE): {"405": _ACTION_ONLY_POST},
+    ("patch", _ONE): {"405": _ACTION_ONLY_POST, "422": ("unsafe_url",)},
+    ("delete", _ONE): {"405": _ACTION_ONLY_POST},
 }
