@@ -123,10 +123,8 @@ def _answer(
 
 
 def with_cors(req: func.HttpRequest, response: func.HttpResponse) -> func.HttpResponse:
-    """Add the CORS headers (shared/api/cors.py) of a cross-origin request's response, errors
-    included: a browser hides a 4xx body from a portal whose origin it does not see allowed."""
-    if not req.headers.get("Origin"):
-        return response
+    """Add the CORS headers (shared/api/cors.py) to a response, errors included: a browser hides
+    a 4xx body from a portal whose origin it does not see allowed."""
     from shared.api import cors
     from shared.core.settings import get_settings
 
@@ -139,7 +137,8 @@ def with_cors(req: func.HttpRequest, response: func.HttpResponse) -> func.HttpRe
     else:
         added = cors.response_headers(settings, req.headers)
     for name, value in added.items():
-        response.headers[name] = value
+        earlier = response.headers.get(name) if name == "Vary" else None
+        response.headers[name] = f"{earlier}, {value}" if earlier else value
     return response
 
 

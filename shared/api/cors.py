@@ -36,12 +36,17 @@ def _allowed(settings: Settings, origin: str | None) -> str | None:
     return origin if origin in settings.cors_origins else None
 
 
+def _vary(settings: Settings) -> dict[str, str]:
+    """With a list of exact origins every answer depends on the Origin (ACAO or not), so every
+    answer says so, those without CORS headers too: a cache must not hand one origin's answer to
+    another. `*` (the same for everyone) and no CORS need none."""
+    return {"Vary": "Origin"} if settings.cors_origins not in ((), ("*",)) else {}
+
+
 def _common(settings: Settings, allowed: str) -> dict[str, str]:
-    headers = {"Access-Control-Allow-Origin": allowed}
-    if allowed != "*":
-        headers["Vary"] = "Origin"  # the answer depends on the Origin: caches must key on it
-        if settings.cors_allow_credentials:
-            headers["Access-Control-Allow-Credentials"] = "true"
+    headers = {"Access-Control-Allow-Origin": allowed, **_vary(settings)}
+    if allowed != "*" and settings.cors_allow_credentials:
+        headers["Access-Control-Allow-Credentials"] = "true"
     return headers
 
 
@@ -54,10 +59,10 @@ def is_preflight(method: str, headers: Mapping[str, str]) -> bool:
 
 
 def preflight_headers(settings: Settings, headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers of a 204 answering a preflight ({} for a refused origin)."""
+    """The headers of a 204 answering a preflight (only Vary for a refused origin)."""
     allowed = _allowed(settings, headers.get("Origin"))
     if allowed is None:
-        return {}
+        return _vary(settings)
     return {
         **_common(settings, allowed),
         "Access-Control-Allow-Methods": ", ".join(ALLOW_METHODS),
@@ -67,10 +72,11 @@ def preflight_headers(settings: Settings, headers: Mapping[str, str]) -> dict[st
 
 
 def response_headers(settings: Settings, headers: Mapping[str, str]) -> dict[str, str]:
-    """The headers an actual (non-preflight) response adds ({} for a refused origin)."""
+    """The headers an actual (non-preflight) response adds (only Vary without an allowed
+    Origin: same-origin calls and refused origins)."""
     allowed = _allowed(settings, headers.get("Origin"))
     if allowed is None:
-        return {}
+        return _vary(settings)
     return {
         **_common(settings, allowed),
         "Access-Control-Expose-Headers": ", ".join(EXPOSE_HEADERS),

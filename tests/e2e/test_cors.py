@@ -60,6 +60,7 @@ def test_a_preflight_from_a_refused_origin_gets_no_cors_headers(
     answer = _preflight(anonymous, "buildings/b1/bookings", origin, "POST")
     assert answer.status_code == 204, answer.text  # as the Azure host's CORS middleware answers
     assert not [h for h in answer.headers if h.lower().startswith("access-control-")]
+    assert answer.headers["Vary"] == "Origin"  # a cache must not hand it to the allowed origin
 
 
 def test_an_actual_call_carries_allow_origin_and_exposed_headers(
@@ -78,7 +79,9 @@ def test_an_actual_call_carries_allow_origin_and_exposed_headers(
     assert refused.headers["Access-Control-Allow-Origin"] == portal_origin
     other = api.get(path, headers={"Origin": "https://evil.example"})
     assert other.status_code == 200 and "Access-Control-Allow-Origin" not in other.headers
-    assert "Access-Control-Allow-Origin" not in api.get(path).headers  # no Origin: same-origin
+    same_origin = api.get(path)  # no Origin: no CORS headers, but still Vary
+    assert "Access-Control-Allow-Origin" not in same_origin.headers
+    assert same_origin.headers["Vary"] == "Origin"
 
 
 @pytest.fixture

@@ -34,14 +34,16 @@ def test_a_listed_origin_gets_its_own_origin_back_and_others_nothing() -> None:
     assert actual["Access-Control-Allow-Origin"] == "http://localhost:5173"
     assert "ETag" in actual["Access-Control-Expose-Headers"]
     for other in ("https://portal.contoso.com.evil.example", "https://PORTAL.contoso.com/", "null"):
-        assert cors.preflight_headers(s, {**PREFLIGHT, "Origin": other}) == {}
+        # No CORS header, but the answer depends on the Origin, so caches must know.
+        assert cors.preflight_headers(s, {**PREFLIGHT, "Origin": other}) == {"Vary": "Origin"}
+    assert cors.response_headers(s, {}) == {"Vary": "Origin"}  # same-origin: no Origin sent
 
 
 def test_star_is_any_origin_without_credentials() -> None:
     s = settings(BB_CORS_ORIGINS="*")
     answer = cors.response_headers(s, {"Origin": "https://anyone.example"})
     assert answer["Access-Control-Allow-Origin"] == "*"
-    assert "Access-Control-Allow-Credentials" not in answer
+    assert "Access-Control-Allow-Credentials" not in answer and "Vary" not in answer
     with pytest.raises(SettingsError, match="BB_CORS_ALLOW_CREDENTIALS"):
         settings(BB_CORS_ORIGINS="*", BB_CORS_ALLOW_CREDENTIALS="true")
 
@@ -49,7 +51,7 @@ def test_star_is_any_origin_without_credentials() -> None:
 def test_credentials_only_for_listed_origins_when_asked() -> None:
     s = settings(BB_CORS_ORIGINS=PORTAL, BB_CORS_ALLOW_CREDENTIALS="true")
     assert cors.preflight_headers(s, PREFLIGHT)["Access-Control-Allow-Credentials"] == "true"
-    assert cors.response_headers(s, {"Origin": "https://other.example"}) == {}
+    assert cors.response_headers(s, {"Origin": "https://other.example"}) == {"Vary": "Origin"}
 
 
 @pytest.mark.parametrize("value", ["portal.contoso.com", "https://portal.contoso.com/app", "*, x"])
