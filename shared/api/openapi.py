@@ -14,6 +14,7 @@ from shared.core import etags
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
+UNAVAILABLE = {"$ref": "#/components/responses/Unavailable"}
 BODY_RULES = (
     "A JSON body nests at most 32 levels (400 naming `body`) and is at most 1 MiB "
     "(users:import 8 MiB; the Graph webhook 4 MiB) (413)."
@@ -210,6 +211,20 @@ COMPONENTS: dict[str, Any] = {
                 "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
             },
         },
+        "Unavailable": {
+            "description": "A dependency (Table Storage, Key Vault, Microsoft Graph, the identity "
+            "platform) failed; nothing was changed. A transient failure says when to retry",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds (Graph's own when it throttled us); absent when "
+                    "retrying will not help",
+                    "schema": {"type": "integer", "minimum": 0},
+                }
+            },
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
+        },
         "Unauthorized": {
             "description": "No valid bearer token (RFC 6750): problem details, and a challenge",
             "headers": {
@@ -308,7 +323,9 @@ def openapi_document() -> dict[str, Any]:
         }
         operation["security"] = [] if auth == "anonymous" else [{"bearer": []}]
         if auth != "anonymous":
-            operation.setdefault("responses", {}).update({"401": UNAUTHORIZED, "403": PROBLEM})
+            # Every authenticated route reads storage (and the token's signing keys): any may 503.
+            operation["responses"].update({"401": UNAUTHORIZED, "403": PROBLEM})
+            operation["responses"].setdefault("503", UNAVAILABLE)
         responses = operation.setdefault("responses", {})
         if operation.get("parameters"):  # every id and query value is checked: 400 naming it
             responses.setdefault("400", PROBLEM)
