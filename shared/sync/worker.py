@@ -286,8 +286,31 @@ def _free_busy_round(
     window, planned as a baseline; always polled, never subscribed, no deltaLink kept (so a
     reconnect with full access starts with a baseline)."""
     window = current_window(deps.now(), deps.config.window_days)
-    scope = deps.graph.for_calendar(connection, calendar)
-    items, requests = freebusy.schedule_items(scope, connection, calendar, window)
+    # The building's mapped calendars go to getSchedule in fixed groups of freebusy.BATCH (by
+    # resource id): a round asks for its whole group, and the group's other rounds, enqueued by
+    # the same poll tick, find their answers fresh (shared/sync/freebusy.py).
+    mapped = sorted(
+        (
+            c
+            for c in (
+                MappedCalendar.from_entity(e)
+                for e in tablestore.query_all(
+                    deps.tables(tablestore.RESOURCES), "PartitionKey eq @b",
+                    {"b": calendar.building_id},
+                )
+            )
+            if c is not None
+        ),
+        key=lambda c: c.resource_id,
+    )  # fmt: skip
+    at = next((n for n, c in enumerate(mapped) if c.resource_id == calendar.resource_id), 0)
+    group = mapped[at - at % freebusy.BATCH :][: freebusy.BATCH]
+    peers = [c for c in group if c.resource_id != calendar.resource_id]
+    scope = deps.graph.for_calendars(connection, [calendar, *peers])
+    items, requests = freebusy.schedule_items(
+        scope, connection, calendar, window, peers=peers,
+        fresh_seconds=deps.config.poll_min_seconds / 2,
+    )  # fmt: skip
     target = syncplan.Target(
         calendar.building_id, calendar.resource_id, calendar.mailbox, calendar.calendar_id
     )

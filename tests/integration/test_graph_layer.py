@@ -151,3 +151,50 @@ def test_a_permanent_503_ends_with_graph_error_in_bounded_time(
     assert raised.value.failure.status == 503 and raised.value.transient
     assert raised.value.failure.request_id
     assert len(waits) == 3 and sum(waits) <= 5  # within the client's own budget
+
+
+def test_free_busy_rounds_ask_getschedule_about_their_group_at_once(
+    emu: RunningEmulator, setup: Any
+) -> None:
+    """Issue 19: one getSchedule serves a group of free/busy calendars; the others' rounds reuse
+    the answer while it is fresh, and only status, start and end reach the items."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.graph.guard import DEFAULT_CALENDAR, MappedCalendar
+    from shared.sync import freebusy
+    from shared.sync.plan import Window
+
+    client, _ = graph(emu, setup)
+    _, _, connection, _ = setup
+    users = emu.seed["tenant"]["users"]
+    mailboxes = [users[n]["userPrincipalName"].lower() for n in ("boardroom4a", "huddle4b")]
+    calendars = [
+        MappedCalendar("b-graph", f"r{n}", connection.tenant_id, DEFAULT_CALENDAR, m, m, True)
+        for n, m in enumerate(mailboxes)
+    ]
+    start = (datetime.now(UTC) + timedelta(days=3)).replace(hour=9, minute=0, second=0,
+                                                            microsecond=0)  # fmt: skip
+    made = emu.control.post(
+        f"graph/users/{users['emma']['userPrincipalName']}/events",
+        json={"subject": "Secret plans",
+              "start": {"dateTime": start.strftime("%Y-%m-%dT%H:%M:%S"), "timeZone": "UTC"},
+              "end": {"dateTime": (start + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"),
+                      "timeZone": "UTC"},
+              "attendees": [{"emailAddress": {"address": mailboxes[1]}, "type": "resource"}]},
+    )  # fmt: skip
+    assert made.status_code < 300, made.text
+    scope = client.for_calendars(connection, calendars)
+    window = Window(start - timedelta(hours=1), start + timedelta(hours=2))
+    first, asked = freebusy.schedule_items(
+        scope, connection, calendars[0], window, peers=calendars[1:], fresh_seconds=60
+    )
+    assert asked == 1 and first == []  # the board room is free then
+    second, asked = freebusy.schedule_items(
+        scope, connection, calendars[1], window, peers=calendars[:1], fresh_seconds=60
+    )
+    assert asked == 0, "the huddle room's answer came with the board room's request"
+    (item,) = second
+    assert set(item) == {"id", "start", "end", "showAs"} and item["showAs"] == "busy"
+    # Not fresh any more (fresh_seconds 0): asked again.
+    _, asked = freebusy.schedule_items(scope, connection, calendars[1], window)
+    assert asked == 1
