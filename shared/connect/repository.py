@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from shared.connect.model import Expected, Flow
 from shared.core.connection import FULL_ACCESS, Account, Connection
 from shared.core.errors import NotFound, StorageError
-from shared.core.times import utc_z
 from shared.storage import tablestore
 from shared.webhooks import events as webhook_events
 
@@ -170,7 +169,7 @@ class ConnectionRepository:
 
     def all(self) -> Iterator[Connection]:
         try:
-            for entity in self._table().query_entities("RowKey eq 'current'"):
+            for entity in self._table().query_entities("RowKey eq @r", parameters={"r": "current"}):
                 yield _connection_from(entity)
         except Exception as exc:
             raise _storage_error("list connections", exc) from exc
@@ -233,12 +232,11 @@ class FlowRepository:
 
     def delete_expired(self, now: datetime) -> int:
         """Flows nobody completed (Table Storage has no TTL). Run by the keep-alive timer."""
-        stamp = utc_z(now)
         removed = 0
         try:
             table = self._table()
             for entity in table.query_entities(
-                f"expiresAt lt datetime'{stamp}'", select=["PartitionKey", "RowKey"]
+                "expiresAt lt @now", parameters={"now": now}, select=["PartitionKey", "RowKey"]
             ):  # a cross-partition scan, but a daily one over a table of minutes-old rows
                 table.delete_entity(entity["PartitionKey"], entity["RowKey"])
                 removed += 1

@@ -161,9 +161,9 @@ class AuditLog:
         try:
             table = self._table()
             for hour in hour_buckets(start, end):
-                pk = partition_key(building, hour).replace("'", "''")
                 entities = table.query_entities(
-                    f"PartitionKey eq '{pk}' and RowKey ge '{lo}' and RowKey le '{hi}~'"
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
+                    parameters={"pk": partition_key(building, hour), "lo": lo, "hi": hi + "~"},
                 )
                 for entity in entities:
                     found.append(_entry_from(entity))
