@@ -9,6 +9,7 @@ import azure.functions as func
 from functions import (
     admin,
     bookings,
+    buildings,
     checks,
     connect,
     console,
@@ -27,6 +28,7 @@ app = func.FunctionApp()
 
 for blueprint in (
     ops.bp,
+    buildings.bp,
     admin.bp,
     connect.bp,
     graph_webhook.bp,

@@ -25,10 +25,13 @@ import httpx
 
 from devstack.demo_check import go_live
 from devstack.procs import REPO_ROOT
+from devstack.stack import DEMO_BUILDING_BODY
 
 ENDPOINTS = REPO_ROOT / ".devstack" / "endpoints.json"
 SYNC_WAIT_S = 20.0
-TIME_ZONE = "Europe/Amsterdam"  # the demo building's resources (step 3): "tomorrow" is its day
+TIME_ZONE = DEMO_BUILDING_BODY[
+    "timeZone"
+]  # the building's and its resources' (step 3): "tomorrow" is its day
 DAY_HOURS = (7, 19)  # the demo books between 07:00 and 19:00 in the building's time zone
 MEETING = timedelta(hours=1)  # what the demo books, in the platform and in Outlook
 SEARCH_DAYS = 7  # tomorrow first; the days after once repeated runs have filled it up
@@ -151,8 +154,9 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
     )
     b = f"buildings/{building}"
 
-    step("1. Health of the local stack")
+    step("1. Health of the local stack, and the building (its name, time zone, business hours)")
     show("GET /api/health", check(api.get("health"), 200))
+    show(f"PUT /api/{b}", check(api.put(b, json=DEMO_BUILDING_BODY), 200, 201))
 
     step("2. Connect the building to Microsoft 365 (application consent by the tenant admin)")
     started = check(

@@ -23,6 +23,9 @@ from shared.core.settings import TIMER_SCHEDULES
 
 DEMO_SCENARIO = REPO_ROOT / "devstack" / "scenarios" / "demo.json"
 DEMO_BUILDING = "demo-building"
+# The demo building's entity (buildings are things since issue 20): created when the stack starts,
+# so the console and the tests find it; the demo's resources are in the same zone.
+DEMO_BUILDING_BODY = {"name": "Demo HQ", "timeZone": "Europe/Amsterdam", "address": "Demo Street 1"}
 
 
 @dataclass
@@ -146,6 +149,18 @@ def seed_app_secret(emulator: Any) -> None:
         client.set_secret(CLIENT_SECRET_NAME, app["clientSecret"], content_type="client-secret")
 
 
+def seed_demo_building(connection_string: str) -> None:
+    """The demo building, unless it exists (a persistent `make run` keeps what was changed)."""
+    from azure.data.tables import TableServiceClient
+
+    from shared.directory.buildings import Buildings
+
+    with TableServiceClient.from_connection_string(connection_string) as service:
+        buildings = Buildings(service.create_table_if_not_exists)
+        if buildings.find(DEMO_BUILDING) is None:
+            buildings.put(DEMO_BUILDING, DEMO_BUILDING_BODY)
+
+
 def endpoints_document(
     stack_settings: dict[str, str], emulator: Any, azurite: Azurite
 ) -> dict[str, Any]:
@@ -228,6 +243,7 @@ def start_stack(
             spa_redirect_uris={"bookingbridge": [f"{base}/console/"]},
         )
         seed_app_secret(emulator)
+        seed_demo_building(azurite.connection_string)
         settings = app_settings(azurite, emulator, f"http://127.0.0.1:{port}/api")
         settings.update(extra_settings or {})
         settings_file = state_dir / "local.settings.json"

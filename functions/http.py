@@ -142,16 +142,28 @@ def with_cors(req: func.HttpRequest, response: func.HttpResponse) -> func.HttpRe
     return response
 
 
-def caller_for(req: func.HttpRequest, building_id: str | None = None) -> Caller:
-    """Authenticate the bearer token; with a building, also require that the caller may reach it.
+def caller_for(
+    req: func.HttpRequest, building_id: str | None = None, *, must_exist: bool = True
+) -> Caller:
+    """Check a request in the order every authenticated route needs, before anything is read:
 
-    Every non-anonymous route calls this first: 401 without a valid token, 403 for another building.
+    1. the bearer token: 401; with a building, that the caller may reach it: 403 (first, so a
+       caller without access learns nothing, not even which ids are well-formed);
+    2. every id of the route (shared/core/validate.py `check_route`): 400 naming each bad one,
+       before any storage call;
+    3. with a building (unless `must_exist` is False: its own routes), that it exists: 404
+       `building_not_found`. Only after 1, so a 404 never tells a caller about buildings it may
+       not reach.
     """
     from shared import wiring
+    from shared.core.validate import check_route
 
     caller = wiring.token_validator().caller(req.headers.get("Authorization"))
     if building_id is not None:
         caller.require_building(building_id)
+    check_route(req.route_params)
+    if building_id is not None and must_exist:
+        wiring.buildings().require(building_id)
     return caller
 
 

@@ -39,6 +39,7 @@ from shared.connect.service import ConnectDeps, mark_mappings_not_synced
 from shared.connect.tokens import Identity, TokenProvider, TokenResult
 from shared.core.connection import Connection
 from shared.core.settings import Settings, get_settings
+from shared.directory.buildings import Buildings
 from shared.graph.audit import AUDIT_TABLE, AuditLog
 from shared.graph.client import GraphClient
 from shared.graph.guard import CalendarGuard
@@ -225,6 +226,12 @@ def directory_tables(settings: Settings) -> TableSource:
     """The tables of the directory (resources, companies, users, building settings), one cached
     client per table."""
     return clients.table
+
+
+@per_settings
+def buildings(settings: Settings) -> Buildings:
+    """The buildings (its cache of buildings known to exist lives inside: kept across invocations)."""
+    return Buildings(clients.table)
 
 
 @per_settings

@@ -20,18 +20,28 @@ BODY_RULES = (
     "(users:import 8 MiB; the Graph webhook 4 MiB) (413)."
 )
 
+# Routes below one building: 404 `building_not_found` for a building that does not exist (after
+# 401/403: functions/http.py `caller_for`).
+BUILDING_SCOPED = "/buildings/{building}/"
+
 # (method, path relative to /api, summary, auth: "anonymous" | "bearer", extra operation fields)
 Operation = tuple[str, str, str, str, dict[str, Any]]
 
 # Helpers every surface's description uses (shared/api/apispec/*.py).
-ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"}
+# Not only dots ("." and ".." would be other paths once a URL is normalised).
+ID_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^(?!\\.+$)[A-Za-z0-9._-]{1,64}$"}
 EMAIL_SCHEMA: dict[str, Any] = {"type": "string", "format": "email", "maxLength": 254}
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
 TIME_SCHEMA: dict[str, Any] = {"type": "string", "format": "date-time"}
 NULLABLE_TIME: dict[str, Any] = {**TIME_SCHEMA, **NULLABLE_STRING}
-_ID_TEXT = "(1–64 of A-Z a-z 0-9 . _ -)"
+_ID_TEXT = "(1–64 of A-Z a-z 0-9 . _ -, not only dots)"
 PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
-    "building": (f"Building id {_ID_TEXT}", ID_SCHEMA),
+    "building": (
+        f"Building id {_ID_TEXT}. Below /buildings/{{building}}/, a building that does not exist "
+        "is a 404 `building_not_found`, checked after authorisation: a caller who may not reach "
+        "a building gets 403 whether or not it exists.",
+        ID_SCHEMA,
+    ),
     "resource": (f"Resource id {_ID_TEXT}", ID_SCHEMA),
     "company": (f"Company id {_ID_TEXT}", ID_SCHEMA),
     "booking": ("Booking id (as returned by POST)", ID_SCHEMA),
@@ -161,6 +171,7 @@ def _add_links(paths: dict[str, dict[str, Any]], links: list[Link]) -> None:
 # so features add routes without editing a shared list.
 SURFACES = (
     "ops",
+    "buildings",
     "admin",
     "connect",
     "graph",
@@ -329,6 +340,8 @@ def openapi_document() -> dict[str, Any]:
         responses = operation.setdefault("responses", {})
         if operation.get("parameters"):  # every id and query value is checked: 400 naming it
             responses.setdefault("400", PROBLEM)
+        if auth != "anonymous" and path.startswith(BUILDING_SCOPED):
+            responses.setdefault("404", PROBLEM)  # building_not_found (after 401/403)
         if "requestBody" in operation:  # every body is read by shared/core/jsonbody.py's rules
             responses.setdefault("400", PROBLEM)
             responses.setdefault("413", PROBLEM)

@@ -137,3 +137,35 @@ def check_building(building_id: str) -> str:
     """A building id from the route (it is a PartitionKey everywhere), or 400."""
     check_path(building=building_id)
     return building_id
+
+
+# Every path parameter of the API, by its name in the route templates, and the field a 400 names
+# (the services' own names for them). All are platform or server ids (`valid_id`) except `email`.
+ROUTE_IDS: dict[str, str] = {
+    "building": "building",
+    "resource": "resourceId",
+    "company": "companyId",
+    "booking": "bookingId",
+    "check": "checkId",
+    "webhook": "webhookId",
+    "delivery": "deliveryId",
+    "email": "email",
+}
+
+
+def check_route(params: Mapping[str, str]) -> None:
+    """Every id of a request's route, or one 400 naming each bad one: the one check every
+    authenticated route runs (functions/http.py `caller_for`) before any storage call.
+
+    A parameter this table does not know is refused too: a new route must say what its ids are.
+    """
+    checker = Checker()
+    for name, value in params.items():
+        field = ROUTE_IDS.get(name)
+        if field is None:
+            checker.add(name, "is not a known path parameter")
+        elif name == "email":
+            checker.email(field, value)
+        else:
+            checker.path_id(field, value)
+    checker.done()

@@ -67,6 +67,7 @@ BUSY = "busy"
 SUBSCRIPTIONS = "subscriptions"
 DELTA_STATE = "deltastate"
 AUDIT = "audit"
+BUILDINGS = "buildings"
 
 Entity = dict[str, Any]
 TableSource = Callable[[str], TableClient]
@@ -292,7 +293,11 @@ def query_all(
 
 
 def query_first(
-    table: TableClient, query_filter: str, parameters: Mapping[str, Any]
+    table: TableClient,
+    query_filter: str,
+    parameters: Mapping[str, Any],
+    *,
+    select: Sequence[str] = ("RowKey",),
 ) -> Entity | None:
     """The first entity matching a filter, or None ("is there any ...?").
 
@@ -300,7 +305,7 @@ def query_first(
     """
     with storage_errors(f"query {table.table_name}"):
         found = table.query_entities(
-            query_filter, parameters=dict(parameters), select=["RowKey"], results_per_page=1
+            query_filter, parameters=dict(parameters), select=list(select), results_per_page=1
         )
         return next(iter(found), None)
 

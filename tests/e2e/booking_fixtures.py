@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack, start_stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import client_token, functions_client
 from tests.e2e.connect_fixtures import drive_authorize, fresh_tenant, query_of
 
@@ -80,6 +81,7 @@ def connect_application(
 ) -> None:  # fmt: skip
     """Connect a building in application mode: the tenant's admin grants admin consent."""
     admin = tenant["users"]["admin"]
+    ensure_building(api, building)
     response = api.post(
         f"buildings/{building}/connection",
         json={"mode": "application", "tenant": tenant["domain"],
@@ -137,6 +139,7 @@ def booked_building(
 ) -> Booked:  # fmt: skip
     tenant = fresh_tenant(stack)
     building = f"b-{uuid.uuid4().hex[:10]}"
+    ensure_building(api, building, time_zone)
     connect_application(stack, api, anon, browser, building, tenant)
     resources, calendars = map_rooms(api, building, tenant, time_zone=time_zone)
     return Booked(building, tenant, resources, calendars)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from devstack.stack import DEMO_SCENARIO, Stack, start_stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import client_token, functions_client
 
 
@@ -61,8 +62,10 @@ def browser(cendpoints: dict[str, Any]) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def building() -> str:
-    return f"b-{uuid.uuid4().hex[:10]}"
+def building(capi: httpx.Client) -> str:
+    created = f"b-{uuid.uuid4().hex[:10]}"
+    ensure_building(capi, created)
+    return created
 
 
 @pytest.fixture
@@ -167,6 +170,7 @@ def connect_application(
         body["loginHint"] = login_hint
     elif username:  # a service names the account that is to sign in (issue 21)
         body["expectedAccount"] = username
+    ensure_building(api, building)
     started = api.post(f"buildings/{building}/connection", json=body)
     assert started.status_code == 200, started.text
     callback = drive_authorize(

@@ -23,6 +23,7 @@ import pytest
 
 from devstack.stack import Stack, start_stack
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import client_token, functions_client, user_token
 from tests.e2e.sync_fixtures import SYNC_SETTINGS
 
@@ -98,8 +99,10 @@ def anonymous_api(console_stack: Stack) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def building() -> str:
-    return f"cb-{uuid.uuid4().hex[:10]}"
+def building(portal_api: httpx.Client) -> str:
+    created = f"cb-{uuid.uuid4().hex[:10]}"
+    ensure_building(portal_api, created, "Europe/Amsterdam")
+    return created
 
 
 # ---------------------------------------------------------------- people

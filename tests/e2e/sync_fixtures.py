@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from devstack.stack import Stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.connect_fixtures import connect_application, query_of
 
 # ---------------------------------------------------------------- building set-up (through the API)
@@ -57,8 +58,13 @@ def map_room(api: httpx.Client, building: str, resource: str, room_mailbox: str)
     return dict(mapped.json())
 
 
-def new_building(prefix: str = "wh") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+def new_building(prefix: str = "wh", api: httpx.Client | None = None) -> str:
+    """A fresh building id; with `api`, the building is created too (connect helpers create
+    theirs themselves)."""
+    building = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    if api is not None:
+        ensure_building(api, building)
+    return building
 
 
 # ---------------------------------------------------------------- shared/ in the test process
@@ -173,6 +179,7 @@ def connect_building_delegated(
     from tests.e2e.connect_fixtures import drive_authorize
 
     endpoints = stack.endpoints
+    ensure_building(api, building)
     started = api.post(
         f"buildings/{building}/connection",
         json={"mode": "delegated", "returnUrl": endpoints["returnUrl"], "loginHint": upn},

@@ -20,6 +20,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.e2e.booking_fixtures import Booked, booked_building
+from tests.e2e.building_fixtures import ensure_building
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -142,6 +143,7 @@ def test_a_patch_obeys_the_same_rules(api: httpx.Client, bb: Booked) -> None:
 @pytest.fixture(scope="module")
 def company_building(api: httpx.Client) -> str:
     building = f"b-{uuid.uuid4().hex[:10]}"
+    ensure_building(api, building)
     put = api.put(
         f"buildings/{building}/companies/contoso",
         json={"name": "Contoso", "domains": ["contoso.com"]},

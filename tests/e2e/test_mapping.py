@@ -29,6 +29,7 @@ import httpx
 import pytest
 
 from devstack.stack import DEMO_SCENARIO, Stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.connect_fixtures import (  # noqa: F401 - fixtures
     admin_token_for,
     browser,
@@ -59,6 +60,7 @@ def connect_delegated(
     building: str, login_hint: str,
 ) -> None:  # fmt: skip
     body = {"mode": "delegated", "returnUrl": stack.endpoints["returnUrl"], "loginHint": login_hint}
+    ensure_building(capi, building)
     started = capi.post(f"buildings/{building}/connection", json=body)
     assert started.status_code == 200, started.text
     callback = drive_authorize(
@@ -138,6 +140,7 @@ def world(
 
     scoped = scoped_tenant(cstack)
     scoped_building = new_building("map-s")
+    ensure_building(capi, scoped_building)
     from shared import wiring
     from shared.core.connection import Connection
 
@@ -401,6 +404,7 @@ def test_not_connected_and_reauth_required(
     cstack: Stack, capi: httpx.Client, canon: httpx.Client, browser: httpx.Client, world: World
 ) -> None:
     lonely = new_building("map-n")
+    ensure_building(capi, lonely)
     put_resource(capi, lonely, "r1")
     problem(capi.get(f"buildings/{lonely}/calendars"), 422, "not_connected")
     problem(capi.get(f"buildings/{lonely}/roomlists"), 422, "not_connected")

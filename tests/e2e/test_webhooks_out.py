@@ -84,7 +84,7 @@ def delivery(api: httpx.Client, building: str, webhook: str, delivery_id: str) -
 
 
 def test_a_url_to_a_private_address_is_refused_with_422(wapi: httpx.Client) -> None:
-    building = new_building("whp")
+    building = new_building("whp", wapi)
     for url in (
         "https://10.1.2.3/hook",
         "https://169.254.169.254/latest/meta-data",
@@ -99,7 +99,7 @@ def test_a_url_to_a_private_address_is_refused_with_422(wapi: httpx.Client) -> N
 
 
 def test_the_secret_is_shown_once_and_crud_works(wapi: httpx.Client, receiver: Receiver) -> None:
-    building = new_building("whc")
+    building = new_building("whc", wapi)
     made = create(wapi, building, receiver.url, events=["booking.failed"], description="Portal")
     assert made["secret"].startswith("whsec_") and made["status"] == "active"
     one = wapi.get(f"buildings/{building}/webhooks/{made['id']}")
@@ -120,7 +120,7 @@ def test_the_secret_is_shown_once_and_crud_works(wapi: httpx.Client, receiver: R
 def test_an_event_reaches_the_receiver_signed_within_3_s(
     wapi: httpx.Client, receiver: Receiver
 ) -> None:
-    building = new_building("whs")
+    building = new_building("whs", wapi)
     made = create(wapi, building, receiver.url)
     receiver.secrets["current"] = made["secret"]
     started = time.time()
@@ -140,7 +140,7 @@ def test_an_event_reaches_the_receiver_signed_within_3_s(
 def test_500_then_200_delivers_again_with_the_same_webhook_id(
     wapi: httpx.Client, receiver: Receiver
 ) -> None:
-    building = new_building("whr")
+    building = new_building("whr", wapi)
     made = create(wapi, building, receiver.url)
     receiver.secrets["s"] = made["secret"]
     receiver.script[:] = [500, 503, 200]
@@ -157,7 +157,7 @@ def test_500_then_200_delivers_again_with_the_same_webhook_id(
 
 
 def test_400_is_not_retried(wapi: httpx.Client, receiver: Receiver) -> None:
-    building = new_building("whn")
+    building = new_building("whn", wapi)
     made = create(wapi, building, receiver.url)
     receiver.secrets["s"] = made["secret"]
     receiver.default = 400
@@ -176,7 +176,7 @@ def test_400_is_not_retried(wapi: httpx.Client, receiver: Receiver) -> None:
 
 
 def test_a_receiver_down_gets_everything_once_it_is_back(wapi: httpx.Client) -> None:
-    building = new_building("whd")
+    building = new_building("whd", wapi)
     port = free_port()
     down = Receiver(port=port)
     made = create(wapi, building, down.url)
@@ -200,7 +200,7 @@ def test_a_receiver_down_gets_everything_once_it_is_back(wapi: httpx.Client) -> 
 def test_rotation_signs_with_both_during_grace_then_only_the_new(
     wapi: httpx.Client, receiver: Receiver
 ) -> None:
-    building = new_building("whk")
+    building = new_building("whk", wapi)
     made = create(wapi, building, receiver.url)
     receiver.secrets["old"] = made["secret"]
     rotated = wapi.post(f"buildings/{building}/webhooks/{made['id']}:rotate",
@@ -226,7 +226,7 @@ def test_rotation_signs_with_both_during_grace_then_only_the_new(
 def test_a_forged_or_replayed_delivery_is_rejected_by_the_library(
     wapi: httpx.Client, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    building = new_building("whf")
+    building = new_building("whf", wapi)
     made = create(wapi, building, receiver.url)
     receiver.secrets["s"] = made["secret"]
     ping(wapi, building, made["id"])
@@ -252,7 +252,7 @@ def test_a_forged_or_replayed_delivery_is_rejected_by_the_library(
 
 
 def test_redelivery_sends_the_same_event_again(wapi: httpx.Client, receiver: Receiver) -> None:
-    building = new_building("whx")
+    building = new_building("whx", wapi)
     made = create(wapi, building, receiver.url)
     receiver.secrets["s"] = made["secret"]
     sent = ping(wapi, building, made["id"])
@@ -299,7 +299,7 @@ def connected(wstack: Stack, wapi: httpx.Client) -> dict[str, Any]:
     )
 
     users = wstack.emulator.seed["tenant"]["users"]
-    building = new_building("whb")
+    building = new_building("whb", wapi)
     domain = wstack.endpoints["tenantDomain"]
     assert wapi.put(f"buildings/{building}/companies/contoso",
                     json={"name": "Contoso", "domains": [domain]}).status_code in (200, 201)  # fmt: skip
@@ -497,7 +497,7 @@ def test_a_connection_needing_reauth_and_its_reconnect_are_reported(
 
     users = wstack.emulator.seed["tenant"]["users"]
     olivia = users["olivia"]
-    building = new_building("whq")
+    building = new_building("whq", wapi)
     made = create(wapi, building, receiver.url, events=["connection.reauth_required",
                   "connection.restored"])  # fmt: skip
     receiver.secrets["s"] = made["secret"]
