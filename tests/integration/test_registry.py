@@ -20,8 +20,8 @@ from azure.data.tables import TableClient, UpdateMode
 from functions import admin
 from shared.core.errors import Conflict, StorageError
 from shared.directory import companies, people, registry
-from shared.directory.buildings import Buildings
 from shared.directory.attribution import attribute
+from shared.directory.buildings import Buildings
 from shared.storage import clients, tablestore
 from tests.integration import auth_fixtures
 from tests.integration.auth_fixtures import ApiTokens
