@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import functions_client
 from tests.e2e.connect_fixtures import (  # noqa: F401 - fixtures
     admin_token_for,
@@ -358,6 +359,7 @@ def test_a_state_completes_only_its_own_building_and_mode(
     demo_admin: str,
 ) -> None:  # fmt: skip
     other = building + "-other"
+    ensure_building(capi, other)
     callback = delegated_callback(cstack, capi, browser, building, demo_admin)
     q = query_of(callback)
     # A delegated state on the admin-consent endpoint (mode confusion) is refused and consumed.
