@@ -7,7 +7,7 @@ import type { ConsoleConfig } from "./config";
 import { h, replace } from "./dom";
 import { BUILDING_PAGES, PAGE_TITLES, buildingHref, isRouteHash, parseRoute, routeTitle, type Route } from "./router";
 import { buildingZone } from "./time";
-import type { Resource } from "./types";
+import type { Building, Resource } from "./types";
 import { alertBox, errorMessage, pageHeading } from "./ui";
 import { renderAudit } from "./pages/audit";
 import { renderBookings } from "./pages/bookings";
@@ -62,6 +62,7 @@ export class App {
   private controller = new AbortController();
   private cleanups: (() => void)[] = [];
   private resourceCache = new Map<string, { at: number; resources: Resource[] }>();
+  private buildingCache = new Map<string, { at: number; building: Building }>();
   private lastRoute = "";
 
   constructor(
@@ -108,7 +109,16 @@ export class App {
     else location.hash = hash;
   }
 
-  /** Resources of a building (for its time zone and names), cached briefly. */
+  /** The building itself (its name and time zone), cached briefly. */
+  async building(building: string, signal?: AbortSignal): Promise<Building> {
+    const hit = this.buildingCache.get(building);
+    if (hit && Date.now() - hit.at < 30_000) return hit.building;
+    const found = await this.api.get<Building>(`/buildings/${seg(building)}`, signal ? { signal } : {});
+    this.buildingCache.set(building, { at: Date.now(), building: found });
+    return found;
+  }
+
+  /** Resources of a building (for their names, and the zone if the building states none), cached briefly. */
   async resources(building: string, signal?: AbortSignal, fresh = false): Promise<Resource[]> {
     const hit = this.resourceCache.get(building);
     if (!fresh && hit && Date.now() - hit.at < 30_000) return hit.resources;
@@ -242,6 +252,22 @@ export class App {
       );
       return;
     }
+    let info: Building | null = null;
+    try {
+      info = await this.building(route.building, signal);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        replace(
+          this.main,
+          pageHeading("Building not found"),
+          h("p", null, `Building ${route.building} is not set up in BookingBridge yet. Ask the operator to create it.`),
+          h("p", null, h("a", { href: "#/buildings" }, "See the buildings you manage.")),
+        );
+        return;
+      }
+      if (!(err instanceof ApiError) || err.status === 401 || err.status === 403) throw err;
+    }
+    if (signal.aborted) return;
     let resources: Resource[] = [];
     try {
       resources = await this.resources(route.building, signal);
@@ -256,7 +282,7 @@ export class App {
       config: this.config,
       building: route.building,
       query: route.query,
-      zone: buildingZone(resources),
+      zone: buildingZone(info, resources),
       resources,
       signal,
       announce: (m) => this.announce(m),

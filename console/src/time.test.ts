@@ -63,9 +63,11 @@ describe("time zones", () => {
     expect(formatDuration(null)).toBe("n/a");
   });
 
-  it("picks the zone most resources use", () => {
-    expect(buildingZone([{ timeZone: AMS }, { timeZone: "UTC" }, { timeZone: AMS }])).toBe(AMS);
-    expect(buildingZone([], "UTC")).toBe("UTC");
-    expect(buildingZone([{ timeZone: "Not/AZone" }], "UTC")).toBe("UTC");
+  it("takes the building's own zone, else the one most resources use", () => {
+    expect(buildingZone({ timeZone: "Asia/Tokyo" }, [{ timeZone: AMS }])).toBe("Asia/Tokyo");
+    expect(buildingZone(null, [{ timeZone: AMS }, { timeZone: "UTC" }, { timeZone: AMS }])).toBe(AMS);
+    expect(buildingZone({ timeZone: "Not/AZone" }, [{ timeZone: AMS }])).toBe(AMS);
+    expect(buildingZone(null, [], "UTC")).toBe("UTC");
+    expect(buildingZone(null, [{ timeZone: "Not/AZone" }], "UTC")).toBe("UTC");
   });
 });

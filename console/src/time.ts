@@ -119,8 +119,14 @@ export function formatDuration(seconds: number | null | undefined): string {
   return h < 48 ? `${h} h${min ? ` ${min} min` : ""}` : `${Math.floor(h / 24)} days`;
 }
 
-/** The building's zone: the one most of its resources use; else the browser's. */
-export function buildingZone(resources: { timeZone?: string | null }[], fallback?: string): string {
+/** The building's zone: the one the building states (GET /buildings/{b}); else the one most of its
+ * resources use; else the browser's. */
+export function buildingZone(
+  building: { timeZone?: string | null } | null,
+  resources: { timeZone?: string | null }[],
+  fallback?: string,
+): string {
+  if (building?.timeZone && isValidZone(building.timeZone)) return building.timeZone;
   const counts = new Map<string, number>();
   for (const r of resources) if (r.timeZone && isValidZone(r.timeZone)) counts.set(r.timeZone, (counts.get(r.timeZone) ?? 0) + 1);
   let best: string | null = null;

@@ -8,6 +8,25 @@ export interface SyncInfo {
   lagSeconds: number | null;
 }
 
+export interface Interval {
+  start: string;
+  end: string;
+}
+
+/** GET /buildings/{b} (issue 20): the building's own zone is the one every page shows times in. */
+export interface Building {
+  id: string;
+  name: string;
+  timeZone: string;
+  businessHours: Record<string, Interval[]>;
+  address: string | null;
+}
+
+export interface BuildingList {
+  value: Building[];
+  nextLink: string | null;
+}
+
 export interface Resource {
   id: string;
   name: string;

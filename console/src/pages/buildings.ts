@@ -5,7 +5,7 @@ import { seg } from "../api";
 import type { App } from "../app";
 import { h, replace } from "../dom";
 import { buildingHref } from "../router";
-import type { Connection } from "../types";
+import type { BuildingList, Connection } from "../types";
 import { pageHeading } from "../ui";
 
 const CONNECTION_WORDS: Record<Connection["status"], string> = {
@@ -45,10 +45,12 @@ export async function renderBuildings(app: App, main: HTMLElement, signal: Abort
   }
   const items = buildings.map((b) => {
     const state = h("span", { class: "conn-state", "data-connection": "loading" }, "Checking the connection…");
+    const name = h("p", { class: "building-name" });
     const li = h(
       "li",
       { class: "card building-card", "data-building": b },
       h("h2", null, h("a", { href: buildingHref(b, "m365") }, b)),
+      name,
       state,
       h(
         "p",
@@ -60,7 +62,7 @@ export async function renderBuildings(app: App, main: HTMLElement, signal: Abort
         h("a", { href: buildingHref(b, "health"), "aria-label": `Sync health of ${b}` }, "Sync health"),
       ),
     );
-    return { b, li, state };
+    return { b, li, state, name };
   });
   replace(
     main,
@@ -68,8 +70,23 @@ export async function renderBuildings(app: App, main: HTMLElement, signal: Abort
     h("p", null, `You manage ${buildings.length === 1 ? "one building" : `${buildings.length} buildings`}.`),
     h("ul", { class: "cards", "aria-label": "Your buildings" }, ...items.map((i) => i.li)),
   );
-  await Promise.all(
-    items.map(async ({ b, state }) => {
+  const named = (async () => {
+    // GET /buildings: the buildings of the claim that exist, with their names and zones.
+    try {
+      const listed = await app.api.get<BuildingList>("/buildings", { signal });
+      const byId = new Map(listed.value.map((x) => [x.id, x]));
+      for (const { b, name } of items) {
+        const found = byId.get(b);
+        name.textContent = found ? `${found.name} · ${found.timeZone}` : "Not set up in BookingBridge yet";
+        name.dataset["exists"] = found ? "true" : "false";
+      }
+    } catch {
+      // Names are a nicety here; each card still says its connection state.
+    }
+  })();
+  await Promise.all([
+    named,
+    ...items.map(async ({ b, state }) => {
       try {
         const c = await app.api.get<Connection>(`/buildings/${seg(b)}/connection`, { signal });
         state.textContent = CONNECTION_WORDS[c.status] ?? c.status;
@@ -80,5 +97,5 @@ export async function renderBuildings(app: App, main: HTMLElement, signal: Abort
         state.dataset["connection"] = "unknown";
       }
     }),
-  );
+  ]);
 }
