@@ -73,6 +73,7 @@ def burst_phase(stack: object, building: str, count: int) -> str:
 
 
 def main() -> int:
+    from tests.e2e.building_fixtures import ensure_building
     from tests.e2e.conftest import client_token, functions_client
     from tests.e2e.webhook_fixtures import WEBHOOK_SETTINGS, Receiver
 
@@ -87,6 +88,7 @@ def main() -> int:
         functions_client(stack.endpoints, client_token(stack.endpoints)) as api,
     ):
         building = "bench-webhooks"
+        ensure_building(api, building)
         made = api.post(f"buildings/{building}/webhooks", json={"url": receiver.url})
         assert made.status_code == 201, made.text
         webhook = made.json()["id"]

@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack, start_stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import client_token, functions_client
 from tests.e2e.sync_fixtures import (
     SYNC_SETTINGS,
@@ -98,6 +99,7 @@ def world(sstack: Stack, sapi: httpx.Client, sanon: httpx.Client, env: None) -> 
     # An event that exists before the room is mapped: the first (baseline) round must find it.
     outlook(sstack, "POST", f"users/{room_mail}/events", json=_event("Before mapping", day, 7))
     for building in (app, delegated):
+        ensure_building(sapi, building)
         assert sapi.put(f"buildings/{building}/companies/contoso",
                         json={"name": "Contoso", "domains": [domain]}).status_code in (200, 201)  # fmt: skip
         emma = users["emma"]["mail"]
