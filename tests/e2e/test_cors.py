@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.building_fixtures import ensure_building
 
 ROOM = {"name": "Room", "kind": "room", "timeZone": "Europe/Amsterdam"}
 
@@ -67,6 +68,7 @@ def test_an_actual_call_carries_allow_origin_and_exposed_headers(
     api: httpx.Client, portal_origin: str
 ) -> None:
     building = f"cors-{uuid.uuid4().hex[:10]}"
+    ensure_building(api, building)
     path = f"buildings/{building}/resources/r1"
     put = api.put(path, json=ROOM, headers={"Origin": portal_origin})
     assert put.status_code == 201, put.text
@@ -122,6 +124,7 @@ def test_a_browser_page_on_the_portal_origin_calls_the_api(
     from playwright.sync_api import sync_playwright
 
     building = f"cors-{uuid.uuid4().hex[:10]}"
+    ensure_building(api, building)
     path = f"buildings/{building}/resources/r1"
     etag = api.put(path, json=ROOM).headers["ETag"]
     base = endpoints["functionsBaseUrl"]

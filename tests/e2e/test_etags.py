@@ -15,13 +15,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import functions_client
 
 ROOM = {"name": "Room", "kind": "room", "timeZone": "Europe/Amsterdam"}
 
 
-def _building() -> str:
-    return f"etag-{uuid.uuid4().hex[:10]}"
+def _building(api: httpx.Client) -> str:
+    building = f"etag-{uuid.uuid4().hex[:10]}"
+    ensure_building(api, building)
+    return building
 
 
 def _precondition_failed(response: httpx.Response) -> None:
@@ -37,7 +40,7 @@ def _opaque(etag: str) -> str:
 
 
 def test_resource_etag_if_match_and_412(api: httpx.Client) -> None:
-    b = _building()
+    b = _building(api)
     path = f"buildings/{b}/resources/r1"
     # If-Match on something that does not exist: 412, and nothing is created.
     _precondition_failed(api.put(path, json=ROOM, headers={"If-Match": "*"}))
@@ -77,9 +80,9 @@ def test_resource_etag_if_match_and_412(api: httpx.Client) -> None:
 def test_concurrent_writers_with_one_etag_exactly_one_wins(
     endpoints: dict[str, Any], portal_token: str
 ) -> None:
-    b = _building()
-    path = f"buildings/{b}/resources/r1"
     with functions_client(endpoints, portal_token) as api:
+        b = _building(api)
+        path = f"buildings/{b}/resources/r1"
         etag = api.put(path, json=ROOM).headers["ETag"]
 
     def write(i: int) -> int:
@@ -95,7 +98,7 @@ def test_concurrent_writers_with_one_etag_exactly_one_wins(
 
 
 def test_settings_etag_if_match(api: httpx.Client) -> None:
-    b = _building()
+    b = _building(api)
     path = f"buildings/{b}/settings"
     never = api.get(path)
     assert never.status_code == 200 and "ETag" not in never.headers  # defaults have no version
@@ -116,7 +119,7 @@ def test_settings_etag_if_match(api: httpx.Client) -> None:
 
 @pytest.mark.parametrize("value", ['W/"x"', '"a" "b"', '"a",', "**"])
 def test_if_match_that_cannot_match_or_parse(api: httpx.Client, value: str) -> None:
-    b = _building()
+    b = _building(api)
     path = f"buildings/{b}/resources/r1"
     etag = api.put(path, json=ROOM).headers["ETag"]
     response = api.put(path, json=ROOM, headers={"If-Match": value})
