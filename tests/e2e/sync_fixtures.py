@@ -58,12 +58,12 @@ def map_room(api: httpx.Client, building: str, resource: str, room_mailbox: str)
     return dict(mapped.json())
 
 
-def new_building(prefix: str = "wh", api: httpx.Client | None = None) -> str:
-    """A fresh building id; with `api`, the building is created too (connect helpers create
-    theirs themselves)."""
+def new_building(prefix: str = "wh", api: httpx.Client | None = None, tz: str = "UTC") -> str:
+    """A fresh building id; with `api`, the building is created too, in zone `tz` (the connect
+    helpers create theirs themselves, in UTC, unless it exists)."""
     building = f"{prefix}-{uuid.uuid4().hex[:10]}"
     if api is not None:
-        ensure_building(api, building)
+        ensure_building(api, building, tz)
     return building
 
 

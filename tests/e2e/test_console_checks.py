@@ -47,7 +47,7 @@ def connected_building_with_room(
     stack: Stack, api: httpx.Client, anonymous: httpx.Client, prefix: str, room: str, rid: str
 ) -> str:
     """A new building connected in application mode with the demo room `room` mapped as `rid`."""
-    building = new_building(prefix)
+    building = new_building(prefix, api, "Europe/Amsterdam")  # the rooms' zone, shown on the page
     connect_building_application(stack, api, anonymous, building)
     map_room(api, building, rid, demo_user(stack, room)["userPrincipalName"].lower())
     wait_synced(api, building, rid)

@@ -80,7 +80,7 @@ def delegated_building(
         console_stack, "POST", f"users/{room['userPrincipalName']}/calendars/default/share",
         json={"with": admin["userPrincipalName"], "role": "write"},
     )  # fmt: skip
-    building = new_building("cd")
+    building = new_building("cd", portal_api, ZONE)
     connect_building_delegated(
         console_stack, portal_api, anonymous_api, building, admin["userPrincipalName"]
     )
@@ -91,7 +91,7 @@ def delegated_building(
 def application_building(
     console_stack: Stack, portal_api: httpx.Client, anonymous_api: httpx.Client
 ) -> str:
-    building = new_building("ca")
+    building = new_building("ca", portal_api, ZONE)
     connect_building_application(console_stack, portal_api, anonymous_api, building)
     return building
 
@@ -326,7 +326,7 @@ def _z(day: date, hour: int) -> str:
 def test_an_outlook_booking_appears_on_the_timeline_within_5_s_without_a_reload(
     page: Any, console_stack: Stack, portal_api: httpx.Client, anonymous_api: httpx.Client
 ) -> None:
-    b = new_building("ct")
+    b = new_building("ct", portal_api, ZONE)
     connect_building_application(console_stack, portal_api, anonymous_api, b)
     room = demo_user(console_stack, "focus3c")["userPrincipalName"].lower()
     emma = demo_user(console_stack, "emma")["userPrincipalName"]
