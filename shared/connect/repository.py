@@ -97,7 +97,7 @@ class ConnectionRepository:
             self._cache.pop(building_id, None)
 
     def _get_entity(self, building_id: str) -> Any:
-        return tablestore.get_entity(self._table(), building_id, "current")
+        return tablestore.get_entity(self._table(), building_id, tablestore.CONNECTION_ROW)
 
     def save(self, connection: Connection) -> None:
         self.forget(connection.building_id)
@@ -111,7 +111,7 @@ class ConnectionRepository:
     def delete(self, building_id: str) -> None:
         self.forget(building_id)
         try:
-            self._table().delete_entity(building_id, "current")
+            self._table().delete_entity(building_id, tablestore.CONNECTION_ROW)
         except Exception as exc:
             raise _storage_error("delete connection", exc) from exc
         finally:
@@ -155,7 +155,7 @@ class ConnectionRepository:
             before(entity)
         try:
             self._table().update_entity(
-                {"PartitionKey": building_id, "RowKey": "current", **changes},
+                {"PartitionKey": building_id, "RowKey": tablestore.CONNECTION_ROW, **changes},
                 mode=UpdateMode.MERGE,
                 etag=entity.metadata["etag"],
                 match_condition=MatchConditions.IfNotModified,
@@ -169,7 +169,9 @@ class ConnectionRepository:
 
     def all(self) -> Iterator[Connection]:
         try:
-            for entity in self._table().query_entities("RowKey eq @r", parameters={"r": "current"}):
+            for entity in self._table().query_entities(
+                "RowKey eq @r", parameters={"r": tablestore.CONNECTION_ROW}
+            ):
                 yield _connection_from(entity)
         except Exception as exc:
             raise _storage_error("list connections", exc) from exc
@@ -254,7 +256,7 @@ def _replace_mode() -> Any:
 def _entity_of(c: Connection) -> dict[str, Any]:
     entity: dict[str, Any] = {
         "PartitionKey": c.building_id,
-        "RowKey": "current",
+        "RowKey": tablestore.CONNECTION_ROW,
         "connectionId": c.connection_id,
         "mode": c.mode,
         "status": c.status,

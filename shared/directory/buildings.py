@@ -21,8 +21,8 @@ Decisions (docs/DESIGN.md "Buildings"):
   companies, users or settings) but no entity gets one on first read, named by its id, in the
   zone of its first resource (else UTC), with the default business hours.
 - Existence is cached per process for `_KNOWN_TTL_S` (positive answers only). A PUT or DELETE in
-  this process is seen at once; a DELETE in another process within that bound (its routes keep
-  answering until the cached entry expires, then 404).
+  this process is seen at once; one in another process within that bound (until then, this
+  process's routes keep answering for the deleted building).
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ _KNOWN_TTL_S = 30.0
 _KNOWN_MAX = 10_000  # buildings remembered per process (a thousand buildings fit many times)
 _HHMM = re.compile(r"(?:[01]\d|2[0-3]):[0-5]\d|24:00")
 _WRITABLE = ("name", "timeZone", "businessHours", "address")
-_CONNECTION_ROW = "current"  # = shared.connect.repository's RowKey (one connection per building)
 
 Interval = tuple[str, str]
 Hours = dict[str, list[Interval]]
@@ -307,7 +306,7 @@ class Buildings:
         an admin removes them (a mapping before its resource, users before their company)."""
         held: list[str] = []
         t = self.tables
-        if tablestore.get_entity(t(tablestore.CONNECTIONS), building_id, _CONNECTION_ROW):
+        if tablestore.get_entity(t(tablestore.CONNECTIONS), building_id, tablestore.CONNECTION_ROW):
             held.append("connection")
             if first_only:
                 return held

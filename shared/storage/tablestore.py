@@ -68,6 +68,7 @@ SUBSCRIPTIONS = "subscriptions"
 DELTA_STATE = "deltastate"
 AUDIT = "audit"
 BUILDINGS = "buildings"
+CONNECTION_ROW = "current"  # the RowKey of a building's one connection in CONNECTIONS
 
 Entity = dict[str, Any]
 TableSource = Callable[[str], TableClient]
