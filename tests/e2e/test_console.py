@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from tests.e2e.building_fixtures import ensure_building
 from tests.e2e.conftest import functions_client
 from tests.e2e.console_fixtures import (
     anonymous_api,
@@ -199,6 +200,7 @@ def test_an_admin_of_another_building_cannot_see_or_change_it(
         json={"name": "Room 1", "kind": "room", "timeZone": "Europe/Amsterdam"},
     )
     assert put.status_code in (200, 201), put.text
+    ensure_building(portal_api, "annex-building")  # bruno's own
 
     sign_in(page, console_stack, nickname="bruno", buildings=["annex-building"])
     wait_heading(page, "Buildings")
