@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.openapi import ID_SCHEMA as _ID
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import PROBLEM, Link, Operation
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
@@ -52,9 +52,9 @@ SCHEMAS: dict[str, Any] = {
         "description": "PUT replaces. Unknown fields are refused (400); `id` is accepted and "
         "ignored, so what GET returns can be sent back.",
         "properties": {
-            "id": _ID,
+            "id": {"description": "Accepted and ignored (GET returns it)"},
             "name": {"type": "string", "minLength": 1, "maxLength": 200},
-            "timeZone": {"type": "string", "description": "IANA time zone, e.g. Europe/Amsterdam"},
+            "timeZone": _ref("TimeZone"),
             "businessHours": {
                 **_HOURS,
                 "type": ["object", "null"],
@@ -170,4 +170,12 @@ OPERATIONS: list[Operation] = [
             },
         },
     ),
+]
+
+_BUILDING = "/buildings/{building}"
+_SAME = {"building": "$response.body#/id"}
+LINKS: list[Link] = [
+    ("put", _BUILDING, "GetBuilding", "get", _BUILDING, _SAME),
+    ("put", _BUILDING, "ReplaceBuilding", "put", _BUILDING, _SAME),
+    ("put", _BUILDING, "DeleteBuilding", "delete", _BUILDING, _SAME),
 ]

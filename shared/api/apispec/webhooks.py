@@ -116,6 +116,7 @@ SCHEMAS: dict[str, Any] = {
             "events": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": len(EVENT_TYPES),  # as many as there are types (repeats count)
                 "items": {"enum": [ALL, *EVENT_TYPES]},
                 "description": 'Event types to receive; default ["*"] (all)',
             },
