@@ -347,7 +347,10 @@ def openapi_document() -> dict[str, Any]:
             responses.setdefault("413", PROBLEM)
             operation["requestBody"].setdefault("description", BODY_RULES)
         _conditional(method, path, operation)
-        _declare_reasons(operation, reasons.get((method, path), {}))
+        own = dict(reasons.get((method, path), {}))
+        if auth != "anonymous" and path.startswith(BUILDING_SCOPED):
+            own["404"] = (*own.get("404", ()), "building_not_found")
+        _declare_reasons(operation, own)
         paths.setdefault(path, {})[method] = operation
     _add_links(paths, links)
     # A deep copy: the parts above are the surfaces' module constants, which no caller may change

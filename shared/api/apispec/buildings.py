@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.api.openapi import ID_SCHEMA as _ID
-from shared.api.openapi import PROBLEM, Link, Operation
+from shared.api.openapi import PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import path_parameters as _path
@@ -179,3 +179,8 @@ LINKS: list[Link] = [
     ("put", _BUILDING, "ReplaceBuilding", "put", _BUILDING, _SAME),
     ("put", _BUILDING, "DeleteBuilding", "delete", _BUILDING, _SAME),
 ]
+
+REASONS: Reasons = {
+    ("get", _BUILDING): {"404": ("building_not_found",)},
+    ("delete", _BUILDING): {"403": ("service_only",), "409": ("building_in_use",)},
+}
