@@ -163,6 +163,7 @@ def test_free_busy_rounds_ask_getschedule_about_their_group_at_once(
     from shared.graph.guard import DEFAULT_CALENDAR, MappedCalendar
     from shared.sync import freebusy
     from shared.sync.plan import Window
+    from tests.waiting import wait_for
 
     client, _ = graph(emu, setup)
     _, _, connection, _ = setup
@@ -183,6 +184,13 @@ def test_free_busy_rounds_ask_getschedule_about_their_group_at_once(
               "attendees": [{"emailAddress": {"address": mailboxes[1]}, "type": "resource"}]},
     )  # fmt: skip
     assert made.status_code < 300, made.text
+
+    def in_the_room() -> Any:
+        listed = emu.control.get(f"graph/users/{mailboxes[1]}/events").json()
+        return listed.get("value", listed) if isinstance(listed, dict) else listed
+
+    # The room's attendant puts the meeting on its calendar a moment after the invitation.
+    wait_for(in_the_room, timeout=10, what="the meeting on the huddle room's calendar")
     scope = client.for_calendars(connection, calendars)
     window = Window(start - timedelta(hours=1), start + timedelta(hours=2))
     first, asked = freebusy.schedule_items(
