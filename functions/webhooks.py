@@ -32,10 +32,12 @@ def _ids(req: func.HttpRequest, *, one: bool = False) -> tuple[str, str]:
     """Building and webhook id. `one`: the route is …/{webhook} itself, which Azure's host also
     matches for `…/{webhook}:<action>` asked with another method than POST: a 405, not a 400."""
     building = str(req.route_params.get("building", ""))
-    caller_for(req, building)
     webhook = str(req.route_params.get("webhook", ""))
+    # Before the caller and the ids are checked (caller_for refuses `x:ping` as an id): as the
+    # host's own 405 for a method no route takes, it comes before authentication.
     if one and ":" in webhook and webhook.rpartition(":")[2] in ACTIONS:
         raise MethodNotAllowed("POST")
+    caller_for(req, building)
     return building, webhook
 
 
