@@ -122,7 +122,7 @@ def main() -> None:
         tenant = stack.emulator.seed["tenant"]
         connect_application(stack, api, anon, browser, building, tenant)
         room = tenant["users"]["boardroom4a"]["mail"].lower()
-        calendars = api.get(f"buildings/{building}/calendars").json()
+        calendars = api.get(f"buildings/{building}/calendars").json()["value"]
         calendar = next(c for c in calendars if c["mailbox"].lower() == room)
         api.put(f"buildings/{building}/resources/room",
                 json={"name": "Board Room 4A", "kind": "room", "timeZone": "Europe/Amsterdam"})  # fmt: skip

@@ -66,7 +66,9 @@ def building_with(
         connect_application(stack, api, anon, browser, building, tenant)
     listed = api.get(f"buildings/{building}/calendars")
     assert listed.status_code == 200, listed.text
-    by_mailbox = {c["mailbox"].lower(): c for c in listed.json() if c.get("kind") == "room"}
+    by_mailbox = {
+        c["mailbox"].lower(): c for c in listed.json()["value"] if c.get("kind") == "room"
+    }
     for room in rooms:
         mailbox = tenant["users"][room]["mail"].lower()
         calendar = by_mailbox[mailbox]

@@ -68,8 +68,8 @@ def main() -> None:
             seen, token = 0, None
             while True:
                 page = people.list_users(tables, building, "1000", token)
-                seen += len(page["value"])
-                token = page["continuationToken"]
+                seen += len(page.value)
+                token = page.continuation_token
                 if token is None:
                     break
             listings.append(time.perf_counter() - t0)

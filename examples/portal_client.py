@@ -58,13 +58,9 @@ def get_token(e: dict[str, Any]) -> str:
 
 
 def items(api: httpx.Client, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-    """Every item of a list route: `{"value": [...], "nextLink": <url or null>}`, page by page
-    (a bare JSON array is one page)."""
+    """Every item of a list route: `{"value": [...], "nextLink": <url or null>}`, page by page."""
     body = expect(api.get(path, params=params), 200)
     while True:
-        if isinstance(body, list):
-            yield from body
-            return
         yield from body["value"]
         if not body.get("nextLink"):
             return
@@ -99,9 +95,9 @@ def run(e: dict[str, Any], building: str) -> None:
     say(f"resource {RESOURCE}: {created.status_code}, sync {resource['sync']['status']}")
 
     if resource["sync"]["status"] in ("not_synced", "error"):
-        calendars = expect(api.get(f"{b}/calendars"), 200)
-        calendars = calendars if isinstance(calendars, list) else calendars["value"]
-        for calendar in (c for c in calendars if c["kind"] == "room" and c["canEdit"]):
+        for calendar in (
+            c for c in items(api, f"{b}/calendars") if c["kind"] == "room" and c["canEdit"]
+        ):
             mapped = api.put(
                 f"{b}/resources/{RESOURCE}/mapping",
                 json={"calendarId": calendar["id"], "mailbox": calendar["mailbox"]},

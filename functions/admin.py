@@ -9,11 +9,17 @@ that indexing the app imports no storage SDK (cold start, STYLE.md rule 1).
 from __future__ import annotations
 
 import json
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, if_match, json_response, read_json
+from functions.http import (
+    caller_for,
+    handle_errors,
+    if_match,
+    json_response,
+    list_response,
+    read_json,
+)
 from shared.core.errors import PROBLEM_JSON, FieldError, Unprocessable, ValidationFailed, problem
 
 bp = func.Blueprint()
@@ -33,6 +39,11 @@ def _building(req: func.HttpRequest) -> str:
 
 def _created(body: object, created: bool, etag: str | None = None) -> func.HttpResponse:
     return json_response(body, 201 if created else 200, etag=etag)
+
+
+def _page_params(req: func.HttpRequest) -> tuple[str | None, str | None]:
+    """`top` and `continuationToken` of a paged list (checked by the service)."""
+    return req.params.get("top"), req.params.get("continuationToken")
 
 
 # --- resources --------------------------------------------------------------------------------
@@ -59,7 +70,10 @@ def resources_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import registry
 
-    return json_response(registry.list_resources(wiring.directory_tables(), building))
+    return list_response(
+        req,
+        registry.list_resources(wiring.directory_tables(), building, *_page_params(req)),
+    )
 
 
 @bp.route(route=RESOURCE, methods=["GET"], auth_level=ANONYMOUS)
@@ -111,7 +125,21 @@ def companies_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import companies
 
-    return json_response(companies.list_companies(wiring.directory_tables(), building))
+    return list_response(
+        req, companies.list_companies(wiring.directory_tables(), building, *_page_params(req))
+    )
+
+
+@bp.route(route=COMPANY, methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def company_get(req: func.HttpRequest) -> func.HttpResponse:
+    building = _building(req)
+    from shared import wiring
+    from shared.directory import companies
+
+    return json_response(
+        companies.get_company(wiring.directory_tables(), building, req.route_params["company"])
+    )
 
 
 @bp.route(route=COMPANY, methods=["DELETE"], auth_level=ANONYMOUS)
@@ -171,22 +199,9 @@ def users_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.directory import people
 
-    page = people.list_users(
-        wiring.directory_tables(),
-        building,
-        req.params.get("top"),
-        req.params.get("continuationToken"),
+    return list_response(
+        req, people.list_users(wiring.directory_tables(), building, *_page_params(req))
     )
-    return json_response({**page, "nextLink": _next_link(req.url, page["continuationToken"])})
-
-
-def _next_link(url: str, token: str | None) -> str | None:
-    """This request's URL with the next page's token (same `top`), or None on the last page."""
-    if token is None:
-        return None
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "continuationToken"]
-    return urlunsplit(parts._replace(query=urlencode([*query, ("continuationToken", token)])))
 
 
 @bp.route(route="buildings/{building}/users:import", methods=["POST"], auth_level=ANONYMOUS)

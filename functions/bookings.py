@@ -12,7 +12,14 @@ import logging
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, if_match, json_response, read_json
+from functions.http import (
+    caller_for,
+    handle_errors,
+    if_match,
+    json_response,
+    list_response,
+    read_json,
+)
 from functions.queues import decode_or_drop
 
 logger = logging.getLogger(__name__)
@@ -54,7 +61,7 @@ def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.bookings.service import list_bookings
 
-    return json_response(list_bookings(wiring.booking_deps(), building, dict(req.params)))
+    return list_response(req, list_bookings(wiring.booking_deps(), building, dict(req.params)))
 
 
 @bp.route(route=BOOKING, methods=["GET"], auth_level=ANONYMOUS)

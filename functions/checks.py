@@ -12,7 +12,14 @@ import logging
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, problem_response, read_json
+from functions.http import (
+    caller_for,
+    handle_errors,
+    json_response,
+    list_response,
+    problem_response,
+    read_json,
+)
 from functions.queues import decode_or_drop
 
 logger = logging.getLogger(__name__)
@@ -52,7 +59,7 @@ def checks_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.checks.runner import list_checks
 
-    return json_response(list_checks(wiring.check_deps(), building, dict(req.params)))
+    return list_response(req, list_checks(wiring.check_deps(), building, dict(req.params)))
 
 
 @bp.route(route=CHECKS + "/{check}", methods=["GET"], auth_level=ANONYMOUS)

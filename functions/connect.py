@@ -7,7 +7,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, read_json
+from functions.http import caller_for, handle_errors, json_response, list_response, read_json
 
 bp = func.Blueprint()
 # The host's function keys are not our auth: every route authenticates the bearer token in-app
@@ -80,8 +80,19 @@ def audit_list(req: func.HttpRequest) -> func.HttpResponse:
 
     building = req.route_params["building"]
     caller_for(req, building)
-    records = wiring.audit_log().read(building, dict(req.params), datetime.now(UTC))
-    return json_response({"records": [r.to_api() for r in records]})
+    return list_response(
+        req, wiring.audit_log().read(building, dict(req.params), datetime.now(UTC))
+    )
+
+
+@bp.route(route="buildings/{building}/audit/{record}", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def audit_get(req: func.HttpRequest) -> func.HttpResponse:
+    from shared import wiring
+
+    building = req.route_params["building"]
+    caller_for(req, building)
+    return json_response(wiring.audit_log().get(building, req.route_params["record"]))
 
 
 @bp.timer_trigger(schedule="%BB_KEEPALIVE_SCHEDULE%", arg_name="timer", run_on_startup=False)

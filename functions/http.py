@@ -8,6 +8,7 @@ import logging
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import azure.functions as func
 
@@ -24,6 +25,7 @@ from shared.core.errors import (
 from shared.core.etags import HEADER as IF_MATCH
 from shared.core.etags import IfMatch, parse_if_match
 from shared.core.jsonbody import MAX_BYTES, parse_json
+from shared.core.paging import TOKEN_FIELD, Listed
 from shared.core.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from shared.api.auth import Caller
 
 logger = logging.getLogger(__name__)
+API_PREFIX = "/api"  # host.json extensions.http.routePrefix
 
 
 def json_response(
@@ -51,6 +54,23 @@ def json_response(
 def if_match(req: func.HttpRequest) -> IfMatch | None:
     """The request's If-Match precondition (None: none given, the write is unconditional)."""
     return parse_if_match(req.headers.get(IF_MATCH))
+
+
+def list_response(req: func.HttpRequest, listed: Listed[Any]) -> func.HttpResponse:
+    """The list envelope of every collection route: `{"value": [...], "nextLink": URL | null}`."""
+    return json_response(
+        {"value": list(listed.value), "nextLink": next_link(req.url, listed.continuation_token)}
+    )
+
+
+def next_link(url: str, token: str | None) -> str | None:
+    """This request's URL (same query, so the same `top` and filters) with the next page's
+    `continuationToken`, or None on the last page."""
+    if token is None:
+        return None
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != TOKEN_FIELD]
+    return urlunsplit(parts._replace(query=urlencode([*query, (TOKEN_FIELD, token)])))
 
 
 def problem_response(
@@ -109,6 +129,7 @@ def _answer(
 ) -> func.HttpResponse:
     """The handler's response; our errors as problem+json, anything else a generic 500."""
     try:
+        check_query(req)
         return handler(req)
     except BookingBridgeError as err:
         if err.status >= 500:
@@ -140,6 +161,27 @@ def with_cors(req: func.HttpRequest, response: func.HttpResponse) -> func.HttpRe
         earlier = response.headers.get(name) if name == "Vary" else None
         response.headers[name] = f"{earlier}, {value}" if earlier else value
     return response
+
+
+def check_query(req: func.HttpRequest) -> None:
+    """Refuse query parameters the operation does not declare in the OpenAPI description (the one
+    list of them), as unknown body fields are refused: a typo (`?stauts=`) must not silently
+    return something else. Checked before the caller: the description is public anyway."""
+    if not req.params:
+        return  # the common case costs nothing (and loads no description)
+    from shared.api.openapi import declared_query
+
+    path = urlsplit(req.url).path
+    declared = declared_query(
+        req.method, path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
+    )
+    if declared is None:
+        return
+    unknown = sorted(name for name in req.params if name not in declared)
+    if unknown:
+        raise ValidationFailed(
+            [FieldError(name, "is not a parameter of this operation") for name in unknown]
+        )
 
 
 def caller_for(

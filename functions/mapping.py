@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, problem_response, read_json
+from functions.http import (
+    caller_for,
+    handle_errors,
+    json_response,
+    list_response,
+    problem_response,
+    read_json,
+)
+from shared.core.paging import Listed
 
 bp = func.Blueprint()
 # The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
@@ -27,7 +35,7 @@ def calendars_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared.mapping.discovery import list_calendars
 
     found = list_calendars(wiring.mapping_deps(), building, dict(req.params), actor=caller.actor)
-    return json_response(found)
+    return list_response(req, Listed(found))
 
 
 @bp.route(route="buildings/{building}/roomlists", methods=["GET"], auth_level=ANONYMOUS)
@@ -38,7 +46,9 @@ def roomlists_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.mapping.discovery import list_room_lists
 
-    return json_response(list_room_lists(wiring.mapping_deps(), building, actor=caller.actor))
+    return list_response(
+        req, Listed(list_room_lists(wiring.mapping_deps(), building, actor=caller.actor))
+    )
 
 
 @bp.route(route=MAPPING, methods=["PUT"], auth_level=ANONYMOUS)

@@ -13,7 +13,7 @@ import logging
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, read_json
+from functions.http import caller_for, handle_errors, json_response, list_response, read_json
 from functions.queues import decode_or_drop
 from shared.core.errors import MethodNotAllowed
 
@@ -60,7 +60,7 @@ def webhooks_list(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.webhooks.service import list_webhooks
 
-    return json_response(list_webhooks(wiring.webhook_deps(), building))
+    return list_response(req, list_webhooks(wiring.webhook_deps(), building))
 
 
 @bp.route(route=WEBHOOK, methods=["GET"], auth_level=ANONYMOUS)
@@ -123,9 +123,20 @@ def webhook_deliveries(req: func.HttpRequest) -> func.HttpResponse:
     from shared import wiring
     from shared.webhooks.service import list_deliveries
 
-    return json_response(
-        list_deliveries(wiring.webhook_deps(), building, webhook, dict(req.params))
+    return list_response(
+        req, list_deliveries(wiring.webhook_deps(), building, webhook, dict(req.params))
     )
+
+
+@bp.route(route=WEBHOOK + "/deliveries/{delivery}", methods=["GET"], auth_level=ANONYMOUS)
+@handle_errors
+def webhook_delivery_get(req: func.HttpRequest) -> func.HttpResponse:
+    building, webhook = _ids(req)
+    from shared import wiring
+    from shared.webhooks.service import get_delivery
+
+    delivery = str(req.route_params.get("delivery", ""))
+    return json_response(get_delivery(wiring.webhook_deps(), building, webhook, delivery))
 
 
 @bp.route(route=WEBHOOK + "/deliveries/{delivery}:redeliver", methods=["POST"],

@@ -32,6 +32,16 @@ describe("ApiClient", () => {
     expect(calls[1]?.init.body).toBe('{"name":"R"}');
   });
 
+  it("follows a list's nextLink by its token, on its own base and with the caller's query", async () => {
+    const { api, calls } = client([
+      json(200, { value: [1, 2], nextLink: "https://elsewhere.example/api/x?top=2&continuationToken=p%2B2" }),
+      json(200, { value: [3], nextLink: null }),
+    ]);
+    expect(await api.all<number>("/x", { query: { top: 2 } })).toEqual([1, 2, 3]);
+    expect(calls.map((c) => c.url)).toEqual(["/api/x?top=2", "/api/x?top=2&continuationToken=p%2B2"]);
+    expect(api.next("/x", { value: [], nextLink: null })).toBeNull();
+  });
+
   it("builds the query, leaving out empty values", async () => {
     const { api, calls } = client([json(200, [])]);
     await api.get("/x", { query: { from: "2026-12-01T00:00:00Z", limit: 5, to: "", y: undefined } });

@@ -79,6 +79,31 @@ export class ApiClient {
     return this.request<void>("DELETE", path, opts);
   }
 
+  /** One page of a list route: `{value, nextLink}` (docs/API.md "Lists and paging"). */
+  page<T>(path: string, opts: RequestOptions = {}): Promise<ListPage<T>> {
+    return this.get<ListPage<T>>(path, opts);
+  }
+
+  /** The page after `previous` of the same list, or null when it was the last. */
+  next<T>(path: string, previous: ListPage<T>, opts: RequestOptions = {}): Promise<ListPage<T>> | null {
+    const token = continuationOf(previous.nextLink);
+    if (token === null) return null;
+    return this.page<T>(path, { ...opts, query: { ...opts.query, continuationToken: token } });
+  }
+
+  /** Every item of a list route, page after page (at most `maxPages`, a guard against a loop). */
+  async all<T>(path: string, opts: RequestOptions = {}, maxPages = 100): Promise<T[]> {
+    let page = await this.page<T>(path, opts);
+    const items = [...page.value];
+    for (let n = 1; n < maxPages; n++) {
+      const next = this.next(path, page, opts);
+      if (next === null) break;
+      page = await next;
+      items.push(...page.value);
+    }
+    return items;
+  }
+
   url(path: string, query?: RequestOptions["query"]): string {
     const base = this.options.base.replace(/\/$/, "");
     const q = new URLSearchParams();
@@ -156,6 +181,19 @@ function retryAfterMs(response: Response): number | null {
 
 function isAbort(err: unknown): boolean {
   return err instanceof DOMException && err.name === "AbortError";
+}
+
+export interface ListPage<T> {
+  value: T[];
+  nextLink: string | null;
+}
+
+/** The `continuationToken` a nextLink carries. Only the token is taken: the next request goes to
+ * this client's own base URL with the caller's query, never to a host named in the response. */
+export function continuationOf(nextLink: string | null): string | null {
+  if (!nextLink) return null;
+  const token = new URL(nextLink, "http://x.invalid/").searchParams.get("continuationToken");
+  return token || null;
 }
 
 /** Path segment encoding for ids and email addresses. */

@@ -122,7 +122,7 @@ export class App {
   async resources(building: string, signal?: AbortSignal, fresh = false): Promise<Resource[]> {
     const hit = this.resourceCache.get(building);
     if (!fresh && hit && Date.now() - hit.at < 30_000) return hit.resources;
-    const resources = await this.api.get<Resource[]>(`/buildings/${seg(building)}/resources`, signal ? { signal } : {});
+    const resources = await this.api.all<Resource>(`/buildings/${seg(building)}/resources`, signal ? { signal } : {});
     this.resourceCache.set(building, { at: Date.now(), resources });
     return resources;
   }

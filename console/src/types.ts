@@ -78,12 +78,6 @@ export interface User {
   companyId: string;
 }
 
-export interface UsersPage {
-  value: User[];
-  continuationToken: string | null;
-  nextLink: string | null;
-}
-
 export interface ImportReport {
   imported: number;
   rejected: { row: number; error: string }[];

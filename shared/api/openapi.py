@@ -7,10 +7,13 @@ here is a route of the app.
 from __future__ import annotations
 
 import copy
+import functools
 import importlib
+import re
 from typing import Any
 
 from shared.core import etags
+from shared.core.paging import TOKEN_FIELD, TOP_DEFAULT, TOP_MAX
 
 PROBLEM = {"$ref": "#/components/responses/Problem"}
 UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
@@ -23,6 +26,11 @@ BODY_RULES = (
 # Routes below one building: 404 `building_not_found` for a building that does not exist (after
 # 401/403: functions/http.py `caller_for`).
 BUILDING_SCOPED = "/buildings/{building}/"
+# An operation with this extension set accepts query parameters it does not declare. Only for
+# anonymous redirect targets whose query someone else writes (Entra adds parameters as it likes:
+# session_state, client_info, iss, correlation_id, ...); every other operation refuses an
+# undeclared parameter with a 400 naming it (functions/http.py `handle_errors`).
+OPEN_QUERY = "x-open-query"
 
 # (method, path relative to /api, summary, auth: "anonymous" | "bearer", extra operation fields)
 Operation = tuple[str, str, str, str, dict[str, Any]]
@@ -46,6 +54,10 @@ PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "company": (f"Company id {_ID_TEXT}", ID_SCHEMA),
     "booking": ("Booking id (as returned by POST)", ID_SCHEMA),
     "email": ("Email address (percent-encoded); compared lower-cased, `+tag` kept", EMAIL_SCHEMA),
+    "record": (
+        "Audit record id (as listed)",
+        {"type": "string", "pattern": "^[0-9]{16}[.][0-9a-f]{8}$"},
+    ),
 }
 
 
@@ -75,6 +87,36 @@ def query_parameter(
         "description": description,
         "schema": schema or {"type": "string"},
     }
+
+
+def list_of(item: dict[str, Any], description: str) -> dict[str, Any]:
+    """A 200 of a collection route: the one list envelope (docs/API.md "Lists and paging")."""
+    envelope = {
+        "type": "object",
+        "required": ["value", "nextLink"],
+        "properties": {"value": {"type": "array", "items": item}, "nextLink": ref("NextLink")},
+    }
+    return json_content(envelope, description)
+
+
+def paging_parameters(
+    default: int = TOP_DEFAULT, maximum: int = TOP_MAX, *, alias: str | None = None
+) -> list[dict[str, Any]]:
+    """`top` and `continuationToken` of a paged list (and `top`'s older name, if it has one)."""
+    top = {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}
+    found = [
+        query_parameter("top", f"Items per page, 1–{maximum} (default {default})", top),
+        query_parameter(
+            TOKEN_FIELD,
+            "Opaque; taken from `nextLink`. One we did not issue is a 400 naming it.",
+            {"type": "string", "maxLength": 4096},
+        ),
+    ]
+    if alias:
+        found.append(
+            query_parameter(alias, "The older name of `top` (not with `top`, else 400)", top)
+        )
+    return found
 
 
 def path_parameters(*names: str) -> list[dict[str, Any]]:
@@ -193,6 +235,13 @@ COMPONENTS: dict[str, Any] = {
         }
     },
     "schemas": {
+        "NextLink": {
+            "type": ["string", "null"],
+            "format": "uri",
+            "description": "The URL of the next page (this request's URL, same query, plus "
+            "`continuationToken`); null on the last page. A page may hold fewer than `top` "
+            "items and still have a next one: follow nextLink until it is null.",
+        },
         "Problem": {
             "type": "object",
             "required": ["type", "title", "status", "detail"],
@@ -368,3 +417,37 @@ def openapi_document() -> dict[str, Any]:
             "components": {**COMPONENTS, "schemas": schemas},
         }
     )
+
+
+@functools.cache
+def _query_rules() -> tuple[tuple[str, re.Pattern[str], int, frozenset[str] | None], ...]:
+    """(method, path pattern, literal length, declared query names or None when open) per operation."""
+    rules = []
+    for path, operations in openapi_document()["paths"].items():
+        # `{path}` is the console's catch-all (`{*path}` in the route); others are one segment.
+        parts = re.split(r"(\{[^}]+\})", path)
+        pattern = "".join(
+            (".*" if p == "{path}" else "[^/]+") if p.startswith("{") else re.escape(p)
+            for p in parts
+        )
+        literal = sum(len(p) for p in parts if not p.startswith("{"))
+        for method, operation in operations.items():
+            names = None
+            if not operation.get(OPEN_QUERY):
+                names = frozenset(
+                    p["name"] for p in operation.get("parameters", []) if p.get("in") == "query"
+                )
+            rules.append((method, re.compile(pattern), literal, names))
+    return tuple(rules)
+
+
+def declared_query(method: str, path: str) -> frozenset[str] | None:
+    """The query parameters the operation of `method` `path` (below /api) declares: None when it
+    takes any (OPEN_QUERY) or no operation matches. The most literal path wins (`users:import`
+    over `users/{email}`)."""
+    best: tuple[int, frozenset[str] | None] | None = None
+    for rule_method, pattern, literal, names in _query_rules():
+        matches = rule_method == method.lower() and pattern.fullmatch(path)
+        if matches and (best is None or literal > best[0]):
+            best = (literal, names)
+    return best[1] if best else None

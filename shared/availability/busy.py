@@ -78,6 +78,9 @@ _BLOCK_FIELDS = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOCK = "lock"
 _INDEX = "blocks"
+# Ids of blocks mirroring Outlook events (shared/sync/plan.py `outlook_block_id`); platform booking
+# ids never contain "-", so the prefix alone tells the two kinds apart (GET /bookings/{id}).
+OUTLOOK_BLOCK_PREFIX = "o-"
 
 
 def transaction_id(booking_id: str) -> str:
@@ -557,6 +560,32 @@ class BusyStore:
             except (Conflict, NotFound):
                 continue  # lost a race with another writer of this block: read again
         logger.warning("busy index row left with stale versions (concurrent writers)")
+
+    def find(self, building_id: str, block_id: str) -> BusyBlock | None:
+        """One block by id, whatever its resource (GET /bookings/{id} of an Outlook booking).
+
+        One query over the building's index rows (one row per block: RowKey = the block id, one
+        partition per resource), then the segment of each recorded version; the newest written
+        wins, as in `blocks`.
+        """
+        low = tablestore.join_key(building_id, _INDEX) + tablestore.KEY_SEPARATOR
+        rows = tablestore.query_all(
+            self.table,
+            "PartitionKey ge @lo and PartitionKey lt @hi and RowKey eq @id",
+            {"lo": low, "hi": _prefix_end(low), "id": tablestore.escape_key(block_id)},
+        )
+        found: tuple[str, BusyBlock] | None = None
+        for row in rows:
+            resource_id = tablestore.split_key(str(row["PartitionKey"]))[-1]
+            for version in _versions_from(row):
+                pk, rk = min(segment_keys(building_id, resource_id, block_id, version))
+                entity = tablestore.get_entity(self.table, pk, rk)
+                if entity is None:
+                    continue
+                written = str(entity.get("writtenAt") or "")
+                if found is None or written > found[0]:
+                    found = (written, block_from_entity(building_id, entity))
+        return found[1] if found else None
 
     def versions_of(self, building_id: str, resource_id: str, block_id: str) -> set[Version]:
         """The (start, end) versions the index holds for a block (empty: no such block); what

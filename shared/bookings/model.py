@@ -32,6 +32,12 @@ TITLE_MAX = 255
 
 Status = Literal["creating", "confirmed", "cancelled"]
 SyncStateName = Literal["pending", "synced", "failed"]
+# `status` of GET /bookings: which platform bookings are listed (Outlook ones are all confirmed).
+LIST_STATUSES: dict[str, tuple[Status, ...]] = {
+    "confirmed": ("confirmed",),
+    "cancelled": ("cancelled",),
+    "all": ("confirmed", "cancelled"),
+}
 
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"  # ascending in ASCII: ids sort by time

@@ -46,9 +46,10 @@ from typing import Any, cast
 
 from azure.data.tables import UpdateMode
 
-from shared.availability.busy import BusyStore
+from shared.availability.busy import OUTLOOK_BLOCK_PREFIX, BusyStore
 from shared.availability.service import parse_range
 from shared.bookings.model import (
+    LIST_STATUSES,
     Booking,
     BookingConfig,
     SyncStateName,
@@ -72,7 +73,6 @@ from shared.bookings.outlook import (
 )
 from shared.bookings.store import BookingTable
 from shared.bookings.views import (
-    BookingListOut,
     BookingOut,
     ExternalBookingOut,
     booking_view,
@@ -92,6 +92,7 @@ from shared.core.errors import (
     ValidationFailed,
 )
 from shared.core.etags import IfMatch, entity_tag
+from shared.core.paging import TOKEN_FIELD, TOP_DEFAULT, Listed, decode_cursor, keyset_page, top_of
 from shared.core.times import rfc3339_or_none
 from shared.core.validate import check_building, check_path, valid_id
 from shared.directory.attributor import load_attributor
@@ -417,26 +418,47 @@ def _note_on_resource(deps: BookingDeps, booking: Booking) -> None:
         logger.warning("booking %s: could not note the write error on its resource", booking.id)
 
 
-def get_booking(deps: BookingDeps, building_id: str, booking_id: str) -> BookingOut:
+def get_booking(
+    deps: BookingDeps, building_id: str, booking_id: str
+) -> BookingOut | ExternalBookingOut:
     return read_booking(deps, building_id, booking_id)[0]
 
 
-def read_booking(deps: BookingDeps, building_id: str, booking_id: str) -> tuple[BookingOut, str]:
-    """One booking and its ETag (shared/core/etags.py), or 404."""
+def read_booking(
+    deps: BookingDeps, building_id: str, booking_id: str
+) -> tuple[BookingOut | ExternalBookingOut, str | None]:
+    """One booking and its ETag (shared/core/etags.py), or 404: a platform booking, or an Outlook
+    booking (a busy block, `o-...`) as the list shows it (no ETag: it is read-only here)."""
     check_path(building=building_id, bookingId=booking_id)
+    if booking_id.startswith(OUTLOOK_BLOCK_PREFIX):
+        block = deps.busy.find(building_id, booking_id)
+        if block is None or block.source != "outlook":
+            raise NotFound("No such booking in this building", reason="booking_not_found")
+        return external_view(block), None
     booking, etag = _visible(deps, building_id, booking_id)
     return booking_view(booking), entity_tag(etag)
 
 
 def _visible(deps: BookingDeps, building_id: str, booking_id: str) -> tuple[Booking, str]:
+    """A platform booking to change; an Outlook booking is 409 `outlook_booking_read_only`."""
+    if booking_id.startswith(OUTLOOK_BLOCK_PREFIX):
+        get_booking(deps, building_id, booking_id)  # 404 when there is no such booking either
+        raise Conflict(
+            "This booking was made in Outlook; change or cancel it in Outlook (it is read-only here)",
+            reason="outlook_booking_read_only",
+        )
     loaded = deps.bookings.get(building_id, booking_id)
     if loaded is None or loaded[0].status == "creating":
         raise NotFound("No such booking in this building", reason="booking_not_found")
     return loaded
 
 
-def list_bookings(deps: BookingDeps, building_id: str, params: Mapping[str, str]) -> BookingListOut:
-    """Platform bookings (the `s|` range) and Outlook bookings (busy blocks), ordered by start."""
+def list_bookings(
+    deps: BookingDeps, building_id: str, params: Mapping[str, str]
+) -> Listed[BookingOut | ExternalBookingOut]:
+    """Platform bookings (the `s|` range) and Outlook bookings (busy blocks), ordered by
+    (start, resourceId, id): one page of `top` after the keyset cursor (shared/core/paging.py), so
+    paging is exact across both sources and equal start times."""
     check_building(building_id)
     errors: list[FieldError] = []
     start = end = deps.now()
@@ -447,19 +469,28 @@ def list_bookings(deps: BookingDeps, building_id: str, params: Mapping[str, str]
     source = params.get("source") or "all"
     if source not in ("platform", "outlook", "all"):
         errors.append(FieldError("source", "must be one of all, outlook, platform"))
+    status = params.get("status") or "confirmed"
+    if status not in LIST_STATUSES:
+        errors.append(FieldError("status", "must be one of " + ", ".join(sorted(LIST_STATUSES))))
     resource_id = params.get("resourceId") or None
     if resource_id is not None and not valid_id(resource_id):
         errors.append(FieldError("resourceId", "must be 1–64 characters of A-Z a-z 0-9 . _ -"))
+    top = TOP_DEFAULT
+    try:
+        top = top_of(params)
+        decode_cursor(params.get(TOKEN_FIELD), _CURSOR_ARITY)
+    except ValidationFailed as err:
+        errors.extend(err.errors)
     if errors:
         raise ValidationFailed(errors)
     items: list[BookingOut | ExternalBookingOut] = []
     if source in ("platform", "all"):
         items.extend(
             booking_view(b)
-            for b in deps.bookings.between(building_id, start, end)
+            for b in deps.bookings.between(building_id, start, end, LIST_STATUSES[status])
             if resource_id is None or b.resource_id == resource_id
         )
-    if source in ("outlook", "all"):
+    if source in ("outlook", "all") and status != "cancelled":
         blocks = deps.busy.blocks(
             building_id,
             start,
@@ -468,8 +499,18 @@ def list_bookings(deps: BookingDeps, building_id: str, params: Mapping[str, str]
             source="outlook",
         )
         items.extend(external_view(b) for b in blocks)
-    items.sort(key=lambda i: (i["start"], i["resourceId"], i["id"]))
-    return {"value": items}
+    return keyset_page(
+        items, _list_key, arity=_CURSOR_ARITY, top=top, token=params.get(TOKEN_FIELD)
+    )
+
+
+_CURSOR_ARITY = 3
+
+
+def _list_key(item: BookingOut | ExternalBookingOut) -> tuple[str, str, str]:
+    # Times are UTC `Z` of one width (whole seconds), so strings sort as instants; ids are unique
+    # across both sources (platform ids never contain "-", Outlook ones start with "o-").
+    return (item["start"], item["resourceId"], item["id"])
 
 
 def update_booking(

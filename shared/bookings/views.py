@@ -67,10 +67,6 @@ class ExternalBookingOut(TypedDict):
     attribution: AttributionOut | None
 
 
-class BookingListOut(TypedDict):
-    value: list[BookingOut | ExternalBookingOut]
-
-
 def _attribution_view(value: Any) -> AttributionOut | None:
     if not isinstance(value, Mapping) or not value.get("kind"):
         return None

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from shared.sync.queue import SyncRequest
 
 
+LIST_MAX = 100  # runs per page of GET /checks
+
+
 @dataclass(frozen=True)
 class CheckConfig:
     outlook_seconds: float = 60.0  # how long a change may take to reach availability
@@ -31,7 +34,7 @@ class CheckConfig:
     lead: timedelta = timedelta(hours=1)  # the test slots start at least this far ahead
     search_days: int = 14  # where a free slot is looked for
     poll_seconds: float = 0.2  # how often availability is read while waiting
-    list_limit: int = 20  # runs listed by default
+    list_limit: int = 20  # runs listed by default (a page of GET /checks; at most LIST_MAX)
 
     @property
     def stale_after(self) -> timedelta:

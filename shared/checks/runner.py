@@ -21,12 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from shared.checks.deps import CheckDeps
+from shared.checks.deps import LIST_MAX, CheckDeps
 from shared.checks.model import (
     STEPS,
     WRITE_STEPS,
     Artefacts,
-    CheckListOut,
     CheckOut,
     ResourceRun,
     Run,
@@ -44,6 +43,7 @@ from shared.core.errors import (
     Unprocessable,
     ValidationFailed,
 )
+from shared.core.paging import Listed, top_of
 from shared.core.validate import check_building, check_path, valid_id
 from shared.graph.audit import AuditEntry
 from shared.graph.guard import MappedCalendar
@@ -138,9 +138,6 @@ def start_check(deps: CheckDeps, building: str, body: Mapping[str, Any], *, acto
     return run.to_api([ResourceRun(r) for r in resources])
 
 
-LIST_LIMIT_MAX = 100  # GET /checks?limit=
-
-
 def get_check(deps: CheckDeps, building: str, run_id: str) -> CheckOut:
     check_path(building=building)
     run = deps.store.get_run(building, run_id) if _valid_run_id(run_id) else None
@@ -150,14 +147,12 @@ def get_check(deps: CheckDeps, building: str, run_id: str) -> CheckOut:
     return run.to_api([stored.get(r, ResourceRun(r)) for r in run.resource_ids])
 
 
-def list_checks(deps: CheckDeps, building: str, params: Mapping[str, str]) -> CheckListOut:
+def list_checks(deps: CheckDeps, building: str, params: Mapping[str, str]) -> Listed[CheckOut]:
+    """One page of the building's runs, newest first (`limit`: the older name of `top`)."""
     check_building(building)
-    raw = params.get("limit") or str(deps.config.list_limit)
-    if not raw.isdigit() or not 1 <= int(raw) <= LIST_LIMIT_MAX:
-        raise ValidationFailed(
-            [FieldError("limit", f"must be an integer from 1 to {LIST_LIMIT_MAX}")]
-        )
-    return {"value": [r.to_api() for r in deps.store.list_runs(building, int(raw))]}
+    top = top_of(params, default=deps.config.list_limit, maximum=LIST_MAX, alias="limit")
+    runs, token = deps.store.list_runs(building, top, params.get("continuationToken"))
+    return Listed([r.to_api() for r in runs], token)
 
 
 # ---------------------------------------------------------------- run

@@ -16,7 +16,6 @@ dead run in one partition query, whatever the number of buildings.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import secrets
 from collections.abc import Iterator
 from datetime import datetime
@@ -94,15 +93,19 @@ class CheckStore:
         entity = tablestore.get_entity(self.table, building_id, run_row(run_id))
         return _run_from(entity) if entity else None
 
-    def list_runs(self, building_id: str, limit: int) -> list[Run]:
+    def list_runs(
+        self, building_id: str, top: int, continuation_token: str | None = None
+    ) -> tuple[list[Run], str | None]:
+        """One page of runs, newest first, and the next page's token."""
         low = run_row("")
-        with tablestore.storage_errors("list check runs"):
-            found = self.table.query_entities(
-                "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-                parameters={"b": building_id, "lo": low, "hi": _end(low)},
-                results_per_page=limit,
-            )
-            return [_run_from(e) for e in itertools.islice(found, limit)]
+        page = tablestore.query_page(
+            self.table,
+            "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
+            {"b": building_id, "lo": low, "hi": _end(low)},
+            top=top,
+            continuation_token=continuation_token,
+        )
+        return [_run_from(e) for e in page.items], page.continuation_token
 
     def delete_run(self, building_id: str, run_id: str) -> None:
         for row in [

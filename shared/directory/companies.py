@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from shared.core.addresses import normalise_domain
-from shared.core.errors import Conflict
+from shared.core.errors import Conflict, NotFound
+from shared.core.paging import Listed, parse_top
 from shared.core.validate import Checker, check_building, check_path
 from shared.directory.attribution import Company
 from shared.storage import tablestore
@@ -85,9 +86,29 @@ def load_companies(tables: TableSource, building_id: str) -> list[Company]:
     return [_company_from_entity(e) for e in entities]
 
 
-def list_companies(tables: TableSource, building_id: str) -> list[CompanyOut]:
+def list_companies(
+    tables: TableSource, building_id: str, top: str | None, continuation_token: str | None
+) -> Listed[CompanyOut]:
+    """One page of the building's companies, ordered by id; follow the token until None."""
     check_building(building_id)
-    return [company_view(c) for c in load_companies(tables, building_id)]
+    page = tablestore.query_page(
+        tables(tablestore.COMPANIES),
+        "PartitionKey eq @b",
+        {"b": building_id},
+        top=parse_top(top),
+        continuation_token=continuation_token,
+    )
+    return Listed(
+        [company_view(_company_from_entity(e)) for e in page.items], page.continuation_token
+    )
+
+
+def get_company(tables: TableSource, building_id: str, company_id: str) -> CompanyOut:
+    check_path(building=building_id, companyId=company_id)
+    entity = tablestore.get_entity(tables(tablestore.COMPANIES), building_id, company_id)
+    if entity is None:
+        raise NotFound("No such company in this building", reason="company_not_found")
+    return company_view(_company_from_entity(entity))
 
 
 def delete_company(tables: TableSource, building_id: str, company_id: str) -> None:

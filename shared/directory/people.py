@@ -19,27 +19,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from shared.core.errors import Conflict, FieldError, NotFound, Unprocessable, ValidationFailed
+from shared.core.errors import Conflict, NotFound, Unprocessable
 from shared.core.etags import IfMatch
+from shared.core.paging import Listed, parse_top
 from shared.core.validate import Checker, check_building
 from shared.directory.attribution import User
 from shared.storage import tablestore
 from shared.storage.tablestore import TableSource
 
 SETTINGS_ROW_KEY = "settings"
-TOP_DEFAULT = 100
-TOP_MAX = 1000
 
 
 class UserOut(TypedDict):
     email: str
     name: str
     companyId: str
-
-
-class UsersPageOut(TypedDict):
-    value: list[UserOut]
-    continuationToken: str | None
 
 
 class SettingsOut(TypedDict):
@@ -144,18 +138,10 @@ def delete_user(tables: TableSource, building_id: str, email: str) -> None:
         tables(tablestore.USERS).delete_entity(building_id, tablestore.escape_key(address))
 
 
-def parse_top(raw: str | None) -> int:
-    if raw is None or raw == "":
-        return TOP_DEFAULT
-    if not raw.isdigit() or not 1 <= int(raw) <= TOP_MAX:
-        raise ValidationFailed([FieldError("top", f"must be an integer from 1 to {TOP_MAX}")])
-    return int(raw)
-
-
 def list_users(
     tables: TableSource, building_id: str, top: str | None, continuation_token: str | None
-) -> UsersPageOut:
-    """One page of users ordered by (escaped) address; follow `continuationToken` until null."""
+) -> Listed[UserOut]:
+    """One page of users ordered by (escaped) address; follow the token until None."""
     check_building(building_id)
     page = tablestore.query_page(
         tables(tablestore.USERS),
@@ -165,10 +151,7 @@ def list_users(
         continuation_token=continuation_token,
         select=["RowKey", "name", "companyId"],
     )
-    return {
-        "value": [user_view(_user_from_entity(e)) for e in page.items],
-        "continuationToken": page.continuation_token,
-    }
+    return Listed([user_view(_user_from_entity(e)) for e in page.items], page.continuation_token)
 
 
 # --- settings ---------------------------------------------------------------------------------

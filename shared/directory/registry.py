@@ -33,6 +33,7 @@ from typing import Any, Literal, TypedDict, cast
 
 from shared.core.errors import Conflict, NotFound, Unprocessable
 from shared.core.etags import IfMatch
+from shared.core.paging import Listed, parse_top
 from shared.core.validate import Checker, check_building, check_path
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
@@ -318,13 +319,19 @@ def read_resource(
     return resource_view(entity), tablestore.version_tag(entity) or ""
 
 
-def list_resources(tables: TableSource, building_id: str) -> list[ResourceOut]:
-    """Every resource of the building (one partition query), ordered by id."""
+def list_resources(
+    tables: TableSource, building_id: str, top: str | None, continuation_token: str | None
+) -> Listed[ResourceOut]:
+    """One page of the building's resources (one partition), ordered by id; follow the token."""
     check_building(building_id)
-    entities = tablestore.query_all(
-        tables(tablestore.RESOURCES), "PartitionKey eq @b", {"b": building_id}
+    page = tablestore.query_page(
+        tables(tablestore.RESOURCES),
+        "PartitionKey eq @b",
+        {"b": building_id},
+        top=parse_top(top),
+        continuation_token=continuation_token,
     )
-    return [resource_view(e) for e in entities]
+    return Listed([resource_view(e) for e in page.items], page.continuation_token)
 
 
 def unmap_resource(tables: TableSource, building_id: str, resource_id: str) -> bool:

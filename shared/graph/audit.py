@@ -9,13 +9,15 @@ never tokens, bodies or subjects.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.core.errors import FieldError, StorageError, ValidationFailed
+from shared.core.errors import FieldError, NotFound, StorageError, ValidationFailed
+from shared.core.paging import TOKEN_FIELD, Listed, decode_cursor, encode_cursor, top_of
 from shared.core.times import utc_z
 
 if TYPE_CHECKING:
@@ -44,9 +46,11 @@ class AuditEntry:
     status: int
     request_id: str | None
     client_request_id: str | None = None
+    id: str | None = None  # record_id(RowKey) once stored: GET /buildings/{b}/audit/{id}
 
     def to_api(self) -> dict[str, Any]:
         return {
+            "id": self.id,
             "time": utc_z(self.time, "milliseconds"),
             "actor": self.actor,
             "building": self.building,
@@ -81,8 +85,9 @@ def hour_buckets(start: datetime, end: datetime) -> list[datetime]:
     return buckets
 
 
-def parse_query(params: dict[str, str], now: datetime) -> tuple[datetime, datetime, int]:
-    """`from`, `to`, `limit` of GET /buildings/{b}/audit, validated (every bad field named)."""
+def parse_query(params: Mapping[str, str], now: datetime) -> tuple[datetime, datetime, int]:
+    """`from`, `to`, `top` (or its older name `limit`) of GET /buildings/{b}/audit, validated
+    (every bad field named)."""
     errors: list[FieldError] = []
 
     def when(name: str, default: datetime) -> datetime:
@@ -101,22 +106,35 @@ def parse_query(params: dict[str, str], now: datetime) -> tuple[datetime, dateti
 
     end = when("to", now)
     start = when("from", end - DEFAULT_RANGE)
-    limit = DEFAULT_LIMIT
-    if params.get("limit") is not None:
-        try:
-            limit = int(params["limit"])
-        except ValueError:
-            errors.append(FieldError("limit", "must be an integer"))
-        else:
-            if not 1 <= limit <= MAX_LIMIT:
-                errors.append(FieldError("limit", f"must be between 1 and {MAX_LIMIT}"))
+    top = DEFAULT_LIMIT
+    try:
+        top = top_of(params, default=DEFAULT_LIMIT, maximum=MAX_LIMIT, alias="limit")
+    except ValidationFailed as err:
+        errors.extend(err.errors)
     if not errors and start > end:
         errors.append(FieldError("from", "must not be after 'to'"))
     if not errors and end - start > MAX_RANGE:
         errors.append(FieldError("from", "range must be at most 31 days"))
     if errors:
         raise ValidationFailed(errors)
-    return start, end, limit
+    return start, end, top
+
+
+def record_id(row: str) -> str:
+    """A record's id in the API: its RowKey (inverted ms and random) with `.` for `|`."""
+    return row.replace("|", ".")
+
+
+_RECORD_ID = re.compile(r"(\d{16})\.([0-9a-f]{8})")
+
+
+def record_key(building: str, value: str) -> tuple[str, str] | None:
+    """(PartitionKey, RowKey) of a record id (the hour bucket follows from its time), or None."""
+    match = _RECORD_ID.fullmatch(value)
+    if match is None:
+        return None
+    when = datetime.fromtimestamp((_MAX_MS - int(match.group(1))) / 1000, UTC)
+    return partition_key(building, when), f"{match.group(1)}|{match.group(2)}"
 
 
 class AuditLog:
@@ -148,19 +166,67 @@ class AuditLog:
                 entry.building, entry.operation, type(exc).__name__,
             )  # fmt: skip
 
-    def read(self, building: str, params: dict[str, str], now: datetime) -> list[AuditEntry]:
-        """GET /buildings/{b}/audit: the query parameters checked (`parse_query`), then `query`."""
-        start, end, limit = parse_query(params, now)
-        return self.query(building, start, end, limit)
+    def read(
+        self, building: str, params: Mapping[str, str], now: datetime
+    ) -> Listed[dict[str, Any]]:
+        """GET /buildings/{b}/audit: the query checked (`parse_query`), then one page of `query`
+        after the keyset cursor (the last record's RowKey: RowKeys order records newest first
+        across hour buckets, so "after" is exact)."""
+        start, end, top = parse_query(params, now)
+        cursor = decode_cursor(params.get(TOKEN_FIELD), 1)
+        after = None
+        if cursor is not None:
+            if _RECORD_ID.fullmatch(cursor[0]) is None:
+                raise ValidationFailed(
+                    [FieldError(TOKEN_FIELD, "is not a valid continuation token")]
+                )
+            after = cursor[0].replace(".", "|")
+        found = self.query(building, start, end, top + 1, after=after)
+        more = len(found) > top
+        page = found[:top]
+        token = encode_cursor([str(page[-1].id)]) if more else None
+        return Listed([e.to_api() for e in page], token)
 
-    def query(self, building: str, start: datetime, end: datetime, limit: int) -> list[AuditEntry]:
-        """Records of one building in [start, end], newest first, at most `limit`."""
+    def get(self, building: str, value: str) -> dict[str, Any]:
+        """GET /buildings/{b}/audit/{id}: one record, or 404."""
+        key = record_key(building, value)
+        entity = None
+        if key is not None:
+            try:
+                entity = self._table().get_entity(*key)
+            except Exception as exc:
+                if getattr(exc, "status_code", None) == 404:  # ResourceNotFoundError
+                    raise NotFound(
+                        "No such audit record in this building", reason="audit_not_found"
+                    ) from exc
+                raise StorageError(
+                    "Storage is unavailable", log_detail=f"audit read: {type(exc).__name__}"
+                ) from exc
+        if entity is None:
+            raise NotFound("No such audit record in this building", reason="audit_not_found")
+        return _entry_from(entity).to_api()
+
+    def query(
+        self,
+        building: str,
+        start: datetime,
+        end: datetime,
+        limit: int,
+        *,
+        after: str | None = None,
+    ) -> list[AuditEntry]:
+        """Records of one building in [start, end], newest first, at most `limit`; with `after`
+        (a RowKey), only the records listed after it."""
         found: list[AuditEntry] = []
         lo = row_key_bound(end)
         hi = row_key_bound(start)
+        first_hour = end
+        if after is not None:
+            lo = max(lo, after + "~")  # strictly after: "~" sorts above every RowKey character
+            first_hour = min(end, _time_of(after))
         try:
             table = self._table()
-            for hour in hour_buckets(start, end):
+            for hour in hour_buckets(start, first_hour):
                 entities = table.query_entities(
                     "PartitionKey eq @pk and RowKey ge @lo and RowKey le @hi",
                     parameters={"pk": partition_key(building, hour), "lo": lo, "hi": hi + "~"},
@@ -174,6 +240,10 @@ class AuditLog:
                 "Storage is unavailable", log_detail=f"audit query: {type(exc).__name__}"
             ) from exc
         return found
+
+
+def _time_of(row: str) -> datetime:
+    return datetime.fromtimestamp((_MAX_MS - int(row.split("|")[0])) / 1000, UTC)
 
 
 def row_key_bound(when: datetime) -> str:
@@ -196,4 +266,5 @@ def _entry_from(e: Any) -> AuditEntry:
         status=int(e.get("status") or 0),
         request_id=str(e.get("requestId") or "") or None,
         client_request_id=str(e.get("clientRequestId") or "") or None,
+        id=record_id(str(e["RowKey"])) if e.get("RowKey") else None,
     )

@@ -32,14 +32,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from shared.availability.busy import BusyBlock, booking_id_from_transaction
+from shared.availability.busy import OUTLOOK_BLOCK_PREFIX, BusyBlock, booking_id_from_transaction
 from shared.core.checkmarks import CHECK_ATTRIBUTION_REASON, check_run_of_transaction
 from shared.core.times import TimeUnreadable, parse_graph_time
 from shared.directory.attribution import Attribution
 
 logger = logging.getLogger(__name__)
 
-OUTLOOK_BLOCK_PREFIX = "o-"
 NOT_BUSY = frozenset({"free"})  # freeBusyStatus values that do not make a resource unavailable
 
 RemoveReason = Literal[

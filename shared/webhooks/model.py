@@ -36,6 +36,8 @@ EVENT_TYPES: dict[str, tuple[str, bool]] = {
 }  # fmt: skip
 ALL = "*"
 MAX_EVENT_BYTES = 32 * 1024  # a queue message is at most 64 KiB (base64): events stay small
+DELIVERIES_DEFAULT = 50  # deliveries per page of GET .../deliveries
+DELIVERIES_MAX = 200
 MAX_ATTEMPTS_KEPT = 30
 STATUSES = ("active", "failing", "disabled")
 DELIVERY_STATUSES = ("pending", "delivered", "failed", "discarded")

@@ -21,12 +21,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.core.errors import Conflict, FieldError, NotFound, ValidationFailed
+from shared.core.errors import Conflict, NotFound
+from shared.core.paging import Listed, top_of
 from shared.core.validate import Checker, check_building, check_path
 from shared.webhooks import signing
 from shared.webhooks.delivery import DeliveryMessage
 from shared.webhooks.deps import WebhookDeps
 from shared.webhooks.model import (
+    DELIVERIES_DEFAULT,
+    DELIVERIES_MAX,
     EVENT_TYPES,
     MAX_EVENT_BYTES,
     Delivery,
@@ -95,9 +98,10 @@ def unhealthy(deps: WebhookDeps, building: str) -> list[dict[str, Any]]:
     ]
 
 
-def list_webhooks(deps: WebhookDeps, building: str) -> dict[str, Any]:
+def list_webhooks(deps: WebhookDeps, building: str) -> Listed[dict[str, Any]]:
+    """Every webhook of the building (at most 20: one page, no paging)."""
     check_building(building)
-    return {"value": [endpoint_view(e) for e in deps.store.endpoints(building)]}
+    return Listed([endpoint_view(e) for e in deps.store.endpoints(building)])
 
 
 def _endpoint(deps: WebhookDeps, building: str, webhook_id: str) -> Endpoint:
@@ -259,20 +263,25 @@ def ping(deps: WebhookDeps, building: str, webhook_id: str) -> dict[str, Any]:
     return delivery_view(delivery)
 
 
-DELIVERIES_LIMIT_MAX = 200  # GET .../deliveries?limit=
-
-
 def list_deliveries(
     deps: WebhookDeps, building: str, webhook_id: str, params: Mapping[str, str]
+) -> Listed[dict[str, Any]]:
+    """One page of the endpoint's deliveries, newest first (`limit`: the older name of `top`)."""
+    _endpoint(deps, building, webhook_id)
+    top = top_of(params, default=DELIVERIES_DEFAULT, maximum=DELIVERIES_MAX, alias="limit")
+    found, token = deps.store.deliveries(building, webhook_id, top, params.get("continuationToken"))
+    return Listed([delivery_view(d) for d in found], token)
+
+
+def get_delivery(
+    deps: WebhookDeps, building: str, webhook_id: str, delivery_id: str
 ) -> dict[str, Any]:
     _endpoint(deps, building, webhook_id)
-    raw = params.get("limit", "50")
-    if not raw.isdigit() or not 1 <= int(raw) <= DELIVERIES_LIMIT_MAX:
-        raise ValidationFailed(
-            [FieldError("limit", f"must be an integer from 1 to {DELIVERIES_LIMIT_MAX}")]
-        )
-    found = deps.store.deliveries(building, webhook_id, int(raw))
-    return {"value": [delivery_view(d) for d in found]}
+    check_path(deliveryId=delivery_id)
+    delivery = deps.store.get_delivery(building, webhook_id, delivery_id)
+    if delivery is None:
+        raise NotFound(f"Delivery {delivery_id} not found", reason="delivery_not_found")
+    return delivery_view(delivery)
 
 
 def redeliver(

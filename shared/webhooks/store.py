@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import secrets
 import threading
 from datetime import datetime
@@ -227,15 +226,19 @@ class WebhookStore:
         )
         return _delivery_from(entity) if entity else None
 
-    def deliveries(self, building_id: str, webhook_id: str, limit: int) -> list[Delivery]:
+    def deliveries(
+        self, building_id: str, webhook_id: str, top: int, continuation_token: str | None = None
+    ) -> tuple[list[Delivery], str | None]:
+        """One page of an endpoint's deliveries, newest first, and the next page's token."""
         low = tablestore.join_key(_DL, webhook_id) + tablestore.KEY_SEPARATOR
-        with tablestore.storage_errors("list webhook deliveries"):
-            found = self.table.query_entities(
-                "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-                parameters={"b": building_id, "lo": low, "hi": _end(low)},
-                results_per_page=limit,
-            )
-            return [_delivery_from(e) for e in itertools.islice(found, limit)]
+        page = tablestore.query_page(
+            self.table,
+            "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
+            {"b": building_id, "lo": low, "hi": _end(low)},
+            top=top,
+            continuation_token=continuation_token,
+        )
+        return [_delivery_from(e) for e in page.items], page.continuation_token
 
 
 class Secrets(Protocol):

@@ -105,7 +105,9 @@ def map_rooms(
     mapping API (PUT .../mapping), as an admin would."""
     listed = api.get(f"buildings/{building}/calendars")
     assert listed.status_code == 200, listed.text
-    by_mailbox = {c["mailbox"].lower(): c for c in listed.json() if c.get("kind") == "room"}
+    by_mailbox = {
+        c["mailbox"].lower(): c for c in listed.json()["value"] if c.get("kind") == "room"
+    }
     resources: dict[str, str] = {}
     calendars: dict[str, str] = {}
     for room in ROOMS:

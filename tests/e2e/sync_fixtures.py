@@ -48,7 +48,9 @@ def map_room(api: httpx.Client, building: str, resource: str, room_mailbox: str)
     assert put.status_code in (200, 201), put.text
     found = api.get(f"buildings/{building}/calendars", params={"mailbox": room_mailbox})
     assert found.status_code == 200, found.text
-    calendars = [c for c in found.json() if str(c.get("mailbox", "")).lower() == room_mailbox]
+    calendars = [
+        c for c in found.json()["value"] if str(c.get("mailbox", "")).lower() == room_mailbox
+    ]
     assert calendars, found.json()
     mapped = api.put(
         f"buildings/{building}/resources/{resource}/mapping",
@@ -206,7 +208,7 @@ def map_discovered(
     assert put.status_code in (200, 201), put.text
     found = api.get(f"buildings/{building}/calendars")
     assert found.status_code == 200, found.text
-    chosen = [c for c in found.json() if pick(c)]
+    chosen = [c for c in found.json()["value"] if pick(c)]
     assert chosen, found.json()
     mapped = api.put(
         f"buildings/{building}/resources/{resource}/mapping",

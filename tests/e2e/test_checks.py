@@ -164,7 +164,7 @@ def test_a_clean_run_passes_every_step_and_leaves_nothing(
     assert_nothing_left(kstack, check, building, demo["mailbox"])
     listed = kapi.get(f"buildings/{building}/checks").json()["value"]
     assert listed[0]["id"] == first["id"] and "resources" not in listed[0]
-    records = kapi.get(f"buildings/{building}/audit", params={"limit": 200}).json()["records"]
+    records = kapi.get(f"buildings/{building}/audit", params={"limit": 200}).json()["value"]
     operations = {r["operation"] for r in records if first["id"] in str(r.get("result"))}
     assert {"check.start", "check.run"} <= operations, operations
 

@@ -584,7 +584,7 @@ def test_refresh_rotates_and_survives_access_token_expiry(
     SEEN["access"].update(c.token for c in deps.tokens._cache.values())
     shown = status(capi, building)
     assert shown["status"] == "connected" and shown["lastRefreshAt"] >= before
-    records = capi.get(f"buildings/{building}/audit", params={"limit": 10}).json()["records"]
+    records = capi.get(f"buildings/{building}/audit", params={"limit": 10}).json()["value"]
     assert records and records[0]["operation"] == "GET /me" and records[0]["result"] == "ok"
     assert records[0]["requestId"] and records[0]["actor"] == "test"
 

@@ -87,7 +87,7 @@ def has_secret(cstack: Stack, building: str) -> bool:
 def connect_records(capi: httpx.Client, building: str) -> list[dict[str, Any]]:
     response = capi.get(f"buildings/{building}/audit")
     assert response.status_code == 200, response.text
-    return [r for r in response.json()["records"] if r["operation"].startswith("connect.")]
+    return [r for r in response.json()["value"] if r["operation"].startswith("connect.")]
 
 
 def test_a_colleague_cannot_finish_a_building_admins_delegated_connect(

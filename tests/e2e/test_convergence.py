@@ -388,7 +388,7 @@ def _check(r: Run) -> None:
         assert not imported
     # Every mapping is healthy again (a revoked grant was recovered from by reconnecting).
     for building in (r.app, r.delegated):
-        for resource in r.api.get(f"buildings/{building}/resources").json():
+        for resource in r.api.get(f"buildings/{building}/resources").json()["value"]:
             assert resource["sync"]["status"] == "synced", resource
     # Every platform booking still stands, as a platform block only.
     all_platform = {

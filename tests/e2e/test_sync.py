@@ -573,7 +573,7 @@ def test_sync_health_per_mapping(sstack: Stack, sapi: httpx.Client, world: World
         assert m["rounds"] >= 1 and m["graphRequests"] >= 1 and m["lagSeconds"] >= 0
     room = sapi.get(f"buildings/{world.app}/sync").json()["mappings"][0]
     assert room["calendar"]["mailbox"] == world.room_mail and room["mode"] == "notifications"
-    resources = sapi.get(f"buildings/{world.app}/resources").json()
+    resources = sapi.get(f"buildings/{world.app}/resources").json()["value"]
     assert resources[0]["sync"]["status"] == "synced" and resources[0]["sync"]["lastSyncAt"]
 
 
@@ -650,7 +650,7 @@ def test_concurrent_requests_for_one_calendar_run_one_round_at_a_time(world: Wor
 def test_every_sync_read_is_audited(sapi: httpx.Client, world: World) -> None:
     response = sapi.get(f"buildings/{world.app}/audit", params={"limit": "1000"})
     assert response.status_code == 200, response.text
-    reads = [r for r in response.json()["records"] if r["operation"] == "sync.delta"]
+    reads = [r for r in response.json()["value"] if r["operation"] == "sync.delta"]
     assert all(r["actor"] == "sync" for r in reads)
     assert any(r["mailbox"] == world.room_mail and r["calendar"] for r in reads)
     assert all(r["requestId"] for r in reads if r["result"] == "ok")

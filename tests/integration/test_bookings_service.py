@@ -184,7 +184,7 @@ def test_an_overlapping_booking_is_slot_taken_and_leaves_nothing(booked: Booked)
         create_booking(booked.deps, booked.building, body(start + timedelta(minutes=30)))
     assert [b.block_id for b in err.value.conflicting] == [first["id"]]
     window = {"from": zulu(start - timedelta(hours=1)), "to": zulu(start + timedelta(hours=3))}
-    listed = list_bookings(booked.deps, booked.building, window)["value"]
+    listed = list_bookings(booked.deps, booked.building, window).value
     assert [b["id"] for b in listed] == [first["id"]]
     blocks = booked.deps.busy.blocks(booked.building, start, start + timedelta(hours=2))
     assert [b.block_id for b in blocks] == [first["id"]]

@@ -43,8 +43,12 @@ def test_endpoints_and_deliveries_round_trip_and_events_are_de_duplicated(
         store.add_delivery(replace(first, id=new_delivery_id(T0 + timedelta(seconds=1))))
     later = replace(first, id=new_delivery_id(T0 + timedelta(seconds=5)), event_id="msg_b")
     store.add_delivery(later)
-    assert [d.event_id for d in store.deliveries(building, endpoint.id, 10)] == ["msg_b", "msg_a"]
+    found, token = store.deliveries(building, endpoint.id, 10)
+    assert [d.event_id for d in found] == ["msg_b", "msg_a"] and token is None
     got = store.get_delivery(building, endpoint.id, first.id)
     assert got is not None and got.commit == {"kind": "entity", "expect": {"a": 1}}
     store.delete_endpoint(building, endpoint.id)
-    assert store.endpoints(building) == [] and store.deliveries(building, endpoint.id, 10) == []
+    assert store.endpoints(building) == [] and store.deliveries(building, endpoint.id, 10) == (
+        [],
+        None,
+    )

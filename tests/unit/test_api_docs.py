@@ -15,7 +15,7 @@ from shared.api.openapi import openapi_document
 from shared.availability.service import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
 from shared.bookings.model import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION
 from shared.core.jsonbody import IMPORT_MAX_BYTES, MAX_BYTES, MAX_DEPTH
-from shared.directory.people import TOP_DEFAULT, TOP_MAX
+from shared.core.paging import TOP_DEFAULT, TOP_MAX
 from shared.directory.userimport import IMPORT_MAX_ROWS
 from shared.subscriptions.inbox import MAX_NOTIFICATION_BYTES
 

@@ -42,13 +42,13 @@ export async function renderAudit(ctx: PageContext, page: HTMLElement): Promise<
     }
     query[key] = isoZ(zonedToUtc(v, ctx.zone));
   }
-  if (q["limit"]) query["limit"] = q["limit"];
+  if (q["limit"]) query["top"] = q["limit"];
   let results: Node;
   if (invalid) {
     results = alertBox("Fix the filters above.");
   } else {
     try {
-      const { records } = await ctx.api.get<{ records: AuditRecord[] }>(`${base}/audit`, { query, signal: ctx.signal });
+      const { value: records } = await ctx.api.page<AuditRecord>(`${base}/audit`, { query, signal: ctx.signal });
       results = recordsTable(ctx, records);
     } catch (err) {
       if (!(err instanceof ApiError)) throw err;

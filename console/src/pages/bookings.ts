@@ -20,7 +20,7 @@ export async function renderBookings(ctx: PageContext, page: HTMLElement): Promi
   const date = /^\d{4}-\d{2}-\d{2}$/.test(ctx.query["date"] ?? "") ? (ctx.query["date"] as string) : todayIn(ctx.zone);
   const { from, to } = dayRange(date, ctx.zone);
   const load = () =>
-    ctx.api.get<{ value: BookingItem[] }>(`${base}/bookings`, {
+    ctx.api.all<BookingItem>(`${base}/bookings`, {
       query: { from: isoZ(from), to: isoZ(to), source: "all" },
       signal: ctx.signal,
     });
@@ -38,14 +38,14 @@ export async function renderBookings(ctx: PageContext, page: HTMLElement): Promi
     if (lastIds && ids !== lastIds) ctx.announce(`Bookings changed: ${bookings.length} on this day.`);
     lastIds = ids;
   };
-  draw(first.value);
+  draw(first);
 
   let busy = false;
   const poll = async () => {
     if (busy || document.hidden || ctx.signal.aborted) return;
     busy = true;
     try {
-      draw((await load()).value);
+      draw(await load());
       msg.set(null);
     } catch (err) {
       if (!ctx.signal.aborted) msg.set(ctx.handle(err, poll));
@@ -97,7 +97,7 @@ export async function renderBookings(ctx: PageContext, page: HTMLElement): Promi
 /** The building's company names; without them attribution falls back to ids (never an error). */
 async function companyNames(ctx: PageContext, base: string): Promise<CompanyNames> {
   try {
-    const companies = await ctx.api.get<Company[]>(`${base}/companies`, { signal: ctx.signal });
+    const companies = await ctx.api.all<Company>(`${base}/companies`, { signal: ctx.signal });
     return new Map(companies.map((c) => [c.id, c.name]));
   } catch {
     return new Map();

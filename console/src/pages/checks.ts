@@ -275,7 +275,7 @@ export async function renderChecks(ctx: PageContext, page: HTMLElement): Promise
   }
   const names = new Map(resources.map((r) => [r.id, r.name]));
   const mapped = resources.filter((r) => !r.paid && r.sync?.calendar);
-  const recent = await ctx.api.get<{ value: CheckRun[] }>(base, { query: { limit: RECENT }, signal: ctx.signal });
+  const recent = await ctx.api.page<CheckRun>(base, { query: { top: RECENT }, signal: ctx.signal });
 
   const msg = messageSlot();
   const runHolder = h("div", { class: "check-run-holder" });
@@ -339,7 +339,7 @@ export async function renderChecks(ctx: PageContext, page: HTMLElement): Promise
   };
   const refreshRecent = async () => {
     try {
-      drawRecent((await ctx.api.get<{ value: CheckRun[] }>(base, { query: { limit: RECENT }, signal: ctx.signal })).value);
+      drawRecent((await ctx.api.page<CheckRun>(base, { query: { top: RECENT }, signal: ctx.signal })).value);
     } catch (err) {
       if (!ctx.signal.aborted) msg.set(ctx.handle(err, refreshRecent));
     }

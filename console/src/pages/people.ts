@@ -1,11 +1,11 @@
 // Companies and users: add, edit, delete; CSV import with the rejected rows shown; the default user.
 
-import { ApiError, seg } from "../api";
+import { ApiError, seg, type ListPage } from "../api";
 import type { PageContext } from "../app";
 import { previewImport, type ImportPreview } from "../csv";
 import { field, h, replace, setFieldError } from "../dom";
 import { fieldErrors } from "../problem";
-import type { BuildingSettings, Company, ImportReport, User, UsersPage } from "../types";
+import type { BuildingSettings, Company, ImportReport, User } from "../types";
 import { alertBox, button, confirmDialog, messageSlot, pageHeading, stackable } from "../ui";
 
 type Field = { control: HTMLElement; error: HTMLElement };
@@ -13,8 +13,8 @@ type Field = { control: HTMLElement; error: HTMLElement };
 export async function renderPeople(ctx: PageContext, page: HTMLElement): Promise<void> {
   const base = `/buildings/${seg(ctx.building)}`;
   const [companies, firstPage, settings] = await Promise.all([
-    ctx.api.get<Company[]>(`${base}/companies`, { signal: ctx.signal }),
-    ctx.api.get<UsersPage>(`${base}/users`, { query: { top: 100 }, signal: ctx.signal }),
+    ctx.api.all<Company>(`${base}/companies`, { signal: ctx.signal }),
+    ctx.api.page<User>(`${base}/users`, { query: { top: 100 }, signal: ctx.signal }),
     ctx.api.get<BuildingSettings>(`${base}/settings`, { signal: ctx.signal }),
   ]);
   const reload = () => ctx.app.navigate(location.hash);
@@ -145,7 +145,7 @@ function usersSection(
   ctx: PageContext,
   base: string,
   companies: Company[],
-  first: UsersPage,
+  first: ListPage<User>,
   settings: BuildingSettings,
   reload: () => void,
 ): HTMLElement {
@@ -257,20 +257,20 @@ function usersSection(
     stackable(usersTable);
   };
   addRows(first.value);
-  let token = first.continuationToken;
+  let last = first;
   const more = button("Load more users", async () => {
-    if (!token) return;
+    const next = ctx.api.next(`${base}/users`, last, { query: { top: 100 } });
+    if (!next) return;
     try {
-      const next = await ctx.api.get<UsersPage>(`${base}/users`, { query: { top: 100, continuationToken: token } });
-      addRows(next.value);
-      token = next.continuationToken;
-      more.hidden = !token;
+      last = await next;
+      addRows(last.value);
+      more.hidden = !last.nextLink;
     } catch (err) {
       moreMsg.set(ctx.handle(err));
     }
   }, { class: "secondary" });
   const moreMsg = messageSlot();
-  more.hidden = !token;
+  more.hidden = !last.nextLink;
   return h(
     "section",
     { class: "card", "aria-labelledby": "users-title" },

@@ -31,13 +31,13 @@ function context(): { ctx: PageContext; puts: string[] } {
     }
     if (path.endsWith("/connection")) return Promise.resolve(json(200, { status: "connected", mode: "application", scopes: [] }));
     if (path.endsWith("/roomlists")) return Promise.resolve(json(422, { status: 422, reason: "places_not_granted" }, "application/problem+json"));
-    if (path.endsWith("/calendars")) return Promise.resolve(json(200, calendars));
-    if (path.endsWith("/resources")) return Promise.resolve(json(200, resources));
+    if (path.endsWith("/calendars")) return Promise.resolve(json(200, { value: calendars, nextLink: null }));
+    if (path.endsWith("/resources")) return Promise.resolve(json(200, { value: resources, nextLink: null }));
     return Promise.resolve(json(404, {}));
   };
   const api = new ApiClient({ base: "/api", token: () => Promise.resolve("t"), fetch: fetchFn });
   const app = {
-    resources: () => api.get<Resource[]>("/buildings/hq/resources"),
+    resources: () => api.all<Resource>("/buildings/hq/resources"),
     forgetResources: () => undefined,
     navigate: () => undefined,
   };

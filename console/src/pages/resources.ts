@@ -163,14 +163,14 @@ export async function renderResources(ctx: PageContext, page: HTMLElement): Prom
 
 async function discover(ctx: PageContext, base: string): Promise<Discovery> {
   try {
-    const all = await ctx.api.get<Calendar[]>(`${base}/calendars`, { signal: ctx.signal });
+    const all = await ctx.api.all<Calendar>(`${base}/calendars`, { signal: ctx.signal });
     let lists: { name: string; rooms: Calendar[] }[] = [];
     try {
-      const roomLists = await ctx.api.get<RoomList[]>(`${base}/roomlists`, { signal: ctx.signal });
+      const roomLists = await ctx.api.all<RoomList>(`${base}/roomlists`, { signal: ctx.signal });
       lists = await Promise.all(
         roomLists.map(async (l) => ({
           name: l.name ?? l.address,
-          rooms: await ctx.api.get<Calendar[]>(`${base}/calendars`, { query: { roomList: l.address }, signal: ctx.signal }),
+          rooms: await ctx.api.all<Calendar>(`${base}/calendars`, { query: { roomList: l.address }, signal: ctx.signal }),
         })),
       );
     } catch (err) {

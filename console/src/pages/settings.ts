@@ -4,14 +4,14 @@ import { ApiError, seg } from "../api";
 import type { PageContext } from "../app";
 import { field, h, replace, setFieldError } from "../dom";
 import { fieldErrors } from "../problem";
-import type { BuildingSettings, UsersPage } from "../types";
+import type { BuildingSettings, User } from "../types";
 import { messageSlot, pageHeading } from "../ui";
 
 export async function renderSettings(ctx: PageContext, page: HTMLElement): Promise<void> {
   const base = `/buildings/${seg(ctx.building)}`;
   const [settings, users] = await Promise.all([
     ctx.api.get<BuildingSettings>(`${base}/settings`, { signal: ctx.signal }),
-    ctx.api.get<UsersPage>(`${base}/users`, { query: { top: 500 }, signal: ctx.signal }),
+    ctx.api.page<User>(`${base}/users`, { query: { top: 500 }, signal: ctx.signal }),
   ]);
   const current = settings.defaultUserEmail ?? "";
   const options = users.value.map((u) => h("option", { value: u.email, selected: u.email.toLowerCase() === current.toLowerCase() }, `${u.name} (${u.email})`));

@@ -11,10 +11,11 @@ from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
 from shared.api.openapi import PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import list_of as _list
+from shared.api.openapi import paging_parameters as _paging
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.core.addresses import DOMAIN_MAX
-from shared.directory.people import TOP_DEFAULT, TOP_MAX
 from shared.directory.registry import CAPACITY_MAX, KINDS, LABEL_MAX, time_zones
 from shared.directory.userimport import IMPORT_MAX_ROWS
 
@@ -130,23 +131,6 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"email": _EMAIL, "name": _NAME, "companyId": _ID},
     },
-    "UsersPage": {
-        "type": "object",
-        "required": ["value", "continuationToken", "nextLink"],
-        "properties": {
-            "value": {"type": "array", "items": _ref("User")},
-            "continuationToken": {
-                "type": ["string", "null"],
-                "description": "Opaque; pass back as ?continuationToken= for the next page. "
-                "null on the last page. A page may hold fewer than `top` users and still "
-                "have a next page.",
-            },
-            "nextLink": {
-                "type": ["string", "null"],
-                "description": "This URL with the next page's continuationToken, or null",
-            },
-        },
-    },
     "UserImportRow": {
         "type": "object",
         "required": ["email", "name", "companyId"],
@@ -227,8 +211,8 @@ OPERATIONS: list[Operation] = [
         "Resources of the building with their sync status",
         "bearer",
         {
-            "parameters": _path("building"),
-            "responses": {"200": _json({"type": "array", "items": _ref("Resource")}, "All")},
+            "parameters": [*_path("building"), *_paging()],
+            "responses": {"200": _list(_ref("Resource"), "A page, ordered by id"), **_BAD},
         },
     ),
     (
@@ -272,8 +256,18 @@ OPERATIONS: list[Operation] = [
         "Companies of the building",
         "bearer",
         {
-            "parameters": _path("building"),
-            "responses": {"200": _json({"type": "array", "items": _ref("Company")}, "All")},
+            "parameters": [*_path("building"), *_paging()],
+            "responses": {"200": _list(_ref("Company"), "A page, ordered by id"), **_BAD},
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/companies/{company}",
+        "One company",
+        "bearer",
+        {
+            "parameters": _path("building", "company"),
+            "responses": {"200": _json(_ref("Company"), "The company"), "404": PROBLEM},
         },
     ),
     (
@@ -337,21 +331,8 @@ OPERATIONS: list[Operation] = [
         "Registered users, one page at a time",
         "bearer",
         {
-            "parameters": [
-                *_path("building"),
-                {
-                    "name": "top",
-                    "in": "query",
-                    "schema": {
-                        "type": "integer",
-                        "minimum": 1,
-                        "maximum": TOP_MAX,
-                        "default": TOP_DEFAULT,
-                    },
-                },
-                {"name": "continuationToken", "in": "query", "schema": {"type": "string"}},
-            ],
-            "responses": {"200": _json(_ref("UsersPage"), "A page"), **_BAD},
+            "parameters": [*_path("building"), *_paging()],
+            "responses": {"200": _list(_ref("User"), "A page, ordered by address"), **_BAD},
         },
     ),
     (

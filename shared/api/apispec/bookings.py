@@ -10,12 +10,25 @@ from shared.api.openapi import PROBLEM, Link, Operation, Reasons, query_paramete
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import list_of as _list
+from shared.api.openapi import paging_parameters as _paging
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.availability.service import MAX_RANGE, SLOT_MINUTES_MAX, SLOT_MINUTES_MIN
-from shared.bookings.model import IDEMPOTENCY_KEY_MAX, MAX_DURATION, MIN_DURATION, TITLE_MAX
+from shared.bookings.model import (
+    IDEMPOTENCY_KEY_MAX,
+    LIST_STATUSES,
+    MAX_DURATION,
+    MIN_DURATION,
+    TITLE_MAX,
+)
 
 _BAD = {"400": PROBLEM}
+_ANY_BOOKING = {"oneOf": [_ref("Booking"), _ref("ExternalBooking")]}
+_READ_ONLY = (
+    "`outlook_booking_read_only`: an Outlook booking (`o-...`) is changed or cancelled in "
+    "Outlook, never through this API."
+)
 _RFC3339 = "RFC 3339 date-time with offset (`2026-12-01T09:00:00+01:00` or `Z`)"
 _WHOLE = "whole seconds (a fraction other than zeros is a 400 naming the field)"
 _MINUTES = int(MIN_DURATION.total_seconds() // 60)
@@ -242,20 +255,19 @@ OPERATIONS: list[Operation] = [
                 _query(
                     "source", "Which bookings (default all)", enum=["platform", "outlook", "all"]
                 ),
-            ],
-            "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "properties": {
-                            "value": {
-                                "type": "array",
-                                "items": {"oneOf": [_ref("Booking"), _ref("ExternalBooking")]},
-                            }
-                        },
-                    },
-                    "Ordered by start",
+                _query(
+                    "status",
+                    "Which platform bookings: confirmed (default), cancelled or all; Outlook "
+                    "bookings are confirmed (none with cancelled)",
+                    enum=sorted(LIST_STATUSES),
                 ),
+                *_paging(),
+            ],
+            "description": "Ordered by (start, resourceId, id); the continuation is a cursor on "
+            "that key, so no booking is lost or repeated across pages, also when many share a "
+            "start time or the list changes between pages.",
+            "responses": {
+                "200": _list(_ANY_BOOKING, "A page, ordered by start"),
                 **_BAD,
             },
         },
@@ -263,11 +275,11 @@ OPERATIONS: list[Operation] = [
     (
         "get",
         "/buildings/{building}/bookings/{booking}",
-        "One platform booking",
+        "One booking: a platform booking, or an Outlook one (`o-...`, as listed)",
         "bearer",
         {
             "parameters": _path("building", "booking"),
-            "responses": {"200": _json(_ref("Booking"), "The booking"), "404": PROBLEM},
+            "responses": {"200": _json(_ANY_BOOKING, "The booking"), "404": PROBLEM},
         },
     ),
     (
@@ -289,8 +301,8 @@ OPERATIONS: list[Operation] = [
                 "422": PROBLEM,
             },
             "description": "409 `slot_taken` (the new slot is booked), `booking_cancelled`, "
-            "`concurrent_update`. 422 `read_only_mapping` (the building's connection is "
-            "free/busy only).",
+            "`concurrent_update`, " + _READ_ONLY + " 422 `read_only_mapping` (the building's "
+            "connection is free/busy only).",
         },
     ),
     (
@@ -303,7 +315,9 @@ OPERATIONS: list[Operation] = [
             "responses": {
                 "204": {"description": "Cancelled (also when it already was)"},
                 "404": PROBLEM,
+                "409": PROBLEM,
             },
+            "description": "409 " + _READ_ONLY,
         },
     ),
     (

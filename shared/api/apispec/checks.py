@@ -8,11 +8,13 @@ from shared.api.openapi import ID_SCHEMA, PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
 from shared.api.openapi import TIME_SCHEMA as _TIME
+from shared.api.openapi import list_of as _list
+from shared.api.openapi import paging_parameters as _paging
 from shared.api.openapi import path_parameters as _path
-from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
+from shared.checks.deps import LIST_MAX, CheckConfig
 from shared.checks.model import EXPLANATIONS, STEPS
-from shared.checks.runner import LIST_LIMIT_MAX, MAX_RESOURCES
+from shared.checks.runner import MAX_RESOURCES
 
 _CHECK_PARAMETER = {
     "name": "check",
@@ -88,11 +90,6 @@ SCHEMAS: dict[str, Any] = {
             "resources": {"type": "array", "items": _ref("CheckResource")},
         },
     },
-    "CheckList": {
-        "type": "object",
-        "required": ["value"],
-        "properties": {"value": {"type": "array", "items": _ref("Check")}},
-    },
 }
 
 OPERATIONS: list[Operation] = [
@@ -137,17 +134,10 @@ OPERATIONS: list[Operation] = [
         {
             "parameters": [
                 *_path("building"),
-                _query(
-                    "limit",
-                    f"At most this many (1–{LIST_LIMIT_MAX}, default 20)",
-                    {"type": "integer", "minimum": 1, "maximum": LIST_LIMIT_MAX},
-                ),
+                *_paging(CheckConfig.list_limit, LIST_MAX, alias="limit"),
             ],
             "responses": {
-                "200": {
-                    "description": "Runs without their steps",
-                    "content": {"application/json": {"schema": _ref("CheckList")}},
-                },
+                "200": _list(_ref("Check"), "A page of runs without their steps, newest first"),
                 "400": PROBLEM,
             },
         },

@@ -6,15 +6,17 @@ from typing import Any
 
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import PROBLEM, Operation
+from shared.api.openapi import OPEN_QUERY, PROBLEM, Operation
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import list_of as _list
+from shared.api.openapi import paging_parameters as _paging
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
 from shared.core.validate import ACCOUNT
-from shared.graph.audit import MAX_LIMIT
+from shared.graph.audit import DEFAULT_LIMIT, MAX_LIMIT
 
 _REDIRECT = {
     "302": {
@@ -99,6 +101,7 @@ SCHEMAS: dict[str, Any] = {
     "AuditRecord": {
         "type": "object",
         "properties": {
+            "id": {"type": "string", "description": "GET /buildings/{building}/audit/{id}"},
             "time": _TIME,
             "actor": {"type": "string"},
             "building": {"type": "string"},
@@ -166,6 +169,9 @@ OPERATIONS: list[Operation] = [
                 _query("error", "Error code from the identity platform"),
                 _query("error_description", "AADSTS description"),
             ],
+            # Entra's redirect: it adds parameters we neither need nor control (session_state,
+            # client_info, iss, error_uri, ...), so undeclared ones are accepted and ignored.
+            OPEN_QUERY: True,
             "responses": _REDIRECT,
         },
     ),
@@ -185,7 +191,10 @@ OPERATIONS: list[Operation] = [
                 _query("session_state", "Ignored"),
                 _query("error", "Error code from the identity platform"),
                 _query("error_description", "Error text (not shown)"),
+                _query("admin_consent", "The v2 admin-consent shape: refused (see above)"),
+                _query("tenant", "The v2 admin-consent shape: refused (see above)"),
             ],
+            OPEN_QUERY: True,  # Entra's redirect, as /oauth/callback
             "responses": _REDIRECT,
         },
     ),
@@ -203,22 +212,22 @@ OPERATIONS: list[Operation] = [
                     _TIME,
                 ),
                 _query("to", "End (RFC 3339); default: now", _TIME),
-                _query(
-                    "limit",
-                    "At most this many records (default 100)",
-                    {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
-                ),
+                *_paging(DEFAULT_LIMIT, MAX_LIMIT, alias="limit"),
             ],
             "responses": {
-                "200": _json(
-                    {
-                        "type": "object",
-                        "properties": {"records": {"type": "array", "items": _ref("AuditRecord")}},
-                    },
-                    "Audit records",
-                ),
+                "200": _list(_ref("AuditRecord"), "A page of audit records, newest first"),
                 "400": PROBLEM,
             },
+        },
+    ),
+    (
+        "get",
+        "/buildings/{building}/audit/{record}",
+        "One audit record (by the id it is listed with)",
+        "bearer",
+        {
+            "parameters": _path("building", "record"),
+            "responses": {"200": _json(_ref("AuditRecord"), "The record"), "404": PROBLEM},
         },
     ),
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.api.openapi import PROBLEM, Operation, Reasons
+from shared.api.openapi import OPEN_QUERY, PROBLEM, Operation, Reasons
 from shared.api.openapi import json_content as _json
 from shared.api.openapi import ref as _ref
 
@@ -65,8 +65,11 @@ OPERATIONS: list[Operation] = [
                 "page saying how to build it (`make console`), never a 404. Hashed files under "
                 "`assets/` are cached for a year (immutable), everything else `no-cache`; every "
                 "file carries a Content-Security-Policy (scripts and styles from this origin "
-                "only)."
+                "only). Any query is accepted and ignored: the page is the SPA redirect URI, "
+                "where the identity platform appends what it likes."
             ),
+            # Entra redirects sign-ins back to this page with parameters of its choosing.
+            OPEN_QUERY: True,
             "parameters": [
                 {
                     "name": "path",

@@ -9,6 +9,7 @@ from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import PROBLEM, Operation, Reasons, query_parameter
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import list_of as _list
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.mapping.service import CALENDAR_ID_MAX
@@ -165,7 +166,7 @@ OPERATIONS: list[Operation] = [
             "(Places API), each probed for access; 422 `places_not_granted` without "
             "Place.Read.All (use ?mailbox=). " + _NOT_CONNECTED,
             "responses": {
-                "200": _json({"type": "array", "items": _ref("Calendar")}, "Calendars"),
+                "200": _list(_ref("Calendar"), "Calendars (one page: nextLink is null)"),
                 "400": PROBLEM,
                 "422": PROBLEM,
                 "503": PROBLEM,
@@ -181,7 +182,7 @@ OPERATIONS: list[Operation] = [
             "parameters": _path("building"),
             "description": "422 `places_not_granted` without Place.Read.All. " + _NOT_CONNECTED,
             "responses": {
-                "200": _json({"type": "array", "items": _ref("RoomList")}, "Room lists"),
+                "200": _list(_ref("RoomList"), "Room lists (one page: nextLink is null)"),
                 "422": PROBLEM,
                 "503": PROBLEM,
             },

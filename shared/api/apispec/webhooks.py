@@ -11,11 +11,11 @@ from shared.api.openapi import PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _json_body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import list_of as _list
+from shared.api.openapi import paging_parameters as _paging
 from shared.api.openapi import path_parameters as _path
-from shared.api.openapi import query_parameter as _query
 from shared.api.openapi import ref as _ref
-from shared.webhooks.model import ALL, EVENT_TYPES
-from shared.webhooks.service import DELIVERIES_LIMIT_MAX
+from shared.webhooks.model import ALL, DELIVERIES_DEFAULT, DELIVERIES_MAX, EVENT_TYPES
 
 _WEBHOOK = {
     "name": "webhook",
@@ -166,11 +166,6 @@ SCHEMAS: dict[str, Any] = {
             },
         ]
     },
-    "WebhookList": {
-        "type": "object",
-        "required": ["value"],
-        "properties": {"value": {"type": "array", "items": _ref("Webhook")}},
-    },
     "WebhookRotate": {
         "type": "object",
         "additionalProperties": False,
@@ -216,11 +211,6 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "WebhookDeliveryList": {
-        "type": "object",
-        "required": ["value"],
-        "properties": {"value": {"type": "array", "items": _ref("WebhookDelivery")}},
-    },
     "WebhookEvent": {
         "description": "The body of every webhook request (Standard Webhooks: headers "
         "`webhook-id`, `webhook-timestamp`, `webhook-signature` = space-separated `v1,<base64 "
@@ -250,7 +240,8 @@ OPERATIONS: list[Operation] = [
       "responses": {"201": _json(_ref("WebhookWithSecret"), "Created"), "409": PROBLEM,
                     "422": _422}}),
     ("get", _BASE, "The building's webhooks", "bearer",
-     {"parameters": _path("building"), "responses": {"200": _json(_ref("WebhookList"), "OK")}}),
+     {"parameters": _path("building"),
+      "responses": {"200": _list(_ref("Webhook"), "Every webhook (at most 20: one page)")}}),
     ("get", _ONE, "One webhook (its status, never its secret)", "bearer",
      {"parameters": _PARAMS, "responses": {"200": _json(_ref("Webhook"), "OK"), "404": PROBLEM}}),
     ("patch", _ONE, "Change url, events, enabled, description", "bearer",
@@ -271,8 +262,12 @@ OPERATIONS: list[Operation] = [
       "responses": {"202": _json(_ref("WebhookDelivery"), "Queued"), "404": PROBLEM}}),
     ("get", _ONE + "/deliveries", "Deliveries, newest first: attempts, status codes, latency",
      "bearer",
-     {"parameters": [*_PARAMS, _query("limit", f"1–{DELIVERIES_LIMIT_MAX}, default 50", {"type": "integer", "minimum": 1, "maximum": DELIVERIES_LIMIT_MAX})],
-      "responses": {"200": _json(_ref("WebhookDeliveryList"), "OK"), "404": PROBLEM}}),
+     {"parameters": [*_PARAMS, *_paging(DELIVERIES_DEFAULT, DELIVERIES_MAX, alias="limit")],
+      "responses": {"200": _list(_ref("WebhookDelivery"), "A page, newest first"),
+                    "400": PROBLEM, "404": PROBLEM}}),
+    ("get", _ONE + "/deliveries/{delivery}", "One delivery (as listed)", "bearer",
+     {"parameters": [*_PARAMS, _DELIVERY],
+      "responses": {"200": _json(_ref("WebhookDelivery"), "OK"), "404": PROBLEM}}),
     ("post", _ONE + "/deliveries/{delivery}:redeliver", "Send a delivery again (same body and "
      "webhook-id)", "bearer",
      {"parameters": [*_PARAMS, _DELIVERY],
