@@ -194,7 +194,8 @@ def main(endpoints: Path | Mapping[str, Any] | None = None, *, now: datetime | N
         "sauna": {"name": "Rooftop sauna", "kind": "amenity", "paid": True, "timeZone": TIME_ZONE},
     }.items():  # fmt: skip
         check(api.put(f"{b}/resources/{rid}", json=body), 200, 201)
-    for r in check(api.get(f"{b}/resources"), 200)["value"]:
+    resources = check(api.get(f"{b}/resources"), 200)["value"]
+    for r in resources:
         show(r["id"], f"{r['name']}: sync {r['sync']['status']} ({r['sync'].get('reason')})")
     # Times below are on the building's clock: its resources' zone (the API has no building zone).
     zone = ZoneInfo(next(r["timeZone"] for r in resources if r["id"] == "boardroom-4a"))

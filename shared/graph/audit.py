@@ -133,7 +133,10 @@ def record_key(building: str, value: str) -> tuple[str, str] | None:
     match = _RECORD_ID.fullmatch(value)
     if match is None:
         return None
-    when = datetime.fromtimestamp((_MAX_MS - int(match.group(1))) / 1000, UTC)
+    try:
+        when = _time_of(match.group(1))
+    except (ValueError, OverflowError, OSError):  # a time no record can have (year > 9999)
+        return None
     return partition_key(building, when), f"{match.group(1)}|{match.group(2)}"
 
 
@@ -176,7 +179,7 @@ class AuditLog:
         cursor = decode_cursor(params.get(TOKEN_FIELD), 1)
         after = None
         if cursor is not None:
-            if _RECORD_ID.fullmatch(cursor[0]) is None:
+            if record_key(building, cursor[0]) is None:  # not the id of a record we list
                 raise ValidationFailed(
                     [FieldError(TOKEN_FIELD, "is not a valid continuation token")]
                 )
@@ -243,6 +246,7 @@ class AuditLog:
 
 
 def _time_of(row: str) -> datetime:
+    """The time of a RowKey (or of its inverted-milliseconds part)."""
     return datetime.fromtimestamp((_MAX_MS - int(row.split("|")[0])) / 1000, UTC)
 
 
