@@ -425,6 +425,7 @@ LINKS: list[Link] = [
             ("DeleteResource", "delete", _RESOURCE),
         )
     ),
+    ("put", _COMPANY, "GetCompany", "get", _COMPANY, {**_SAME_BUILDING, "company": "$response.body#/id"}),
     ("put", _COMPANY, "ReplaceCompany", "put", _COMPANY, {**_SAME_BUILDING, "company": "$response.body#/id"}),
     ("put", _COMPANY, "DeleteCompany", "delete", _COMPANY, {**_SAME_BUILDING, "company": "$response.body#/id"}),
     *(
