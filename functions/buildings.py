@@ -12,7 +12,14 @@ import json
 
 import azure.functions as func
 
-from functions.http import caller_for, handle_errors, json_response, problem_response, read_json
+from functions.http import (
+    caller_for,
+    handle_errors,
+    json_response,
+    list_response,
+    problem_response,
+    read_json,
+)
 from shared.core.errors import PROBLEM_JSON, Forbidden
 
 bp = func.Blueprint()
@@ -27,7 +34,7 @@ def buildings_list(req: func.HttpRequest) -> func.HttpResponse:
     caller = caller_for(req)
     from shared import wiring
 
-    return json_response(wiring.buildings().reachable(caller.buildings))
+    return list_response(req, wiring.buildings().reachable(caller.buildings))
 
 
 @bp.route(route=BUILDING, methods=["PUT"], auth_level=ANONYMOUS)

@@ -149,6 +149,7 @@ ROUTE_IDS: dict[str, str] = {
     "check": "checkId",
     "webhook": "webhookId",
     "delivery": "deliveryId",
+    "record": "recordId",
     "email": "email",
 }
 

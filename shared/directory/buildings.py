@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from shared.core.errors import Conflict, NotFound
+from shared.core.paging import Listed
 from shared.core.validate import Checker, check_building, valid_id
 from shared.directory.people import SETTINGS_ROW_KEY
 from shared.directory.registry import valid_time_zone
@@ -68,11 +69,6 @@ class BuildingOut(TypedDict):
     timeZone: str
     businessHours: dict[str, list[IntervalOut]]
     address: str | None
-
-
-class BuildingsOut(TypedDict):
-    value: list[BuildingOut]
-    nextLink: str | None
 
 
 @dataclass(frozen=True)
@@ -266,8 +262,8 @@ class Buildings:
             raise building_not_found()
         return view(found)
 
-    def reachable(self, reach: Iterable[str] | None) -> BuildingsOut:
-        """Every building (reach None: Portal.Service) or those of `reach` that exist."""
+    def reachable(self, reach: Iterable[str] | None) -> Listed[BuildingOut]:
+        """Every building (reach None: Portal.Service) or those of `reach` that exist (one page)."""
         if reach is None:
             entities = tablestore.query_all(
                 self.tables(tablestore.BUILDINGS), "RowKey eq @r", {"r": ROW_KEY}
@@ -276,7 +272,7 @@ class Buildings:
         else:
             candidates = (self.find(b) for b in sorted(set(reach)) if valid_id(b))
             found = [b for b in candidates if b is not None]
-        return {"value": [view(b) for b in found], "nextLink": None}
+        return Listed([view(b) for b in found])
 
     # Writes -------------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ BUILDING = "/buildings/{building}"
 # Every list route of the API. A new one must be added here (with how its items are fetched):
 # the walk below fails on a list route it does not expect, and on one that lost the envelope.
 LISTS = {
+    "/buildings",
     BUILDING + "/bookings",
     BUILDING + "/resources",
     BUILDING + "/companies",

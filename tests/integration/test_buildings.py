@@ -44,9 +44,9 @@ def test_crud_and_the_list(tables: Tables) -> None:
     assert buildings.put("b1", HQ) == ({**view, "address": None}, False)
     assert buildings.get("b1")["timeZone"] == "Europe/Amsterdam"
     buildings.put("b2", {"name": "Annex", "timeZone": "UTC"})
-    assert [b["id"] for b in buildings.reachable(None)["value"]] == ["b1", "b2"]
+    assert [b["id"] for b in buildings.reachable(None).value] == ["b1", "b2"]
     # A Building.Admin's claim: only those that exist, and no id that is not one.
-    assert [b["id"] for b in buildings.reachable(["b2", "nope", "..", "b1"])["value"]] == [
+    assert [b["id"] for b in buildings.reachable(["b2", "nope", "..", "b1"]).value] == [
         "b1",
         "b2",
     ]

@@ -439,6 +439,7 @@ REASONS: Reasons = {
     ("put", _RESOURCE): {"409": _CONCURRENT, "422": ("resource_mapped",)},
     ("get", _RESOURCE): {"404": ("resource_not_found",)},
     ("delete", _RESOURCE): {"409": _CONCURRENT},
+    ("get", _COMPANY): {"404": ("company_not_found",)},
     ("delete", _COMPANY): {"409": ("company_in_use",)},
     ("put", _USER): {"422": ("unknown_company",)},
     ("get", _USER): {"404": ("user_not_found",)},

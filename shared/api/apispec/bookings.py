@@ -365,8 +365,16 @@ REASONS: Reasons = {
     ("get", _ONE): {"404": ("booking_not_found",)},
     ("patch", _ONE): {
         "404": ("booking_not_found",),
-        "409": ("slot_taken", "booking_cancelled", "concurrent_update"),
+        "409": (
+            "slot_taken",
+            "booking_cancelled",
+            "concurrent_update",
+            "outlook_booking_read_only",
+        ),
         "422": _UNBOOKABLE,
     },
-    ("delete", _ONE): {"404": ("booking_not_found",), "409": ("concurrent_update",)},
+    ("delete", _ONE): {
+        "404": ("booking_not_found",),
+        "409": ("concurrent_update", "outlook_booking_read_only"),
+    },
 }

@@ -8,6 +8,7 @@ from shared.api.openapi import ID_SCHEMA as _ID
 from shared.api.openapi import PROBLEM, Link, Operation, Reasons
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
+from shared.api.openapi import list_of as _list
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
 from shared.directory.buildings import ADDRESS_MAX, INTERVALS_MAX, WEEKDAYS
@@ -75,14 +76,6 @@ SCHEMAS: dict[str, Any] = {
             "address": {"type": ["string", "null"]},
         },
     },
-    "BuildingList": {
-        "type": "object",
-        "required": ["value", "nextLink"],
-        "properties": {
-            "value": {"type": "array", "items": _ref("Building")},
-            "nextLink": {"type": ["string", "null"]},
-        },
-    },
 }
 
 OPERATIONS: list[Operation] = [
@@ -94,7 +87,7 @@ OPERATIONS: list[Operation] = [
         {
             "description": "Portal.Service: every building. Building.Admin: the buildings of its "
             "`buildings` claim that exist. Ordered by id.",
-            "responses": {"200": _json(_ref("BuildingList"), "The buildings")},
+            "responses": {"200": _list(_ref("Building"), "The buildings (one page)")},
         },
     ),
     (

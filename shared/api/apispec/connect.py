@@ -6,7 +6,7 @@ from typing import Any
 
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE_STRING
 from shared.api.openapi import NULLABLE_TIME as _NULLABLE_TIME
-from shared.api.openapi import OPEN_QUERY, PROBLEM, Operation
+from shared.api.openapi import OPEN_QUERY, PROBLEM, Operation, Reasons
 from shared.api.openapi import TIME_SCHEMA as _TIME
 from shared.api.openapi import json_body as _body
 from shared.api.openapi import json_content as _json
@@ -231,3 +231,5 @@ OPERATIONS: list[Operation] = [
         },
     ),
 ]
+
+REASONS: Reasons = {("get", "/buildings/{building}/audit/{record}"): {"404": ("audit_not_found",)}}
