@@ -131,11 +131,13 @@ def webhook_deliveries(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route=WEBHOOK + "/deliveries/{delivery}", methods=["GET"], auth_level=ANONYMOUS)
 @handle_errors
 def webhook_delivery_get(req: func.HttpRequest) -> func.HttpResponse:
+    delivery = str(req.route_params.get("delivery", ""))
+    if delivery.endswith(":redeliver"):  # the host routes GET …/{delivery}:redeliver here, as _ids
+        raise MethodNotAllowed("POST")
     building, webhook = _ids(req)
     from shared import wiring
     from shared.webhooks.service import get_delivery
 
-    delivery = str(req.route_params.get("delivery", ""))
     return json_response(get_delivery(wiring.webhook_deps(), building, webhook, delivery))
 
 

@@ -46,6 +46,7 @@ GOOD = {
     "check": "0123456789abcdef01234",
     "webhook": "w1",
     "delivery": "d1",
+    "record": "0998203579836265.7078c9fd",
     "email": "ann@example.com",
 }
 

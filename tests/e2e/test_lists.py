@@ -273,7 +273,7 @@ def test_a_continuation_token_we_did_not_issue_is_a_400(
 ) -> None:
     paged = [
         path for path in LISTS
-        if any(p["name"] == "continuationToken" for p in description["paths"][path]["get"]["parameters"])
+        if any(p["name"] == "continuationToken" for p in description["paths"][path]["get"].get("parameters", []))
     ]  # fmt: skip
     assert set(paged) >= {BUILDING + s for s in ("/bookings", "/resources", "/users", "/audit")}
     # A Table Storage token (users) on the lists with cursors, and malformed ones everywhere.

@@ -291,5 +291,8 @@ REASONS: Reasons = {
     ("get", _ONE): {"405": _ACTION_ONLY_POST},
     ("patch", _ONE): {"405": _ACTION_ONLY_POST, "422": ("unsafe_url",)},
     ("delete", _ONE): {"405": _ACTION_ONLY_POST},
-    ("get", _ONE + "/deliveries/{delivery}"): {"404": ("delivery_not_found",)},
+    ("get", _ONE + "/deliveries/{delivery}"): {
+        "404": ("delivery_not_found",),
+        "405": _ACTION_ONLY_POST,
+    },
 }
