@@ -61,10 +61,6 @@ def resource_row(run_id: str, resource_id: str) -> str:
     return tablestore.join_key(_RESOURCE, run_id, tablestore.escape_key(resource_id))
 
 
-def _end(prefix: str) -> str:
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
 class CheckStore:
     """Runs and locks in the `checks` table (`table` is its TableClient)."""
 
@@ -100,8 +96,8 @@ class CheckStore:
         low = run_row("")
         page = tablestore.query_page(
             self.table,
-            "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-            {"b": building_id, "lo": low, "hi": _end(low)},
+            tablestore.PREFIX_FILTER,
+            tablestore.prefix_parameters(building_id, low),
             top=top,
             continuation_token=continuation_token,
         )
@@ -139,8 +135,8 @@ class CheckStore:
         low = tablestore.join_key(_RESOURCE, run_id) + tablestore.KEY_SEPARATOR
         return tablestore.query_all(
             self.table,
-            "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-            {"b": building_id, "lo": low, "hi": _end(low)},
+            tablestore.PREFIX_FILTER,
+            tablestore.prefix_parameters(building_id, low),
         )
 
     # -- the lock

@@ -420,6 +420,15 @@ def _continuation_key(value: Any) -> bool:
     return isinstance(value, str) and _NEXT_KEY_MARKER.fullmatch(value) is not None
 
 
+# The rows of one partition whose RowKey starts with a prefix: [prefix, prefix with its last
+# character bumped). Pass PREFIX_FILTER with prefix_parameters(partition, prefix).
+PREFIX_FILTER = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+
+
+def prefix_parameters(partition_key: str, prefix: str) -> dict[str, str]:
+    return {"pk": partition_key, "lo": prefix, "hi": prefix[:-1] + chr(ord(prefix[-1]) + 1)}
+
+
 def query_page(
     table: TableClient,
     query_filter: str,

@@ -57,10 +57,6 @@ def secret_name(building_id: str, webhook_id: str) -> str:
     return f"whsec-{digest}"
 
 
-def _end(prefix: str) -> str:
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
 def _opt_time(entity: Entity, name: str) -> datetime | None:
     value = entity.get(name)
     return tablestore.stored_time(value) if value else None
@@ -174,8 +170,8 @@ class WebhookStore:
         low = tablestore.join_key(_EP, "")
         rows = tablestore.query_all(
             self.table,
-            "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-            {"b": building_id, "lo": low, "hi": _end(low)},
+            tablestore.PREFIX_FILTER,
+            tablestore.prefix_parameters(building_id, low),
         )
         return [_endpoint_from(e) for e in rows]
 
@@ -188,8 +184,8 @@ class WebhookStore:
                 str(e["RowKey"])
                 for e in tablestore.query_all(
                     self.table,
-                    "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-                    {"b": building_id, "lo": low, "hi": _end(low)},
+                    tablestore.PREFIX_FILTER,
+                    tablestore.prefix_parameters(building_id, low),
                     select=["RowKey"],
                 )
             ]
@@ -233,8 +229,8 @@ class WebhookStore:
         low = tablestore.join_key(_DL, webhook_id) + tablestore.KEY_SEPARATOR
         page = tablestore.query_page(
             self.table,
-            "PartitionKey eq @b and RowKey ge @lo and RowKey lt @hi",
-            {"b": building_id, "lo": low, "hi": _end(low)},
+            tablestore.PREFIX_FILTER,
+            tablestore.prefix_parameters(building_id, low),
             top=top,
             continuation_token=continuation_token,
         )
