@@ -153,6 +153,8 @@ def watchable(calendars: Iterable[MappedCalendar], mailbox: str) -> MappedCalend
 class ConnectionLookup(Protocol):
     def get(self, building_id: str) -> Connection | None: ...
 
+    def forget(self, building_id: str) -> None: ...  # the next get() reads storage
+
 
 @dataclass(frozen=True)
 class SubscriptionDeps:
@@ -259,6 +261,8 @@ def _create(
             .json()
         )
     except (GraphError, IdentityError, Forbidden) as err:  # Forbidden: unmapped meanwhile
+        if _disconnected_meanwhile(deps, connection):
+            return _abandon(deps, claim, building_id, mailbox)
         reason = failure_reason(err)
         logger.warning(
             "subscription for building %s not created: %s", building_id, reason
@@ -272,6 +276,10 @@ def _create(
         )
         return info_from(failed or claim)
     sub_id = str(created.get("id") or "")
+    if _disconnected_meanwhile(deps, connection):
+        # The disconnect's sweep ran before our claim, so nobody else will delete this one.
+        _delete_graph_subscription(deps, connection, sub_id)
+        return _abandon(deps, claim, building_id, mailbox)
     expires = rfc3339_or_none(created.get("expirationDateTime")) or rfc3339_or_none(
         body["expirationDateTime"]
     )
@@ -296,6 +304,22 @@ def _create(
         return SubscriptionInfo(None, building_id, mailbox, None, "removed", "released", "")
     logger.info("subscription %s created for building %s", sub_id, building_id)
     return info_from(done)
+
+
+def _disconnected_meanwhile(deps: SubscriptionDeps, connection: Connection) -> bool:
+    """Was the building disconnected (or reconnected) while Graph was creating a subscription?
+    A fresh read, not the per-process cache: a disconnect elsewhere must be seen here."""
+    deps.connections.forget(connection.building_id)
+    current = deps.connections.get(connection.building_id)
+    return current is None or current.connection_id != connection.connection_id
+
+
+def _abandon(
+    deps: SubscriptionDeps, claim: Entity, building_id: str, mailbox: str
+) -> SubscriptionInfo:
+    """Drop our claim (exactly our version: a newer claim keeps it) and report nothing there."""
+    store.delete_index_if_unchanged(deps.tables, claim)
+    return SubscriptionInfo(None, building_id, mailbox, None, "removed", "disconnected", "")
 
 
 def _delete_graph_subscription(deps: SubscriptionDeps, connection: Connection, sub_id: str) -> None:

@@ -83,7 +83,14 @@ class World:
 
     def connections(self) -> dict[str, Connection]:
         """A `ConnectionSource` (`.get(building)`) holding this building's connection."""
-        return {self.building: self.connection}
+        return _Connections({self.building: self.connection})
+
+
+class _Connections(dict[str, Connection]):
+    """Connections by building, as the repository answers them; nothing cached to forget."""
+
+    def forget(self, building_id: str) -> None:
+        pass
 
 
 @pytest.fixture(scope="module")

@@ -384,3 +384,33 @@ def test_a_rotated_client_state_key_keeps_old_subscriptions_heard_until_renewal_
     for instance in (fresh, keys):  # the instance that still has the old key as current, too
         result = accepted(instance, new_items)
         assert result.accepted == len(new_items) and result.dropped == {}
+
+
+class _GoneAfterFirstRead:
+    """The connection as a creator racing a disconnect sees it: there when it starts, gone (the
+    disconnect's sweep ran before the creator's claim, then the row went) when Graph answers."""
+
+    def __init__(self, real: manage.ConnectionLookup) -> None:
+        self.real, self.reads = real, 0
+
+    def get(self, building_id: str) -> Connection | None:
+        self.reads += 1
+        return self.real.get(building_id) if self.reads == 1 else None
+
+    def forget(self, building_id: str) -> None:
+        self.real.forget(building_id)
+
+
+def test_a_subscription_created_while_the_building_disconnects_is_deleted_again(
+    m365: RunningEmulator, subs: Subs
+) -> None:
+    mailbox = subs.map("room1")
+    posts = graph_posts(m365)
+    racing = replace(subs.deps, connections=_GoneAfterFirstRead(subs.deps.connections))
+    info = manage.ensure_subscription(racing, subs.building, mailbox)
+    assert info is not None and info.status == "removed" and info.subscription_id is None, info
+    assert graph_posts(m365) == posts + 1  # Graph created it ...
+    listed = subs.http.get("/subscriptions").json()["value"]
+    # ... and it was deleted again, with its claim: nothing left to notify or to renew.
+    assert [s for s in listed if s["resource"] == f"/users/{mailbox}/events"] == []
+    assert store.get_index(subs.world.tables, subs.building, mailbox) is None
