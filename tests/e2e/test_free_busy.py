@@ -95,7 +95,7 @@ def map_room(api: httpx.Client, building: str, mailbox: str) -> dict[str, Any]:
     """The room as free/busy discovery lists it, mapped to a new resource `r-room`."""
     found = api.get(f"buildings/{building}/calendars")
     assert found.status_code == 200, found.text
-    (room,) = [c for c in found.json() if c["mailbox"] == mailbox]
+    (room,) = [c for c in found.json()["value"] if c["mailbox"] == mailbox]
     # Read-only: a free/busy connection can map it, never write to it.
     assert room["canEdit"] is False and room["reason"] == "free_busy_only", room
     put = api.put(
@@ -189,9 +189,7 @@ def check_free_busy_building(
     # Audited reads: getSchedule, never events, calendarView or delta.
     audit = api.get(f"buildings/{building}/audit")
     assert audit.status_code == 200, audit.text
-    records = audit.json()
-    # `records` until issue 22's list envelope (`value`) lands.
-    operations = {r["operation"] for r in records.get("value", records.get("records"))}
+    operations = {r["operation"] for r in audit.json()["value"]}
     assert "sync.schedule" in operations, operations
     assert not {o for o in operations if "delta" in o or "event" in o}, operations
     # A booking is refused before anything is stored or written.
@@ -209,8 +207,7 @@ def check_free_busy_building(
                 "to": (start + timedelta(hours=4)).strftime("%Y-%m-%dT%H:%M:%SZ")},
     )  # fmt: skip
     assert listed.status_code == 200, listed.text
-    items = listed.json()
-    items = items.get("value", items) if isinstance(items, dict) else items
+    items = listed.json()["value"]
     assert not [b for b in items if b.get("source", "platform") == "platform"], items
     # The go-live check runs its read steps (getSchedule, no calendar read) and skips the writes.
     started = api.post(f"buildings/{building}/checks", json={})
@@ -276,8 +273,8 @@ def test_free_busy_delegated_connection(
 
 
 def _items(body: Any) -> list[dict[str, Any]]:
-    """A collection answer: issue 22's envelope (`value`) or a bare list."""
-    return list(body["value"] if isinstance(body, dict) else body)
+    """A collection answer's items (the list envelope, API.md "Lists and paging")."""
+    return list(body["value"])
 
 
 def _imported(api: httpx.Client, building: str) -> list[dict[str, Any]]:
