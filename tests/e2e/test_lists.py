@@ -10,6 +10,7 @@ platform bookings, so the bookings cursor is tested across both sources and equa
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -96,6 +97,7 @@ def _ok(response: httpx.Response, *status: int) -> Any:
 @pytest.fixture(scope="module")
 def world(stack: Stack, api: httpx.Client, anonymous: httpx.Client, browser: httpx.Client) -> World:
     booked = booked_building(stack, api, anonymous, browser)
+    mapped = time.monotonic()  # every connecting and mapping record is older
     b = f"buildings/{booked.building}"
     for i in range(5):
         _ok(api.put(f"{b}/companies/c{i}", json={"name": f"C{i}", "domains": [f"c{i}.example"]}),
@@ -107,6 +109,9 @@ def world(stack: Stack, api: httpx.Client, anonymous: httpx.Client, browser: htt
                                                     "timeZone": "Europe/Amsterdam"}), 201)  # fmt: skip
     # Bookings: three start times, each on several resources and from both sources, so many
     # items share a start and the cursor must order by (start, resource, id).
+    # A second's margin keeps records written after the first walk (a sync round's) out of the
+    # range; waiting it out keeps the last mapping records in, however fast the set-up above was.
+    time.sleep(max(0.0, mapped + 1.2 - time.monotonic()))
     audit_to = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
     day = (datetime.now(UTC) + timedelta(days=3)).replace(hour=8, minute=0, second=0, microsecond=0)
     starts = [day + timedelta(hours=h) for h in (0, 1, 2)]
