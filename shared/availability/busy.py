@@ -73,7 +73,7 @@ _SEGMENT = "r"
 # What a reader needs of a segment ($select: no PartitionKey/RowKey/Timestamp to parse).
 _BLOCK_FIELDS = (
     "resourceId", "blockId", "start", "end", "source", "showAs", "bookingId", "companyId",
-    "outlookEventId", "subject", "attribution", "writtenAt", "seriesMasterId",
+    "outlookEventId", "subject", "attribution", "writtenAt", "seriesMasterId", "createdAt",
 )  # fmt: skip
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOCK = "lock"
@@ -114,6 +114,10 @@ class BusyBlock:
     # outlook: the series master of a recurring event's occurrence, so that the series' removal
     # removes every occurrence block even when delta names only the master (sync/plan.py)
     series_master_id: str | None = None
+    # when the booking was made (platform: the booking's creation; outlook: the event's
+    # createdDateTime), for analytics' ad hoc vs planned and lead time; None on blocks written
+    # before it was recorded
+    created_at: datetime | None = None
 
 
 class SlotTaken(Conflict):
@@ -222,6 +226,8 @@ def block_entity(block: BusyBlock, partition_key: str) -> tablestore.Entity:
         "seriesMasterId": block.series_master_id,
     }
     entity.update({k: v for k, v in optional.items() if v is not None})
+    if block.created_at is not None:
+        entity["createdAt"] = _iso(block.created_at)
     if block.attribution is not None:
         entity["attribution"] = tablestore.json_property(block.attribution)
     return entity
@@ -244,6 +250,7 @@ def block_from_entity(building_id: str, entity: Mapping[str, Any]) -> BusyBlock:
         subject=entity.get("subject"),
         attribution=attribution if isinstance(attribution, dict) else None,
         series_master_id=entity.get("seriesMasterId"),
+        created_at=tablestore.stored_time(entity["createdAt"]) if entity.get("createdAt") else None,
     )
 
 

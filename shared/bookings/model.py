@@ -100,6 +100,7 @@ class Booking:
             source="platform",
             booking_id=self.id,
             company_id=self.company_id,
+            created_at=self.created_at,
         )
 
     @property

@@ -36,15 +36,96 @@ class UserOut(TypedDict):
     companyId: str
 
 
+class AutoReleaseOut(TypedDict):
+    enabled: bool
+    graceMinutes: int
+    earlyMinutes: int
+    recurringStrikes: int | None
+
+
 class SettingsOut(TypedDict):
     defaultUserEmail: str | None
     storeExternalSubjects: bool
+    autoRelease: AutoReleaseOut
+    adHocMinutes: int
+
+
+# Defaults and bounds (docs/API.md "Limits and defaults"): Robin and Microsoft Places both release
+# after 10 minutes; check-in opens 15 minutes before the start, as room panels commonly do.
+GRACE_MINUTES = 10
+EARLY_MINUTES = 15
+AD_HOC_MINUTES = 15
+_GRACE_MAX = 240
+_EARLY_MAX = 120
+_STRIKES_MAX = 52
+_AD_HOC_MAX = 1440
+_AUTO_RELEASE_FIELDS = ("enabled", "graceMinutes", "earlyMinutes", "recurringStrikes")
+
+
+@dataclass(frozen=True)
+class AutoRelease:
+    """No-show release (issue 15): opt-in; a building's default, which a resource may override."""
+
+    enabled: bool = False
+    grace_minutes: int = GRACE_MINUTES  # after the start, without a check-in: released
+    early_minutes: int = EARLY_MINUTES  # check-in opens this long before the start
+    recurring_strikes: int | None = None  # this many released occurrences in a row end a series
 
 
 @dataclass(frozen=True)
 class BuildingSettings:
     default_user_email: str | None = None
-    store_external_subjects: bool = False  # subjects of Outlook bookings are not stored by default
+    store_external_subjects: bool = False  # privacy mode: subjects of Outlook bookings not stored
+    auto_release: AutoRelease = AutoRelease()
+    ad_hoc_minutes: int = AD_HOC_MINUTES  # booked less than this before its start: ad hoc
+
+
+def auto_release_view(value: AutoRelease) -> AutoReleaseOut:
+    return {
+        "enabled": value.enabled,
+        "graceMinutes": value.grace_minutes,
+        "earlyMinutes": value.early_minutes,
+        "recurringStrikes": value.recurring_strikes,
+    }
+
+
+def auto_release_from(raw: Any) -> AutoRelease:
+    """An AutoRelease stored as JSON by `auto_release_view` (defaults where unreadable)."""
+    if not isinstance(raw, Mapping):
+        return AutoRelease()
+    check = Checker(raw)
+    return _auto_release(check) if not check.errors else AutoRelease()
+
+
+def read_auto_release(check: Checker, field: str) -> AutoRelease | None:
+    """The `field` object of a request body (None when absent or null); bad parts are named as
+    `field.part` in `check`."""
+    raw = check.body.get(field)
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        check.add(field, "must be an object")
+        return None
+    inner = Checker(raw, prefix=check.prefix + field + ".")
+    inner.only(_AUTO_RELEASE_FIELDS)
+    value = _auto_release(inner)
+    check.errors.extend(inner.errors)
+    return value
+
+
+def _auto_release(check: Checker) -> AutoRelease:
+    def number(name: str, minimum: int, maximum: int, default: int) -> int:
+        if check.body.get(name) is None:
+            return default
+        value = check.integer(name, minimum=minimum, maximum=maximum, nullable=False)
+        return default if value is None else value
+
+    return AutoRelease(
+        enabled=check.boolean("enabled", default=False),
+        grace_minutes=number("graceMinutes", 1, _GRACE_MAX, GRACE_MINUTES),
+        early_minutes=number("earlyMinutes", 0, _EARLY_MAX, EARLY_MINUTES),
+        recurring_strikes=check.integer("recurringStrikes", minimum=1, maximum=_STRIKES_MAX),
+    )
 
 
 # --- users ------------------------------------------------------------------------------------
@@ -161,6 +242,8 @@ def settings_view(settings: BuildingSettings) -> SettingsOut:
     return {
         "defaultUserEmail": settings.default_user_email,
         "storeExternalSubjects": settings.store_external_subjects,
+        "autoRelease": auto_release_view(settings.auto_release),
+        "adHocMinutes": settings.ad_hoc_minutes,
     }
 
 
@@ -177,6 +260,8 @@ def _settings_from(entity: Mapping[str, Any] | None) -> BuildingSettings:
     return BuildingSettings(
         default_user_email=entity.get("defaultUserEmail") or None,
         store_external_subjects=bool(entity.get("storeExternalSubjects", False)),
+        auto_release=auto_release_from(tablestore.from_json_property(entity.get("autoRelease"))),
+        ad_hoc_minutes=int(entity.get("adHocMinutes", AD_HOC_MINUTES)),
     )
 
 
@@ -202,11 +287,14 @@ def put_building_settings(
     Returns (settings, ETag); with `if_match`, only the version it names is replaced (412)."""
     check_building(building_id)
     check = Checker(body)
-    check.only(("defaultUserEmail", "storeExternalSubjects"))
+    check.only(("defaultUserEmail", "storeExternalSubjects", "autoRelease", "adHocMinutes"))
     default_user = check.email("defaultUserEmail", body.get("defaultUserEmail"), nullable=True)
+    ad_hoc = check.integer("adHocMinutes", minimum=0, maximum=_AD_HOC_MAX)
     settings = BuildingSettings(
         default_user_email=default_user,
         store_external_subjects=check.boolean("storeExternalSubjects", default=False),
+        auto_release=read_auto_release(check, "autoRelease") or AutoRelease(),
+        ad_hoc_minutes=AD_HOC_MINUTES if ad_hoc is None else ad_hoc,
     )
     check.done()
     if default_user is not None and load_user(tables, building_id, default_user) is None:
@@ -220,6 +308,8 @@ def put_building_settings(
         return {
             "defaultUserEmail": settings.default_user_email,
             "storeExternalSubjects": settings.store_external_subjects,
+            "autoRelease": tablestore.json_property(auto_release_view(settings.auto_release)),
+            "adHocMinutes": settings.ad_hoc_minutes,
             "updatedAt": tablestore.utc_now(),
         }
 

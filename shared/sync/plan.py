@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from shared.availability.busy import OUTLOOK_BLOCK_PREFIX, BusyBlock, booking_id_from_transaction
 from shared.core.checkmarks import CHECK_ATTRIBUTION_REASON, check_run_of_transaction
-from shared.core.times import TimeUnreadable, parse_graph_time
+from shared.core.times import TimeUnreadable, parse_graph_time, rfc3339_or_none
 from shared.directory.attribution import Attribution
 
 logger = logging.getLogger(__name__)
@@ -298,6 +298,7 @@ def _outlook_block(
         subject=subject if isinstance(subject, str) else None,
         attribution=attribution,
         series_master_id=master if isinstance(master, str) and master else None,
+        created_at=rfc3339_or_none(item.get("createdDateTime")),
     )
 
 

@@ -645,7 +645,18 @@ def test_import_json_and_malformed_bodies(
 def test_settings(call: Callable[..., func.HttpResponse], api_tokens: ApiTokens) -> None:
     b = _building()
     auth = api_tokens.admin(b)
-    defaults = {"defaultUserEmail": None, "storeExternalSubjects": False}
+    release_defaults = {
+        "enabled": False,
+        "graceMinutes": 10,
+        "earlyMinutes": 15,
+        "recurringStrikes": None,
+    }
+    defaults = {
+        "defaultUserEmail": None,
+        "storeExternalSubjects": False,
+        "autoRelease": release_defaults,
+        "adHocMinutes": 15,
+    }
     assert _json(call("settings_get", auth, building=b)) == defaults
 
     unregistered = call("settings_put", auth, {"defaultUserEmail": "desk@contoso.com"}, building=b)
@@ -658,6 +669,17 @@ def test_settings(call: Callable[..., func.HttpResponse], api_tokens: ApiTokens)
             building=b,
         )
     ) == {"defaultUserEmail", "storeExternalSubjects", "typo"}
+    bad_release = {"enabled": "on", "graceMinutes": 0, "recurringStrikes": 1.5, "x": 1}
+    assert _fields(
+        call("settings_put", auth, {"autoRelease": bad_release, "adHocMinutes": -1}, building=b)
+    ) == {
+        "autoRelease.enabled",
+        "autoRelease.graceMinutes",
+        "autoRelease.recurringStrikes",
+        "autoRelease.x",
+        "adHocMinutes",
+    }
+    assert _fields(call("settings_put", auth, {"autoRelease": [1]}, building=b)) == {"autoRelease"}
     assert _json(call("settings_get", auth, building=b)) == defaults
 
     _company(call, auth, b)
@@ -671,11 +693,21 @@ def test_settings(call: Callable[..., func.HttpResponse], api_tokens: ApiTokens)
     stored = call(
         "settings_put",
         auth,
-        {"defaultUserEmail": "Desk@Contoso.com", "storeExternalSubjects": True},
+        {
+            "defaultUserEmail": "Desk@Contoso.com",
+            "storeExternalSubjects": True,
+            "autoRelease": {"enabled": True, "recurringStrikes": 3},
+            "adHocMinutes": 0,
+        },
         building=b,
     )
     assert stored.status_code == 200
-    expected = {"defaultUserEmail": "desk@contoso.com", "storeExternalSubjects": True}
+    expected = {
+        "defaultUserEmail": "desk@contoso.com",
+        "storeExternalSubjects": True,
+        "autoRelease": {**release_defaults, "enabled": True, "recurringStrikes": 3},
+        "adHocMinutes": 0,
+    }
     assert _json(stored) == expected and _json(call("settings_get", auth, building=b)) == expected
 
     refused = call("user_delete", auth, building=b, email="desk@contoso.com")

@@ -31,6 +31,8 @@ DOMAINS = frozenset(
         "api",
         "checks",
         "webhooks",
+        "attendance",
+        "analytics",
     }
 )
 # Layer of shared/ -> the layers it may import (besides itself). Read "<-" in ARCHITECTURE as

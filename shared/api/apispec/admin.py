@@ -171,7 +171,51 @@ SCHEMAS: dict[str, Any] = {
                 "description": "A registered user of the building (else 422 unknown_user); bookers "
                 "whose domain matches several companies are attributed to this user. Default null.",
             },
-            "storeExternalSubjects": {"type": "boolean", "default": False},
+            "storeExternalSubjects": {
+                "type": "boolean",
+                "default": False,
+                "description": "Privacy mode is on while this is false (the default): no subject, "
+                "body, attendee or location text of an Outlook event is stored, logged or audited; "
+                "only its times, showAs, organizer domain and attribution (the organizer's address "
+                "only when it is a registered user). Turning it on stores subjects of events "
+                "synced from then on; turning it off stops storing them.",
+            },
+            "autoRelease": {"$ref": "#/components/schemas/AutoRelease"},
+            "adHocMinutes": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 1440,
+                "default": 15,
+                "description": "Analytics: a booking made less than this many minutes before its "
+                "start, or after it started, is ad hoc; the rest are planned.",
+            },
+        },
+    },
+    "AutoRelease": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "No-show release (opt-in). A booking that requires check-in and has none "
+        "graceMinutes after its start is released: a platform booking is cancelled (status "
+        "released), an Outlook booking on a room mailbox connected in application mode is "
+        "declined as the room; where that is impossible it is marked no_show and left alone.",
+        "properties": {
+            "enabled": {"type": "boolean", "default": False},
+            "graceMinutes": {"type": "integer", "minimum": 1, "maximum": 240, "default": 10},
+            "earlyMinutes": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": 120,
+                "default": 15,
+                "description": "Check-in opens this many minutes before the start.",
+            },
+            "recurringStrikes": {
+                "type": ["integer", "null"],
+                "minimum": 1,
+                "maximum": 52,
+                "default": None,
+                "description": "This many released occurrences of a series in a row decline the "
+                "rest of the series; null: never.",
+            },
         },
     },
 }
