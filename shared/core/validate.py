@@ -91,7 +91,10 @@ class Checker:
         value = self.body.get(field)
         if value is None and nullable:
             return None
-        # bool is an int in Python but not in JSON; 8.0 is accepted as 8 by no one here either.
+        # The contract is JSON Schema's "integer": 8.0 is one (a client that computes in floats
+        # sends it), 8.5 is not; bool is an int in Python but not in JSON.
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         if not isinstance(value, int) or isinstance(value, bool) or not minimum <= value <= maximum:
             self.add(
                 field,

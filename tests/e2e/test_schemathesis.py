@@ -124,12 +124,6 @@ EXEMPT: tuple[Exempt, ...] = (
         for match in ("placeIds[", "places: ", "timeZone: is required to create")
     ),
     Exempt(
-        "PUT /buildings/{building}/resources/{resource}",
-        400,
-        "capacity: must be an integer",
-        "an integer literal: JSON Schema also counts 12.0 as an integer",
-    ),
-    Exempt(
         "PUT /buildings/{building}/resources/{resource}/mapping",
         400,
         "calendarId: must be a calendar id",
