@@ -328,3 +328,30 @@ def instances(
     )  # fmt: skip
     assert response.status_code == 200, response.text
     return sorted(response.json()["value"], key=lambda e: e["start"]["dateTime"])
+
+
+# ---------------------------------------------------------------- what the app stored (privacy scans)
+
+
+def everything_stored(stack: Stack) -> str:
+    """Every entity of every table, every message still in a queue (poison queues included) and
+    the Functions host's log, as one lower-cased text: what privacy mode promises to keep free of
+    external event content. The app writes no blobs; the emulators' own state and logs are
+    Microsoft's side, not ours."""
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueServiceClient, TextBase64DecodePolicy
+
+    connection = stack.endpoints["storage"]
+    parts: list[str] = []
+    with TableServiceClient.from_connection_string(connection) as tables:
+        for table in tables.list_tables():
+            client = tables.get_table_client(table.name)
+            parts.extend(repr(dict(entity)) for entity in client.list_entities())
+    with QueueServiceClient.from_connection_string(connection) as queues:
+        for queue in queues.list_queues():
+            client = queues.get_queue_client(
+                queue.name, message_decode_policy=TextBase64DecodePolicy()
+            )
+            parts.extend(str(m.content) for m in client.peek_messages(max_messages=32))
+    parts.extend(HostLog(stack).lines())
+    return "\n".join(parts).lower()

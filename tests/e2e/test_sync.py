@@ -29,6 +29,7 @@ from tests.e2e.sync_fixtures import (
     SYNC_SETTINGS,
     connect_building_application,
     connect_building_delegated,
+    everything_stored,
     graph_token,
     instances,
     map_discovered,
@@ -385,19 +386,70 @@ def test_free_and_cancelled_events_do_not_block(sstack: Stack, world: World) -> 
     assert block["showAs"] == "tentative"
 
 
-def test_subjects_only_when_the_building_stores_them(
+def test_privacy_mode_stores_no_external_event_content(
     sstack: Stack, sapi: httpx.Client, world: World
 ) -> None:
+    """Privacy mode (storeExternalSubjects off, the default): after the notification and polling
+    rounds and a full resync, nothing the app stored or logged holds the subject, body, location,
+    attendees or the organizer's address of an event by a person who is not a registered user;
+    only times, showAs and attribution (the company, by domain). The room's copy carries none of
+    them (Exchange puts the organizer's name in a room copy's subject and drops its body), so the
+    event also reaches Olivia's calendar, which the delegated building polls with all of them.
+    Switched off, subjects are stored from then on only."""
+    liam = world.users["liam"]  # of contoso's domain, not registered
+    token = uuid.uuid4().hex
+    secrets = {
+        "subject": f"Zebra merger {token}s",
+        "body": f"Quokka agenda {token}b",
+        "location": f"Axolotl corner {token}l",
+        "attendee": f"xenia.{token}@fabrikam.example",
+        "attendee name": f"Xenia {token}n",
+        "organizer": liam["mail"].lower(),
+    }
+    day = world.day + timedelta(days=11)
+    invite = _invite(world.room_mail)
+    invite["attendees"] += [
+        {"type": "required", "emailAddress": {"address": world.users["olivia"]["mail"]}},
+        {"type": "required",
+         "emailAddress": {"address": secrets["attendee"], "name": secrets["attendee name"]}},
+    ]  # fmt: skip
+    outlook(sstack, "POST", f"users/{liam['userPrincipalName']}/events", json=_event(
+        secrets["subject"], day, 9, body={"contentType": "text", "content": secrets["body"]},
+        location={"displayName": secrets["location"]}, **invite,
+    ))  # fmt: skip
+    s = day + timedelta(hours=9)
+    (block,) = within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s, s + timedelta(hours=1)))
+    assert block["title"] is None and block["showAs"] == "busy"
+    assert block["attribution"] == {"kind": "company", "companyId": "contoso", "userEmail": None,
+                                    "reason": "domain_match"}  # fmt: skip
+    (copy,) = within(
+        POLLED_WITHIN, lambda: at(world.delegated, world.shared, s, s + timedelta(hours=1))
+    )
+    assert copy["title"] is None and copy["attribution"]["userEmail"] is None
+    for building, resource in ((world.app, world.room), (world.delegated, world.shared)):
+        forced = sapi.post(f"buildings/{building}/resources/{resource}/sync")
+        assert forced.status_code == 202, forced.text
+    wait_sync_quiet(sstack, [world.app, world.delegated], timeout=20)
+
+    stored = everything_stored(sstack)
+    for seen in (block, copy):
+        assert seen["id"].lower() in stored  # the scan sees the blocks it looks into
+    leaked = [what for what, text in secrets.items() if text.lower() in stored]
+    assert leaked == [], f"stored or logged: {leaked}"
+
     put = sapi.put(f"buildings/{world.app}/settings", json={"storeExternalSubjects": True})
     assert put.status_code == 200, put.text
     try:
-        day = world.day + timedelta(days=11)
-        outlook(sstack, "POST", f"users/{world.room_mail}/events", json=_event("Quarterly", day, 9))
-        s = day + timedelta(hours=9)
-        (block,) = within(
-            NOTIFIED_WITHIN, lambda: at(world.app, world.room, s, s + timedelta(hours=1))
+        later = f"Quarterly {token}"
+        outlook(sstack, "POST", f"users/{world.room_mail}/events", json=_event(later, day, 13))
+        s2 = day + timedelta(hours=13)
+        (shown,) = within(
+            NOTIFIED_WITHIN, lambda: at(world.app, world.room, s2, s2 + timedelta(hours=1))
         )
-        assert block["title"] == "Quarterly"
+        assert shown["title"] == later
+        # From then on only: the earlier event's block is not given its subject after the fact.
+        (before,) = at(world.app, world.room, s, s + timedelta(hours=1))
+        assert before["title"] is None
     finally:
         sapi.put(f"buildings/{world.app}/settings", json={"storeExternalSubjects": False})
 
