@@ -86,6 +86,8 @@ export interface ImportReport {
 export interface BuildingSettings {
   defaultUserEmail: string | null;
   storeExternalSubjects: boolean;
+  autoRelease?: AutoReleaseSettings;
+  adHocMinutes?: number;
   [key: string]: unknown;
 }
 
@@ -145,4 +147,45 @@ export interface AuditRecord {
   result: string;
   status?: number;
   requestId?: string | null;
+}
+
+export interface AutoReleaseSettings {
+  enabled: boolean;
+  graceMinutes: number;
+  earlyMinutes: number;
+  recurringStrikes: number | null;
+}
+
+/** One group's numbers (GET /buildings/{b}/analytics; definitions in docs/ANALYTICS.md). */
+export interface AnalyticsMetrics {
+  resources: number;
+  businessMinutes: number;
+  bookedMinutes: number;
+  bookedMinutesOutsideHours: number;
+  bookingRate: number | null;
+  bookings: number;
+  adHoc: number;
+  planned: number;
+  checkInRequired: number;
+  noShows: number;
+  released: number;
+  noShowRate: number | null;
+  medianDurationMinutes: number | null;
+  medianLeadMinutes: number | null;
+}
+
+export type AnalyticsGroupBy = "day" | "week" | "resource" | "company";
+
+export interface AnalyticsReport {
+  buildingId: string;
+  from: string;
+  to: string;
+  timeZone: string;
+  groupBy: AnalyticsGroupBy;
+  totals: AnalyticsMetrics;
+  groups: (AnalyticsMetrics & { key: string; label: string })[];
+  popular: {
+    most: { resourceId: string; name: string; bookingRate: number | null }[];
+    least: { resourceId: string; name: string; bookingRate: number | null }[];
+  };
 }
