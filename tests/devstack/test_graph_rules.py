@@ -251,6 +251,82 @@ def test_room_attendant_accepts_then_declines_conflict(tenant: Tenant) -> None:
     )
 
 
+def test_room_declines_one_occurrence_then_the_series(tenant: Tenant) -> None:
+    """Releasing a no-show as the room (issue 15): the app declines the room's own copy of one
+    occurrence; that occurrence leaves the room's calendar (delta reports it removed), the
+    organizer's occurrence shows the room declined while the rest of the series stays accepted,
+    and later changes of the series don't bring it back. Declining the room's copy of the series
+    master ends the series for the room. Body checked as OData does; organizers can't respond."""
+    alice = tenant.as_user("alice")
+    room_upn = tenant.upn("room1")
+    room = {"emailAddress": {"address": room_upn, "name": "Room One"}, "type": "resource"}
+    daily = {
+        "pattern": {"type": "daily", "interval": 1},
+        "range": {"type": "numbered", "startDate": day(2).date().isoformat(),
+                  "numberOfOccurrences": 3},
+    }  # fmt: skip
+    master = alice.post(
+        "/me/events", json=event_body(day(2, 9), attendees=[room], recurrence=daily)
+    ).json()
+
+    def room_status(event: dict[str, Any]) -> str:
+        return str(event["attendees"][0]["status"]["response"])
+
+    assert wait_for(
+        lambda: room_status(alice.get(f"/me/events/{master['id']}").json()) == "accepted"
+    )
+    app = tenant.as_app(["Calendars.ReadWrite"])
+    params = view_params(day(1, 0), day(6, 0))
+    rooms_view = f"/users/{room_upn}/calendarView"
+    delta = app.get(f"{rooms_view}/delta", params=params).json()
+    while "@odata.deltaLink" not in delta:
+        delta = app.get(delta["@odata.nextLink"]).json()
+    copies = [e for e in delta["value"] if e.get("type") == "occurrence"]
+    assert len(copies) == 3
+    first = copies[0]
+    # Bad bodies name the offending parameter; nothing is declined by them.
+    for bad, word in (
+        ({"comment": "x", "sendResponse": "yes"}, "sendResponse"),
+        ({"comment": 3}, "comment"),
+        ({"comment": "x", "reason": "no-show"}, "reason"),
+    ):
+        r = app.post(f"/users/{room_upn}/events/{first['id']}/decline", json=bad)
+        assert r.status_code == 400 and code(r) == "RequestBodyRead", r.text
+        assert word in r.json()["error"]["message"]
+    r = app.post(
+        f"/users/{room_upn}/events/{first['id']}/decline",
+        json={"comment": "Released: nobody checked in", "sendResponse": True},
+    )
+    assert r.status_code == 202 and not r.content
+    changes = app.get(delta["@odata.deltaLink"]).json()
+    assert [e["id"] for e in changes["value"] if "@removed" in e] == [first["id"]]
+    left = app.get(rooms_view, params=params).json()["value"]
+    assert [e["id"] for e in left] == [e["id"] for e in copies[1:]]
+    organizer_view = alice.get("/me/calendarView", params=params).json()["value"]
+    assert [room_status(e) for e in organizer_view] == ["declined", "accepted", "accepted"]
+    assert room_status(alice.get(f"/me/events/{master['id']}").json()) == "accepted"
+    # A change to the series re-syncs the room's copy without the declined occurrence.
+    alice.patch(f"/me/events/{master['id']}", json={"subject": "Renamed"})
+    assert [e["id"] for e in app.get(rooms_view, params=params).json()["value"]] == [
+        e["id"] for e in copies[1:]
+    ]
+    # The organizer can't decline their own meeting; only the organizer can cancel it.
+    r = alice.post(f"/me/events/{master['id']}/decline", json={"sendResponse": True})
+    assert r.status_code == 400 and "your own meeting" in r.json()["error"]["message"]
+    room_master = copies[1]["seriesMasterId"]
+    r = app.post(f"/users/{room_upn}/events/{room_master}/cancel", json={"comment": "no"})
+    assert r.status_code == 400 and code(r) == "ErrorInvalidRequest"
+    assert "organizer to cancel" in r.json()["error"]["message"]
+    # Declining the room's copy of the master ends the series for the room.
+    r = app.post(
+        f"/users/{room_upn}/events/{room_master}/decline",
+        json={"comment": "Released after repeated no-shows", "sendResponse": True},
+    )
+    assert r.status_code == 202
+    assert app.get(rooms_view, params=params).json()["value"] == []
+    assert room_status(alice.get(f"/me/events/{master['id']}").json()) == "declined"
+
+
 # ----------------------------------------------------------------------------- recurrence & views
 def test_recurrence_expansion_exceptions_and_instances(tenant: Tenant) -> None:
     alice = tenant.as_user("alice")

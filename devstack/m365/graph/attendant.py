@@ -22,7 +22,7 @@ import random
 import uuid
 
 from . import recurrence as rrule
-from .events import occurrences
+from .events import declined_by, occurrences
 from .model import EventRec, Mailbox, new_immutable_id, new_rest_id
 from .store import GraphState
 
@@ -187,6 +187,10 @@ def _sync_copy(
     existing = next((e for e in room.events.values() if e.origin == (org.user_id, rec.key)), None)
     now = state.now()
     data = _as_processed(room, rec)
+    # Occurrences this mailbox declined one by one stay out of its copy whatever else changes.
+    declined = declined_by(rec, room.mail)
+    cancelled = set(rec.cancelled) | declined
+    exceptions = {k: v for k, v in rec.exceptions.items() if k not in declined}
     if existing is None:
         if not create:
             return
@@ -208,8 +212,8 @@ def _sync_copy(
             recurrence=copy.deepcopy(rec.recurrence),
             response=response,
             response_time=now if response == "accepted" else None,
-            exceptions=copy.deepcopy(rec.exceptions),
-            cancelled=set(rec.cancelled),
+            exceptions=copy.deepcopy(exceptions),
+            cancelled=cancelled,
             seq=room.next_seq(),
             origin=(org.user_id, rec.key),
         )
@@ -222,8 +226,8 @@ def _sync_copy(
         and existing.start == rec.start
         and existing.end == rec.end
         and existing.recurrence == rec.recurrence
-        and existing.cancelled == rec.cancelled
-        and set(existing.exceptions) == set(rec.exceptions)
+        and existing.cancelled == cancelled
+        and set(existing.exceptions) == set(exceptions)
     )
     if same:
         return
@@ -231,8 +235,8 @@ def _sync_copy(
     existing.start, existing.end = rec.start, rec.end
     existing.start_tz, existing.end_tz = rec.start_tz, rec.end_tz
     existing.recurrence = copy.deepcopy(rec.recurrence)
-    existing.exceptions = copy.deepcopy(rec.exceptions)
-    existing.cancelled = set(rec.cancelled)
+    existing.exceptions = copy.deepcopy(exceptions)
+    existing.cancelled = cancelled
     existing.touch(now, room.next_seq())
     state.changed(room, existing, "updated")
 

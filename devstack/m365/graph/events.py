@@ -11,6 +11,7 @@ Rules that differ from a naive fake (each one makes wrong client code fail, as O
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import html
@@ -615,6 +616,60 @@ def move_event(state: GraphState, mb: Mailbox, rec: EventRec, calendar_id: str) 
     state.changed(mb, rec, "created")
 
 
+# The parameters of the event actions ($metadata: cancel(Comment), accept(Comment, SendResponse),
+# decline/tentativelyAccept(Comment, SendResponse, ProposedNewTime)). Graph matches them without
+# regard to case (Kiota SDKs send the docs' camelCase; the metadata spells them PascalCase).
+ACTION_PARAMETERS: dict[str, dict[str, str]] = {
+    "cancel": {"comment": "Edm.String"},
+    "accept": {"comment": "Edm.String", "sendresponse": "Edm.Boolean"},
+    "decline": {
+        "comment": "Edm.String",
+        "sendresponse": "Edm.Boolean",
+        "proposednewtime": "microsoft.graph.timeSlot",
+    },
+    "tentativelyaccept": {
+        "comment": "Edm.String",
+        "sendresponse": "Edm.Boolean",
+        "proposednewtime": "microsoft.graph.timeSlot",
+    },
+}
+_ACTION_NAMES = {"tentativelyaccept": "tentativelyAccept"}
+
+
+def action_parameters(action: str, body: Any) -> dict[str, Any]:
+    """An event action's body, checked as OData reads it: an object of the action's parameters
+    only (400 RequestBodyRead naming the first unknown one, as Graph answers e.g. sendMail with
+    an unknown parameter), each of its declared type; keys lowercased. null means absent."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise _odata_bad("The request body must be a JSON object of the action's parameters.")
+    known = ACTION_PARAMETERS[action]
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        name = str(key).lower()
+        if name not in known:
+            raise _odata_bad(
+                f"The parameter '{key}' in the request payload is not a valid parameter for the "
+                f"operation '{_ACTION_NAMES.get(action, action)}'."
+            )
+        kind = known[name]
+        ok = (
+            value is None
+            or (kind == "Edm.String" and isinstance(value, str))
+            or (kind == "Edm.Boolean" and isinstance(value, bool))
+            or (kind == "microsoft.graph.timeSlot" and isinstance(value, dict))
+        )
+        if not ok:
+            raise _odata_bad(
+                f"Cannot convert the literal '{value}' to the expected type '{kind}' "
+                f"(parameter '{key}')."
+            )
+        if value is not None:
+            out[name] = value
+    return out
+
+
 def cancel_event(state: GraphState, mb: Mailbox, rec: EventRec, occ: dt.datetime | None) -> None:
     if not rec.is_organizer:
         raise _invalid("You need to be an organizer to cancel a meeting.")
@@ -634,7 +689,7 @@ def respond(
     org_addr = rec.organizer.get("emailAddress", {}).get("address", "")
     organizer_mb = state.mailbox_by_address(mb.tenant_id, org_addr)
     if organizer_mb is not None:
-        set_attendee_response(state, organizer_mb, rec.ical_uid, mb.mail, response)
+        set_attendee_response(state, organizer_mb, rec.ical_uid, mb.mail, response, occ)
     if response == "declined":
         # Declining removes the meeting from the attendee's calendar (Deleted Items).
         delete_event(state, mb, rec, occ)
@@ -644,16 +699,56 @@ def respond(
 
 
 def set_attendee_response(
-    state: GraphState, organizer_mb: Mailbox, ical_uid: str, address: str, response: str
+    state: GraphState,
+    organizer_mb: Mailbox,
+    ical_uid: str,
+    address: str,
+    response: str,
+    occ: dt.datetime | None = None,
 ) -> None:
+    """The organizer's copy learns an attendee's answer: the whole series', or with `occ` one
+    occurrence's, which becomes an exception of the organizer's series carrying that attendee's
+    status (as Outlook tracks an answer to one instance), the rest of the series unchanged."""
+    now = state.now()
     for org in organizer_mb.events.values():
         if org.ical_uid != ical_uid or not org.is_organizer:
             continue
-        for att in org.data["attendees"]:
-            if att["emailAddress"]["address"].lower() == address.lower():
-                att["status"] = {"response": response, "time": iso_utc(state.now())}
-        org.touch(state.now(), organizer_mb.next_seq())
+        if occ is not None and org.recurrence is not None:
+            exc = org.exceptions.get(occ)
+            overrides = dict(exc.overrides) if exc else {}
+            attendees = copy.deepcopy(overrides.get("attendees", org.data["attendees"]))
+            _answer(attendees, address, response, now)
+            overrides["attendees"] = attendees
+            duration = org.end - org.start
+            start, end = (exc.start, exc.end) if exc else (occ, occ + duration)
+            start_tz, end_tz = (exc.start_tz, exc.end_tz) if exc else (org.start_tz, org.end_tz)
+            org.exceptions[occ] = ExceptionRec(
+                overrides, start, end, start_tz, end_tz, new_change_key(), now
+            )
+        else:
+            _answer(org.data["attendees"], address, response, now)
+        org.touch(now, organizer_mb.next_seq())
         state.changed(organizer_mb, org, "updated")
+
+
+def _answer(attendees: list[dict[str, Any]], address: str, response: str, now: dt.datetime) -> None:
+    for att in attendees:
+        if att["emailAddress"]["address"].lower() == address.lower():
+            att["status"] = {"response": response, "time": iso_utc(now)}
+
+
+def declined_by(rec: EventRec, address: str) -> set[dt.datetime]:
+    """Occurrences of the organizer's series that `address` declined one by one (their
+    exceptions carry its declined status): that attendee's copy keeps them removed."""
+    out = set()
+    for occ, exc in rec.exceptions.items():
+        for att in exc.overrides.get("attendees", ()):
+            if (
+                att["emailAddress"]["address"].lower() == address.lower()
+                and att["status"]["response"] == "declined"
+            ):
+                out.add(occ)
+    return out
 
 
 # --------------------------------------------------------------------------- reads

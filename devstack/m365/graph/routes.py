@@ -346,14 +346,12 @@ class Router:
             async def run_action() -> Reply:
                 self._only(req, "POST")
                 rec, occ = load(True)
-                body = req.json() or {}
-                if not isinstance(body, dict):
-                    raise GraphError(400, "RequestBodyRead", "Invalid body.")
+                body = ev.action_parameters(action, req.json())
                 if action == "cancel":
                     ev.cancel_event(state, mb, rec, occ)
                 else:
-                    if body.get("proposedNewTime") is not None and (
-                        not rec.data["allowNewTimeProposals"] or body.get("sendResponse") is False
+                    if "proposednewtime" in body and (
+                        not rec.data["allowNewTimeProposals"] or body.get("sendresponse") is False
                     ):
                         raise GraphError(
                             400,
