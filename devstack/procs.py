@@ -23,6 +23,26 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+def tcp_server_socket(host: str, port: int) -> socket.socket:
+    """A bound TCP socket for a local server (uvicorn serves it), with Nagle off.
+
+    IPPROTO_TCP is named rather than left 0: asyncio turns Nagle off (TCP_NODELAY) only on sockets
+    whose proto says TCP, and accepted connections inherit the option from here. With Nagle on, a
+    response body written after its headers waited for the client's delayed ACK: 40 ms added to
+    every call to our local Functions host and emulators.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def free_port() -> int:
     """A TCP port free on loopback right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

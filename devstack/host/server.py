@@ -43,7 +43,7 @@ from devstack.host.http import ALL_METHODS, HttpFrontend
 from devstack.host.invoker import Invoker
 from devstack.host.queues import QueueListener, QueueService, resolve_connection
 from devstack.host.timers import TimerRunner
-from devstack.procs import write_ready_file
+from devstack.procs import tcp_server_socket, write_ready_file
 
 logger = logging.getLogger("devstack.host")
 
@@ -184,15 +184,8 @@ class FunctionsHost:
         self._queues.close()
 
     def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            # Binding here, before serving, gives the real port when asked for port 0.
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
+        # Binding here, before serving, gives the real port when asked for port 0.
+        sock = tcp_server_socket(self.host, self.port)
         self.port = int(sock.getsockname()[1])
         return sock
 

@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount
 
 from devstack.m365 import control, identity, keyvault
 from devstack.m365.state import Emulator
-from devstack.procs import write_ready_file
+from devstack.procs import tcp_server_socket, write_ready_file
 from devstack.tls import ensure_tls
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,7 @@ class _Server(uvicorn.Server):
 
 
 def bind(host: str, port: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    sock = tcp_server_socket(host, port)
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
