@@ -243,8 +243,9 @@ def settings_put(req: func.HttpRequest) -> func.HttpResponse:
     from shared.directory import people
 
     view, etag = people.put_building_settings(
-        wiring.directory_tables(), building, read_json(req), if_match=if_match(req)
-    )
+        wiring.directory_tables(), building, read_json(req), if_match=if_match(req),
+        forget_subjects=wiring.busy_store().forget_subjects,
+    )  # fmt: skip
     return json_response(view, etag=etag)
 
 

@@ -37,6 +37,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 from azure.core import MatchConditions
+from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.core.errors import Conflict, NotFound
@@ -425,6 +426,34 @@ class BusyStore:
         return sorted(
             (b for _, b in chosen.values()), key=lambda b: (b.resource_id, b.start, b.block_id)
         )
+
+    def forget_subjects(self, building_id: str) -> int:
+        """Remove the stored subject from every Outlook block of the building: privacy mode was
+        turned back on, and what it promises (no external subject stored) holds for the past too.
+        One range scan over the building's partitions, filtered by the service; each segment is
+        replaced under its ETag (a sync writing it meanwhile already writes it without one).
+        Returns the number of segments changed."""
+        low = tablestore.join_key(building_id, "")
+        found = tablestore.query_all(
+            self.table,
+            "PartitionKey ge @lo and PartitionKey lt @hi and source eq 'outlook' and subject ne ''",
+            {"lo": low, "hi": _prefix_end(low)},
+        )
+        changed = 0
+        for entity in found:
+            kept = {k: v for k, v in entity.items() if k != "subject"}
+            with (
+                tablestore.storage_errors("forget subjects"),
+                contextlib.suppress(ResourceModifiedError, ResourceNotFoundError),
+            ):
+                self.table.update_entity(
+                    kept,
+                    mode=UpdateMode.REPLACE,
+                    etag=tablestore.etag_of(entity),
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                changed += 1
+        return changed
 
     # -- internals -----------------------------------------------------------------------------
 

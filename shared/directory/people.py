@@ -15,7 +15,7 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -59,6 +59,8 @@ _GRACE_MAX = 240
 _EARLY_MAX = 120
 _STRIKES_MAX = 52
 _AD_HOC_MAX = 1440
+# On the settings entity while subjects stored with privacy mode off are still to be removed.
+_FORGET_PENDING = "forgetSubjectsPending"
 _AUTO_RELEASE_FIELDS = ("enabled", "graceMinutes", "earlyMinutes", "recurringStrikes")
 
 
@@ -282,9 +284,14 @@ def put_building_settings(
     body: Mapping[str, Any],
     *,
     if_match: IfMatch | None = None,
+    forget_subjects: Callable[[str], object] | None = None,
 ) -> tuple[SettingsOut, str]:
     """Replace the settings: omitted fields take their defaults, unknown fields are refused.
-    Returns (settings, ETag); with `if_match`, only the version it names is replaced (412)."""
+    Returns (settings, ETag); with `if_match`, only the version it names is replaced (412).
+    When this write turns privacy mode back on (storeExternalSubjects true -> false),
+    `forget_subjects(building)` removes the subjects stored meanwhile: after the write (a sync
+    round that reads the new setting stores none either), under a `forgetSubjectsPending` mark
+    that only its success clears, so a failed scrub (a 503) is done by the retried PUT."""
     check_building(building_id)
     check = Checker(body)
     check.only(("defaultUserEmail", "storeExternalSubjects", "autoRelease", "adHocMinutes"))
@@ -305,15 +312,28 @@ def put_building_settings(
     def build(current: tablestore.Entity | None) -> tablestore.Entity:
         if if_match is not None:
             if_match.check(tablestore.etag_of(current) if current is not None else None)
+        before = current or {}
+        forget = not settings.store_external_subjects and bool(
+            before.get("storeExternalSubjects") or before.get(_FORGET_PENDING)
+        )
         return {
             "defaultUserEmail": settings.default_user_email,
             "storeExternalSubjects": settings.store_external_subjects,
             "autoRelease": tablestore.json_property(auto_release_view(settings.auto_release)),
             "adHocMinutes": settings.ad_hoc_minutes,
             "updatedAt": tablestore.utc_now(),
+            **({_FORGET_PENDING: True} if forget else {}),
         }
 
-    entity, _ = tablestore.replace_optimistic(
-        tables(tablestore.SETTINGS), building_id, SETTINGS_ROW_KEY, build
-    )
+    table = tables(tablestore.SETTINGS)
+    entity, _ = tablestore.replace_optimistic(table, building_id, SETTINGS_ROW_KEY, build)
+    if forget_subjects is not None and entity is not None and entity.get(_FORGET_PENDING):
+        forget_subjects(building_id)
+
+        def done(current: tablestore.Entity | None) -> tablestore.Entity | None:
+            if current is None or not current.get(_FORGET_PENDING):
+                return None
+            return {k: v for k, v in current.items() if k != _FORGET_PENDING}
+
+        entity = tablestore.replace_optimistic(table, building_id, SETTINGS_ROW_KEY, done)[0]
     return settings_view(settings), tablestore.version_tag(entity) or ""

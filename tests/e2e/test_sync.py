@@ -395,7 +395,8 @@ def test_privacy_mode_stores_no_external_event_content(
     only times, showAs and attribution (the company, by domain). The room's copy carries none of
     them (Exchange puts the organizer's name in a room copy's subject and drops its body), so the
     event also reaches Olivia's calendar, which the delegated building polls with all of them.
-    Switched off, subjects are stored from then on only."""
+    Switched off, subjects are stored from then on only; switched back on, the subjects stored
+    meanwhile are removed."""
     liam = world.users["liam"]  # of contoso's domain, not registered
     token = uuid.uuid4().hex
     secrets = {
@@ -450,6 +451,12 @@ def test_privacy_mode_stores_no_external_event_content(
         # From then on only: the earlier event's block is not given its subject after the fact.
         (before,) = at(world.app, world.room, s, s + timedelta(hours=1))
         assert before["title"] is None
+        # Privacy mode back on: what was stored meanwhile is removed, not only new writes.
+        off = sapi.put(f"buildings/{world.app}/settings", json={"storeExternalSubjects": False})
+        assert off.status_code == 200, off.text
+        (forgotten,) = at(world.app, world.room, s2, s2 + timedelta(hours=1))
+        assert forgotten["title"] is None and forgotten["id"] == shown["id"]
+        assert later.lower() not in everything_stored(sstack)
     finally:
         sapi.put(f"buildings/{world.app}/settings", json={"storeExternalSubjects": False})
 

@@ -3,7 +3,7 @@ buildings that have data from before buildings existed, and the per-process exis
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from azure.data.tables import TableServiceClient
@@ -122,3 +122,41 @@ def test_existence_is_cached_briefly_and_a_delete_here_is_seen_at_once(tables: T
     clock.now += 31
     with pytest.raises(NotFound):
         there.require("b1")
+
+
+def test_privacy_mode_back_on_forgets_subjects_and_a_failed_scrub_is_redone(tables: Tables) -> None:
+    """Issue 15: storeExternalSubjects true -> false calls forget_subjects; when it fails (storage
+    down: the PUT answers 503), the mark stays and the retried PUT scrubs; later PUTs do not."""
+    from shared.core.errors import BookingBridgeError
+
+    calls: list[str] = []
+
+    def failing(building: str) -> int:
+        calls.append(building)
+        raise BookingBridgeError("storage down")
+
+    def forget(building: str) -> int:
+        calls.append(building)
+        return 0
+
+    def put(on: bool, scrub: Callable[[str], int]) -> None:
+        people.put_building_settings(
+            tables, "b1", {"storeExternalSubjects": on}, forget_subjects=scrub
+        )
+
+    put(False, forget)
+    assert calls == []  # it was never on: nothing to forget
+    put(True, forget)
+    assert calls == []
+    with pytest.raises(BookingBridgeError):
+        put(False, failing)
+    assert calls == ["b1"]
+    stored = tablestore.get_entity(tables(tablestore.SETTINGS), "b1", people.SETTINGS_ROW_KEY)
+    assert stored is not None and stored["forgetSubjectsPending"] is True
+    put(False, forget)  # the retry: still off, the mark says the scrub is owed
+    assert calls == ["b1", "b1"]
+    stored = tablestore.get_entity(tables(tablestore.SETTINGS), "b1", people.SETTINGS_ROW_KEY)
+    assert stored is not None and "forgetSubjectsPending" not in stored
+    put(False, forget)
+    assert calls == ["b1", "b1"]  # done once: later PUTs scan nothing
+    assert people.get_building_settings(tables, "b1")["storeExternalSubjects"] is False

@@ -6,6 +6,7 @@ Each test uses its own building id in one module-wide table, so tests never see 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Iterator
@@ -302,3 +303,26 @@ def test_blocks_filters_by_resource_source_and_range_and_orders(
 def test_naive_times_are_refused(store: BusyStore, building: str) -> None:
     with pytest.raises(ValueError):
         store.claim(block(building, datetime(2031, 1, 1, 9), datetime(2031, 1, 1, 10)))
+
+
+def test_forget_subjects_clears_only_this_buildings_outlook_subjects(
+    store: BusyStore, table: TableClient, building: str
+) -> None:
+    """Privacy mode back on (issue 15): every segment of a multi-day Outlook block loses its
+    subject; a platform block's, and another building's whose id starts the same, keep theirs."""
+    outlook = block(building, at(20), at(30), source="outlook", block_id="o-1", subject="Merger")
+    later = block(building, at(9, DAY + timedelta(days=200)), at(10, DAY + timedelta(days=200)),
+                  source="outlook", block_id="o-2", subject="Offsite")  # fmt: skip
+    ours = block(building, at(9), at(10), subject="Platform title")
+    neighbour = block(building + "-x", at(9), at(10), source="outlook", subject="Theirs")
+    for b in (outlook, later, neighbour):
+        store.put(b)
+    store.claim(ours)
+    assert store.forget_subjects(building) == 3  # o-1 has two segments (two UTC days)
+    subjects = {(e["blockId"], e.get("subject")) for e in raw_segments(table, building)}
+    assert subjects == {("o-1", None), ("o-2", None), (ours.block_id, "Platform title")}
+    (kept,) = store.blocks(building + "-x", at(0), at(24))
+    assert kept.subject == "Theirs"
+    (still,) = store.blocks(building, at(20), at(21))
+    assert still == dataclasses.replace(outlook, subject=None)  # the rest intact
+    assert store.forget_subjects(building) == 0

@@ -176,9 +176,10 @@ SCHEMAS: dict[str, Any] = {
                 "default": False,
                 "description": "Privacy mode is on while this is false (the default): no subject, "
                 "body, attendee or location text of an Outlook event is stored, logged or audited; "
-                "only its times, showAs, organizer domain and attribution (the organizer's address "
-                "only when it is a registered user). Turning it on stores subjects of events "
-                "synced from then on; turning it off stops storing them.",
+                "only its times, showAs and attribution (the company, by registered user or the "
+                "organizer's domain; the organizer's address only when it is a registered user). "
+                "Turning it on stores subjects of events synced from then on; turning it off "
+                "stops storing them and removes those stored meanwhile.",
             },
             "autoRelease": {"$ref": "#/components/schemas/AutoRelease"},
             "adHocMinutes": {
