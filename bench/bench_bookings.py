@@ -8,7 +8,7 @@ write them; not through Graph) and measures, through the HTTP API:
 - availability of the whole building for that day (p50 / p95 over REQUESTS requests; also with
   30-minute free slots);
 - availability of one resource for that day;
-- for scale, the local host's floor: a GET of one resource (auth + one point read);
+- for scale, the local host's floor (bench/floor.py: a GET of one building, auth + one read);
 - booking create latency (p50 / p95) on the mapped room, and the Graph requests per booking read
   from the emulator's `GET /_emulator/stats` (booking endpoints: the live check's calendarView,
   the POST, the post-write calendarView; sync's own delta rounds are reported apart).
@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from bench.floor import print_host_floor
 from devstack.stack import start_stack
 from shared.availability.busy import BusyBlock, BusyStore
 from shared.storage import tablestore
@@ -156,10 +157,7 @@ def main() -> None:
             "availability, whole building, 1 day, slots 30",
             timed(lambda: api.get(path, params={**window, "slotMinutes": "30"}), REQUESTS),
         )
-        report(
-            "host floor: GET one resource (admin route)",
-            timed(lambda: api.get(f"buildings/{building}/resources/res-250"), REQUESTS),
-        )
+        print_host_floor(stack)
         one = {**window, "resourceId": "res-250"}
         report(
             "availability, one resource, 1 day", timed(lambda: api.get(path, params=one), REQUESTS)

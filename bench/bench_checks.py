@@ -29,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import print_host_floor
 from devstack.stack import Stack, start_stack
 
 ROOMS = 20
@@ -129,6 +130,7 @@ def main() -> int:
     try:
         with functions_client(stack.endpoints, client_token(stack.endpoints)) as api, \
                 functions_client(stack.endpoints) as anon:  # fmt: skip
+            print_host_floor(stack)
             tenant = tenant_with_rooms(stack, ROOMS)
             one = building_with(stack, api, anon, tenant, ["boardroom4a"])
             many = building_with(

@@ -39,6 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import print_host_floor
 from devstack.stack import Stack, start_stack
 
 RECONCILE_PER_DAY = 48  # BB_RECONCILE_SCHEDULE default: every 30 minutes
@@ -247,6 +248,7 @@ def main() -> int:
                 service_env(stack),
                 functions_client(stack.endpoints, client_token(stack.endpoints)) as api,
             ):
+                print_host_floor(stack)
                 bench = Bench(stack, api)
                 bench.setup()
                 print(f"set-up: stack, connection, 3 rooms mapped in {time.perf_counter() - t:.1f} s "

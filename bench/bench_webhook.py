@@ -39,6 +39,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import print_host_floor
 from devstack.stack import DEMO_SCENARIO, Stack, start_stack
 
 
@@ -316,6 +317,7 @@ def main() -> int:
             Path(args.state_dir or tmp), extra_settings={"BB_RENEW_SCHEDULE": "0 0 0 1 1 *"}
         )
         try:
+            print_host_floor(stack)
             with app_env(stack):
                 t = time.perf_counter()
                 tenant = seed_rooms(stack, args.subscriptions)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.floor import print_host_floor
 from devstack.stack import start_stack
 
 
@@ -87,6 +88,7 @@ def main() -> int:
         start_stack(state, extra_settings=WEBHOOK_SETTINGS) as stack,
         functions_client(stack.endpoints, client_token(stack.endpoints)) as api,
     ):
+        print_host_floor(stack)
         building = "bench-webhooks"
         ensure_building(api, building)
         made = api.post(f"buildings/{building}/webhooks", json={"url": receiver.url})
