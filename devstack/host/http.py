@@ -41,7 +41,6 @@ from devstack.host.routes import split_path
 
 logger = logging.getLogger("devstack.host")
 
-ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 
 # Starts a background invocation the host tracks for shutdown.
 Spawner = Callable[[Coroutine[Any, Any, Any]], None]

@@ -29,7 +29,7 @@ from typing import Any
 import azure.functions as func
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.requests import Request
 
 from devstack.host.config import HostConfig, HostKeys, load_host_config
 from devstack.host.functions import (
@@ -39,7 +39,7 @@ from devstack.host.functions import (
     TimerTriggerSpec,
     index_functions,
 )
-from devstack.host.http import ALL_METHODS, HttpFrontend
+from devstack.host.http import HttpFrontend
 from devstack.host.invoker import Invoker
 from devstack.host.queues import QueueListener, QueueService, resolve_connection
 from devstack.host.timers import TimerRunner
@@ -218,12 +218,20 @@ class FunctionsHost:
             self._spawn,
             self.host_id,
         )
-        starlette = Starlette(
-            routes=[Route("/{path:path}", frontend.handle, methods=ALL_METHODS)],
-            lifespan=self._lifespan,
-        )
+        lifespan = Starlette(lifespan=self._lifespan)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            # Every HTTP request goes to the frontend, whatever its path: a Starlette route
+            # ("/{path:path}", a regex without DOTALL) answered a path with an encoded line break
+            # with its own text/plain 404 instead of our routing's answer.
+            if scope["type"] != "http":
+                await lifespan(scope, receive, send)
+                return
+            response = await frontend.handle(Request(scope, receive))
+            await response(scope, receive, send)
+
         config = uvicorn.Config(
-            starlette,
+            app,
             lifespan="on",
             log_config=None,  # the host's logging setup stays in charge
             access_log=False,  # every invocation is logged by the invoker instead

@@ -141,6 +141,8 @@ def test_start_fails_loudly_when_a_schedule_setting_is_missing(
         ("pages", None, {}),
         ("pages/3", None, {"page": "3"}),
         ("files/a/b%2Fc/d.txt", None, {"path": "a/b/c/d.txt"}),
+        # An encoded line break is a character like any other (the app answers, not a router).
+        ("files/a%0Ab", None, {"path": "a\nb"}),
     ],
 )
 def test_route_templates(
