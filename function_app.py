@@ -8,6 +8,7 @@ import azure.functions as func
 
 from functions import (
     admin,
+    analytics,
     bookings,
     buildings,
     checks,
@@ -38,5 +39,6 @@ for blueprint in (
     console.bp,
     checks.bp,
     webhooks.bp,
+    analytics.bp,
 ):
     app.register_functions(blueprint)

@@ -19,6 +19,9 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from shared.analytics.service import AnalyticsDeps
+from shared.analytics.store import TABLE as ROLLUPS_TABLE
+from shared.analytics.store import RollupStore
 from shared.api.auth import TokenValidator, validator_for
 from shared.api.health import DEFAULT_DEADLINE_S as HEALTH_DEADLINE_S
 from shared.availability.busy import BusyStore
@@ -496,4 +499,21 @@ def webhook_deps(settings: Settings) -> Any:
         clock=_utc_now,
         config=WebhookConfig.of(settings),
         committed=_committed,
+    )
+
+
+# ---- analytics
+
+
+@per_settings
+def analytics_deps(settings: Settings) -> AnalyticsDeps:
+    """Analytics (issue 15): the directory, the busy store, attendance records, the rollups."""
+    from shared.attendance.model import TABLE as ATTENDANCE_TABLE
+
+    return AnalyticsDeps(
+        tables=clients.table,
+        buildings=buildings(),
+        busy=busy_store(),
+        attendance=clients.table(ATTENDANCE_TABLE),
+        rollups=RollupStore(clients.table(ROLLUPS_TABLE)),
     )

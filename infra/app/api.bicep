@@ -142,6 +142,9 @@ var appSettings = {
   BB_CHECKS_SWEEP_SCHEDULE: '0 */5 * * * *'
   BB_CHECKS_OUTLOOK_SECONDS: '60'
   BB_CHECKS_CONCURRENCY: '4'
+  // Analytics (shared/analytics/, issue 15): the rollup timer's schedule (a %SETTING% of a timer
+  // trigger: without it the function would not index).
+  BB_ROLLUP_SCHEDULE: '0 15 * * * *'
   // Outgoing webhooks (shared/webhooks/, issue 16): retries (30 s doubling to 2 h, for 26 h), an
   // endpoint failing for 3 days is disabled, a rotated secret stays valid 24 h.
   BB_WEBHOOK_RETRY_BASE_SECONDS: '30'

@@ -223,6 +223,7 @@ SURFACES = (
     "console",
     "checks",
     "webhooks",
+    "analytics",
 )
 
 COMPONENTS: dict[str, Any] = {
