@@ -66,6 +66,10 @@ _FUTURE = (
     "now (rules between fields and the clock)"
 )
 _RANGE = "`to` after `from`, at most 31 days later (a rule between two parameters)"
+_DAYS = (
+    "`to` not before `from`, at most 366 days later (a query) or 31 (a rebuild), and a rebuild "
+    "only of days that have closed (rules between two parameters and the clock)"
+)
 _STATE = "names something the building must already hold (stored state, not shape)"
 _GRAPH = "names a calendar the connection can see and write in Microsoft 365 (state of the tenant)"
 _PRINTABLE = (
@@ -92,6 +96,18 @@ EXEMPT: tuple[Exempt, ...] = (
             ("title: must be at most", _PRINTABLE),
         )
     ),
+    *(
+        Exempt(operation, 400, match, _DAYS)
+        for operation in (
+            "GET /buildings/{building}/analytics",
+            "POST /buildings/{building}/analytics:rebuild",
+        )
+        for match in (
+            "to: must not be before from",
+            "to: must be at most",
+            "to: must be a day that",
+        )
+    ),
     Exempt(f"GET {_BOOKINGS}", 400, "to: must be after from", _RANGE),
     Exempt(f"GET {_BOOKINGS}", 400, "to: must be at most", _RANGE),
     Exempt("GET /buildings/{building}/availability", 400, "to: must be after from", _RANGE),
@@ -100,6 +116,7 @@ EXEMPT: tuple[Exempt, ...] = (
     Exempt("GET /buildings/{building}/audit", 400, "to: must be after from", _RANGE),
     Exempt("GET /buildings/{building}/audit", 400, "from: must not be after", _RANGE),
     Exempt(f"POST {_BOOKINGS}", 400, "booker.name: must be", _PRINTABLE),
+    Exempt(f"POST {_BOOKINGS}", 400, "Idempotency-Key: must be 1", _PRINTABLE),
     *(
         Exempt(f"PUT /buildings/{{building}}/{what}", 400, "name: must be at most", _PRINTABLE)
         for what in ("resources/{resource}", "companies/{company}", "users/{email}")
