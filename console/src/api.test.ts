@@ -21,6 +21,17 @@ function client(responses: (Response | Error)[], tokens = ["t1", "t2", "t3"]) {
 }
 
 describe("ApiClient", () => {
+  it("hands a download over byte for byte, and an error of one as a problem", async () => {
+    const csv = new Uint8Array([0xef, 0xbb, 0xbf, 0x61, 0x0d, 0x0a]); // BOM, "a", CRLF
+    const { api } = client([
+      new Response(csv, { status: 200, headers: { "Content-Type": "text/csv" } }),
+      json(400, { title: "Invalid request", status: 400, errors: [{ field: "to", message: "bad" }] }, "application/problem+json"),
+    ]);
+    const blob = await api.request<Blob>("GET", "/x", { blob: true });
+    expect([...new Uint8Array(await blob.arrayBuffer())]).toEqual([...csv]);
+    await expect(api.request("GET", "/x", { blob: true })).rejects.toBeInstanceOf(ApiError);
+  });
+
   it("sends a bearer token fetched for every call, and JSON", async () => {
     const { api, calls, token } = client([json(200, { a: 1 }), json(201, { b: 2 })]);
     expect(await api.get("/buildings/hq/resources")).toEqual({ a: 1 });

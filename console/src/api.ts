@@ -48,6 +48,8 @@ export interface RequestOptions {
   raw?: { body: string; contentType: string };
   headers?: Record<string, string>;
   signal?: AbortSignal;
+  /** A 2xx body as a Blob, byte for byte (a download: text() would drop a CSV's BOM). */
+  blob?: boolean;
 }
 
 const IDEMPOTENT = new Set(["GET", "PUT", "DELETE", "HEAD"]);
@@ -149,6 +151,7 @@ export class ApiClient {
         await this.sleep(retryAfterMs(response) ?? this.retryDelayMs * attempt);
         continue;
       }
+      if (opts.blob && response.ok) return (await response.blob()) as T;
       return (await readBody(response)) as T;
     }
   }

@@ -9,6 +9,7 @@ import { BUILDING_PAGES, PAGE_TITLES, buildingHref, isRouteHash, parseRoute, rou
 import { buildingZone } from "./time";
 import type { Building, Resource } from "./types";
 import { alertBox, errorMessage, pageHeading } from "./ui";
+import { renderAnalytics } from "./pages/analytics";
 import { renderAudit } from "./pages/audit";
 import { renderBookings } from "./pages/bookings";
 import { renderBuildings } from "./pages/buildings";
@@ -47,6 +48,7 @@ const PAGES: Partial<Record<string, PageRender>> = {
   people: renderPeople,
   settings: renderSettings,
   bookings: renderBookings,
+  analytics: renderAnalytics,
   health: renderHealth,
   checks: renderChecks,
   audit: renderAudit,

@@ -29,6 +29,7 @@ describe("charts", () => {
     expect(fig.dataset["chart"]).toBe("booking-rate");
     const img = fig.querySelector("svg[role=img]");
     expect(img?.getAttribute("aria-label")).toBe("Booking rate: 3 values, highest 60% (3 Mar), lowest 20% (1 Mar)");
+    expect(fig.querySelectorAll("circle.dot")).toHaveLength(2); // one per known value, none for the gap
     const cells = [...fig.querySelectorAll("tbody tr")].map((tr) => [...tr.children].map((c) => c.textContent));
     expect(cells).toEqual([["1 Mar", "20%"], ["2 Mar", "n/a"], ["3 Mar", "60%"]]);
   });

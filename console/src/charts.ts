@@ -137,6 +137,8 @@ export function lineChart(opts: ChartOptions, points: Bar[]): HTMLElement {
     { viewBox: `0 0 ${W} ${H + BOTTOM}`, class: "chart-svg", preserveAspectRatio: "none" },
     axis(max, opts.format),
     svg("path", { d: linePath(values, max, plot - band, H), transform: `translate(${LEFT + band / 2},0)`, class: "line" }),
+    // A dot per value: a single day (or a value between two gaps) is a point, not a line.
+    ...scaled(values, max, H).flatMap((y, i) => (y === null ? [] : [svg("circle", { cx: round(LEFT + band * (i + 0.5)), cy: round(H - y), r: 3.5, class: "dot" })])),
     xLabels(points.map((p) => p.label), band),
   );
   const rows = points.map((p) => [p.label, p.value === null ? "n/a" : opts.format(p.value)]);

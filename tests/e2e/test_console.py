@@ -376,3 +376,82 @@ def test_settings_turn_on_no_show_release_and_name_a_bad_value(
     assert (
         portal_api.get(f"buildings/{building}/settings").json()["autoRelease"]["graceMinutes"] == 7
     )
+
+
+def test_analytics_page_charts_the_numbers_and_downloads_the_csv(
+    page: Any, console_stack: Stack, portal_api: httpx.Client, building: str
+) -> None:
+    """Issue 15: a past Wednesday with two rooms and three bookings (hand-computed below), as
+    the Analytics page shows them: summary, every chart with its numbers, the table, and a CSV
+    download equal to the API's."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from shared import wiring
+    from shared.availability.busy import BusyBlock
+
+    zone = ZoneInfo("Europe/Amsterdam")
+    today = datetime.now(zone).date()
+    day = today - timedelta(days=7 + (today.weekday() - 2) % 7)  # a Wednesday, 7-13 days ago
+    for rid, name in (("ana-board", "Board"), ("ana-huddle", "Huddle")):
+        made = portal_api.put(
+            f"buildings/{building}/resources/{rid}",
+            json={"name": name, "kind": "room", "timeZone": "Europe/Amsterdam"},
+        )
+        assert made.status_code in (200, 201), made.text
+
+    def local(hour: int, minute: int = 0, days: int = 0) -> datetime:
+        when = datetime(day.year, day.month, day.day, hour, minute, tzinfo=zone)
+        return (when + timedelta(days=days)).astimezone(UTC)
+
+    # Board 09:00-11:00 booked two days ahead (planned); Board 14:00-14:30 booked at 13:55 (ad
+    # hoc: 5 min < 15); Huddle 09:00-10:00 booked a day ahead. Business hours 08:00-18:00: 600
+    # min per room, 1,200 in all; booked 120 + 30 + 60 = 210 -> rate 210 / 1200 = 17.5 %.
+    # Board: 150 / 600 = 25 %, Huddle: 60 / 600 = 10 %. Median duration of 30, 60, 120: 60 min.
+    seeded = [
+        ("ana-board", local(9), local(11), local(9, days=-2)),
+        ("ana-board", local(14), local(14, 30), local(13, 55)),
+        ("ana-huddle", local(9), local(10), local(9, days=-1)),
+    ]
+    with console_stack.app_environment():
+        store = wiring.busy_store()
+        for n, (rid, start, end, created) in enumerate(seeded):
+            store.put(BusyBlock(building, rid, f"o-ana{n}", start, end, "outlook",
+                                created_at=created, company_id=None))  # fmt: skip
+    query = {"from": day.isoformat(), "to": day.isoformat()}
+    api = portal_api.get(f"buildings/{building}/analytics", params={**query, "groupBy": "resource"})
+    assert api.status_code == 200, api.text
+    totals = api.json()["totals"]
+    assert (totals["bookings"], totals["adHoc"], totals["planned"]) == (3, 1, 2)
+    assert totals["bookingRate"] == pytest.approx(0.175)
+    assert totals["medianDurationMinutes"] == 60
+
+    sign_in(
+        page, console_stack, buildings=[building],
+        route=f"#/b/{building}/analytics?from={day}&to={day}&groupBy=resource",
+    )  # fmt: skip
+    wait_heading(page, "Analytics")
+    page.wait_for_function("() => !document.querySelector('main[aria-busy=true]')")
+    summary = page.locator("[data-analytics=summary]").inner_text()
+    assert "17.5%" in summary and "3 (1 ad hoc, 2 planned)" in summary, summary
+    for chart in ("booking-rate", "ad-hoc", "no-show", "popular", "unpopular", "companies"):
+        assert page.locator(f"figure[data-chart={chart}] svg[role=img]").count() == 1, chart
+    popular = page.locator("figure[data-chart=popular] svg").get_attribute("aria-label") or ""
+    assert "highest 25% (Board)" in popular and "lowest 10% (Huddle)" in popular, popular
+    rows = page.locator("table.analytics tbody tr")
+    assert rows.count() == 2
+    board = page.locator("tr[data-group=ana-board]").inner_text()
+    assert "25%" in board and "2 h 30 min" in board, board
+    check_a11y(page, "analytics")
+    shot(page, "analytics")
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download CSV").click()
+    saved = download.value
+    assert saved.suggested_filename == f"analytics-{building}-{day}-to-{day}-by-resource.csv"
+    csv_api = portal_api.get(
+        f"buildings/{building}/analytics", params={**query, "groupBy": "resource", "format": "csv"}
+    )
+    assert csv_api.status_code == 200 and csv_api.headers["content-type"].startswith("text/csv")
+    with open(saved.path(), "rb") as downloaded:
+        assert downloaded.read() == csv_api.content  # byte for byte: BOM and CRLF kept
