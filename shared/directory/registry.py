@@ -35,6 +35,13 @@ from shared.core.errors import Conflict, NotFound, Unprocessable
 from shared.core.etags import IfMatch
 from shared.core.paging import Listed, parse_top
 from shared.core.validate import Checker, check_building, check_path
+from shared.directory.people import (
+    AutoRelease,
+    AutoReleaseOut,
+    auto_release_from,
+    auto_release_view,
+    read_auto_release,
+)
 from shared.storage import tablestore
 from shared.storage.tablestore import Entity, TableSource
 
@@ -63,7 +70,7 @@ MAPPING_PROPERTIES = (
 )
 INDEX_ROW_KEY = "map"
 
-_WRITABLE = ("name", "kind", "paid", "timeZone", "capacity", "floor", "section")
+_WRITABLE = ("name", "kind", "paid", "timeZone", "capacity", "floor", "section", "autoRelease")
 LABEL_MAX = 100  # floor and section labels (Microsoft Places names, issue 19)
 _OWNED = frozenset({*_WRITABLE, "createdAt", "updatedAt"})  # what a resource PUT writes
 _READ_ONLY = ("id", "sync")
@@ -80,6 +87,8 @@ class Resource:
     capacity: int | None
     floor: str | None = None  # a label, e.g. Microsoft Places' floor name (issue 19)
     section: str | None = None
+    # No-show release for this resource (issue 15), overriding the building's; None: the building's
+    auto_release: AutoRelease | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +130,7 @@ class ResourceOut(TypedDict):
     capacity: int | None
     floor: str | None
     section: str | None
+    autoRelease: AutoReleaseOut | None
     sync: SyncOut
 
 
@@ -155,7 +165,19 @@ def resource_from_entity(entity: Mapping[str, Any]) -> Resource:
         capacity=int(capacity) if capacity is not None else None,
         floor=entity.get("floor") or None,
         section=entity.get("section") or None,
+        auto_release=_stored_auto_release(entity),
     )
+
+
+def _stored_auto_release(entity: Mapping[str, Any]) -> AutoRelease | None:
+    raw = tablestore.from_json_property(entity.get("autoRelease"))
+    return auto_release_from(raw) if raw else None
+
+
+def effective_auto_release(entity: Mapping[str, Any] | None, building: AutoRelease) -> AutoRelease:
+    """The no-show release that applies to a resource: its own when set, else the building's."""
+    own = _stored_auto_release(entity) if entity is not None else None
+    return own if own is not None else building
 
 
 def is_mapped(entity: Mapping[str, Any]) -> bool:
@@ -198,6 +220,7 @@ def resource_view(entity: Mapping[str, Any]) -> ResourceOut:
         "capacity": r.capacity,
         "floor": r.floor,
         "section": r.section,
+        "autoRelease": auto_release_view(r.auto_release) if r.auto_release else None,
         "sync": {
             "status": s.status,
             "reason": s.reason,
@@ -228,10 +251,12 @@ def parse_resource(building_id: str, resource_id: str, body: Mapping[str, Any]) 
         check.add("timeZone", "must be an IANA time zone such as Europe/Amsterdam")
     capacity = check.integer("capacity", minimum=0, maximum=CAPACITY_MAX)
     floor, section = _label(check, body, "floor"), _label(check, body, "section")
+    auto_release = read_auto_release(check, "autoRelease")
     check.done()
     return Resource(
-        building_id, resource_id, name, kind, paid, str(time_zone), capacity, floor, section
-    )
+        building_id, resource_id, name, kind, paid, str(time_zone), capacity, floor, section,
+        auto_release,
+    )  # fmt: skip
 
 
 def _label(check: Checker, body: Mapping[str, Any], field: str) -> str | None:
@@ -292,6 +317,9 @@ def put_resource(
             "capacity": resource.capacity,
             "floor": resource.floor,
             "section": resource.section,
+            "autoRelease": tablestore.json_property(auto_release_view(resource.auto_release))
+            if resource.auto_release
+            else None,
             **(extra or {}),
             "createdAt": current.get("createdAt", now) if current else now,
             "updatedAt": now,

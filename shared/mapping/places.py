@@ -457,8 +457,11 @@ def _write(
         and str(before.get("mailbox") or "").lower() == mailbox
     )
     if not same:
+        # Places knows nothing of no-show release: a resource's own setting survives a re-import.
+        own = registry.resource_view(before)["autoRelease"] if before is not None else None
+        body = {**item.body, "autoRelease": own} if own is not None else item.body
         registry.put_resource(
-            deps.tables, building_id, item.resource_id, item.body,
+            deps.tables, building_id, item.resource_id, body,
             extra={"placeId": item.place.id, "placeMailbox": mailbox},
         )  # fmt: skip
     if not mapped:

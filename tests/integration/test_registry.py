@@ -162,6 +162,7 @@ def test_resource_crud(call: Callable[..., func.HttpResponse], api_tokens: ApiTo
         **ROOM,
         "floor": None,  # optional labels (issue 19), not given
         "section": None,
+        "autoRelease": None,  # the building's applies (issue 15)
         "sync": {
             "status": "not_synced",
             "reason": "not_mapped",
@@ -195,6 +196,38 @@ def test_resource_crud(call: Callable[..., func.HttpResponse], api_tokens: ApiTo
     assert [r["id"] for r in _json(call("resources_list", auth, building=b))["value"]] == [
         "room-4a"
     ]
+
+
+def test_resource_overrides_the_buildings_auto_release(
+    call: Callable[..., func.HttpResponse],
+    api_tokens: ApiTokens,
+    tables: tablestore.TableSource,
+) -> None:
+    """A resource's own `autoRelease` (issue 15) wins over the building's; null gives it back;
+    its bad parts are named as `autoRelease.<part>`."""
+    b = _building()
+    auth = api_tokens.admin(b)
+    call("settings_put", auth, {"autoRelease": {"enabled": True, "graceMinutes": 5}}, building=b)
+    own = {"enabled": False, "graceMinutes": 20, "earlyMinutes": 0, "recurringStrikes": 2}
+    put = call("resource_put", auth, {**ROOM, "autoRelease": own}, building=b, resource="r1")
+    assert put.status_code == 201 and _json(put)["autoRelease"] == own
+    assert _json(call("resource_get", auth, building=b, resource="r1"))["autoRelease"] == own
+    building = people.load_building_settings(tables, b).auto_release
+    entity = tablestore.get_entity(tables(tablestore.RESOURCES), b, "r1")
+    assert registry.effective_auto_release(entity, building) == people.AutoRelease(
+        enabled=False, grace_minutes=20, early_minutes=0, recurring_strikes=2
+    )
+    bad = call(
+        "resource_put", auth, {**ROOM, "autoRelease": {"graceMinutes": 0, "typo": 1}},
+        building=b, resource="r1",
+    )  # fmt: skip
+    assert _fields(bad) == {"autoRelease.graceMinutes", "autoRelease.typo"}
+    cleared = call("resource_put", auth, {**ROOM, "autoRelease": None}, building=b, resource="r1")
+    assert _json(cleared)["autoRelease"] is None
+    entity = tablestore.get_entity(tables(tablestore.RESOURCES), b, "r1")
+    assert registry.effective_auto_release(entity, building) == people.AutoRelease(
+        enabled=True, grace_minutes=5
+    )
 
 
 def test_paid_resource_is_not_supported(

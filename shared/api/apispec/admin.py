@@ -51,6 +51,11 @@ SCHEMAS: dict[str, Any] = {
             "capacity": {"type": ["integer", "null"], "minimum": 0, "maximum": CAPACITY_MAX},
             "floor": _LABEL,
             "section": _LABEL,
+            "autoRelease": {
+                "oneOf": [{"type": "null"}, _ref("AutoRelease")],
+                "description": "This resource's no-show release, overriding the building's "
+                "settings `autoRelease` (null or absent: the building's applies).",
+            },
         },
     },
     "Sync": {
@@ -92,6 +97,7 @@ SCHEMAS: dict[str, Any] = {
             "capacity": {"type": ["integer", "null"]},
             "floor": _LABEL,
             "section": _LABEL,
+            "autoRelease": {"oneOf": [{"type": "null"}, _ref("AutoRelease")]},
             "sync": _ref("Sync"),
         },
     },
