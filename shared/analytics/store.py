@@ -93,7 +93,9 @@ class RollupStore:
             for e in stored
             if e["RowKey"] not in keep
         ]
-        tablestore.submit_in_chunks(self.table, operations, workers=2)
+        # One chunk after another: the chunks share one partition, which the service commits one
+        # at a time anyway, and Azurite resets connections under concurrent batches to it.
+        tablestore.submit_in_chunks(self.table, operations)
         return len(entities)
 
     def read(
