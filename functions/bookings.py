@@ -69,10 +69,26 @@ def bookings_list(req: func.HttpRequest) -> func.HttpResponse:
 def booking_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
     from shared import wiring
-    from shared.bookings.service import read_booking
+    from shared.attendance.service import booking_with_attendance
 
-    view, etag = read_booking(wiring.booking_deps(), building, req.route_params["booking"])
+    view, etag = booking_with_attendance(
+        wiring.attendance_deps(), building, req.route_params["booking"]
+    )
     return json_response(view, etag=etag)
+
+
+@bp.route(route=BOOKING + "/checkin", methods=["POST"], auth_level=ANONYMOUS)
+@handle_errors
+def booking_checkin(req: func.HttpRequest) -> func.HttpResponse:
+    building, actor = _building(req)
+    from shared import wiring
+    from shared.attendance.service import check_in
+
+    body = read_json(req) if req.get_body().strip() else None  # the body is optional
+    view, created = check_in(
+        wiring.attendance_deps(), building, req.route_params["booking"], body, actor=actor
+    )
+    return json_response(view, 201 if created else 200)
 
 
 @bp.route(route=BOOKING, methods=["PATCH"], auth_level=ANONYMOUS)
@@ -113,6 +129,16 @@ def availability_get(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(
         availability(wiring.directory_tables(), wiring.busy_store(), building, dict(req.params))
     )
+
+
+@bp.timer_trigger(schedule="%BB_RELEASE_SCHEDULE%", arg_name="timer", run_on_startup=False)
+def release_timer(timer: func.TimerRequest) -> None:
+    from shared import wiring
+    from shared.attendance.service import release_due
+
+    done = release_due(wiring.attendance_deps())
+    if done:
+        logger.info("release: %s", dict(done))
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="outbox", connection="AzureWebJobsStorage")

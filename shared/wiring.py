@@ -283,6 +283,15 @@ def booking_deps(settings: Settings) -> BookingDeps:
     )
 
 
+@per_settings
+def attendance_deps(settings: Settings) -> Any:
+    """Check-in and no-show release (issue 15): the booking service's collaborators (the release
+    cancels through it, and declines with its worker's Graph client) and the audit log."""
+    from shared.attendance.service import AttendanceDeps
+
+    return AttendanceDeps(bookings=booking_deps(), audit=audit_log().record)
+
+
 # ---------------------------------------------------------------- subscriptions
 
 

@@ -22,9 +22,13 @@ describe("timeline", () => {
     expect(block?.width).toBe(4.17);
   });
 
-  it("clamps a booking that started the day before and drops cancelled ones", () => {
+  it("clamps a booking that started the day before and drops cancelled and released ones", () => {
     const blocks = layoutBlocks(
-      [booking({ start: "2026-12-03T20:00:00Z", end: "2026-12-04T05:00:00Z" }), booking({ status: "cancelled" })],
+      [
+        booking({ start: "2026-12-03T20:00:00Z", end: "2026-12-04T05:00:00Z" }),
+        booking({ status: "cancelled" }),
+        booking({ status: "released" }),
+      ],
       day.from,
       day.to,
       AMS,

@@ -23,7 +23,7 @@ export function layoutBlocks(
 ): Block[] {
   const span = to.getTime() - from.getTime();
   return bookings
-    .filter((b) => b.status !== "cancelled")
+    .filter((b) => b.status !== "cancelled" && b.status !== "released")
     .map((b) => {
       const s = Math.max(new Date(b.start).getTime(), from.getTime());
       const e = Math.min(new Date(b.end).getTime(), to.getTime());

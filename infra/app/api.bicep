@@ -145,6 +145,9 @@ var appSettings = {
   // Analytics (shared/analytics/, issue 15): the rollup timer's schedule (a %SETTING% of a timer
   // trigger: without it the function would not index).
   BB_ROLLUP_SCHEDULE: '0 15 * * * *'
+  // No-show release (shared/attendance/, issue 15): the timer that releases bookings nobody
+  // checked in to (a %SETTING% of a timer trigger: without it the function would not index).
+  BB_RELEASE_SCHEDULE: '0 * * * * *'
   // Outgoing webhooks (shared/webhooks/, issue 16): retries (30 s doubling to 2 h, for 26 h), an
   // endpoint failing for 3 days is disabled, a rotated secret stays valid 24 h.
   BB_WEBHOOK_RETRY_BASE_SECONDS: '30'

@@ -10,6 +10,10 @@ the release timer, or two timer instances) never both win:
         └──timer after grace (insert)──▶ releasing ──release done──▶ released
                                             └──release impossible──▶ no_show (reason says why)
 
+A `releasing` record is a claim with a lease (`claimedAt`): while it runs, other timer instances
+leave the booking alone; a claim whose holder died (or whose Graph call failed, which gives the
+lease back) is taken over by an ETag-guarded update, so one instance at a time goes on with it.
+
 The record keeps the block's times, company and creation time, because a released booking's busy
 block is gone (the booking was cancelled or the room declined it) and analytics still counts it.
 """
@@ -49,6 +53,7 @@ class Attendance:
     series_master_id: str | None = None
     checked_in_at: datetime | None = None
     released_at: datetime | None = None  # released or marked no_show
+    claimed_at: datetime | None = None  # releasing: when a timer instance took the claim
     reason: str | None = None  # why no_show (release impossible), or the release's failure
     by: str | None = None  # who checked in (caller id), for the audit trail
 
@@ -89,6 +94,7 @@ def to_entity(record: Attendance) -> tablestore.Entity:
         "createdAt": record.created_at,
         "checkedInAt": record.checked_in_at,
         "releasedAt": record.released_at,
+        "claimedAt": record.claimed_at,
     }
     optional.update(
         {k: as_utc(v).isoformat(timespec="microseconds") for k, v in times.items() if v is not None}
@@ -115,6 +121,7 @@ def from_entity(building_id: str, entity: Mapping[str, Any]) -> Attendance:
         series_master_id=entity.get("seriesMasterId"),
         checked_in_at=_optional_time(entity.get("checkedInAt")),
         released_at=_optional_time(entity.get("releasedAt")),
+        claimed_at=_optional_time(entity.get("claimedAt")),
         reason=entity.get("reason"),
         by=entity.get("by"),
     )

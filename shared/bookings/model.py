@@ -1,7 +1,8 @@
 """A platform booking: its id, its state, and the validation of what a request asks for (pure).
 
 Lifecycle (`status`): `creating` (rows written, slot being claimed: invisible to the API) →
-`confirmed` → `cancelled`. `syncState` (of the Outlook event): `pending` → `synced` | `failed`
+`confirmed` → `cancelled`, or `released` (cancelled by the no-show release of issue 15, after
+nobody checked in: the same as cancelled for Outlook and the slot). `syncState` (of the Outlook event): `pending` → `synced` | `failed`
 (with `lastError {reason, status, at}`). `version` counts changes; `syncedVersion` is the version
 Outlook shows, so the outbox worker knows what to do from state alone (shared/bookings/service.py).
 """
@@ -30,13 +31,16 @@ MAX_AHEAD = timedelta(days=730)
 IDEMPOTENCY_KEY_MAX = 255
 TITLE_MAX = 255
 
-Status = Literal["creating", "confirmed", "cancelled"]
+Status = Literal["creating", "confirmed", "cancelled", "released"]
+# A booking that is over before its time: its Outlook event goes, its slot is freed.
+ENDED: frozenset[Status] = frozenset({"cancelled", "released"})
 SyncStateName = Literal["pending", "synced", "failed"]
 # `status` of GET /bookings: which platform bookings are listed (Outlook ones are all confirmed).
 LIST_STATUSES: dict[str, tuple[Status, ...]] = {
     "confirmed": ("confirmed",),
     "cancelled": ("cancelled",),
-    "all": ("confirmed", "cancelled"),
+    "released": ("released",),
+    "all": ("confirmed", "cancelled", "released"),
 }
 
 

@@ -42,13 +42,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from azure.data.tables import UpdateMode
 
 from shared.availability.busy import OUTLOOK_BLOCK_PREFIX, BusyStore
 from shared.availability.service import parse_range
 from shared.bookings.model import (
+    ENDED,
     LIST_STATUSES,
     Booking,
     BookingConfig,
@@ -316,7 +317,7 @@ def _emit_outcome(deps: BookingDeps, before: Booking, after: Booking) -> None:
     saved: each delivery waits until the booking row shows that outcome (a lost ETag race or a
     crash before the save leaves the change uncommitted, and the delivery is discarded); a re-run
     after a crash makes the same event id, de-duplicated (DESIGN.md "Outgoing webhooks")."""
-    if after.status == "cancelled" or after.sync_state not in ("synced", "failed"):
+    if after.status in ENDED or after.sync_state not in ("synced", "failed"):
         return
     if after.sync_state == before.sync_state == "failed":
         return
@@ -490,7 +491,7 @@ def list_bookings(
             for b in deps.bookings.between(building_id, start, end, LIST_STATUSES[status])
             if resource_id is None or b.resource_id == resource_id
         )
-    if source in ("outlook", "all") and status != "cancelled":
+    if source in ("outlook", "all") and status in ("confirmed", "all"):
         blocks = deps.busy.blocks(
             building_id,
             start,
@@ -530,7 +531,9 @@ def update_booking(
     current, etag = _visible(deps, building_id, booking_id)
     if if_match is not None:
         if_match.check(etag)
-    if current.status == "cancelled":
+    if current.status == "released":
+        raise Conflict("The booking was released (nobody checked in)", reason="booking_released")
+    if current.status in ENDED:
         raise Conflict("The booking is cancelled", reason="booking_cancelled")
     now = deps.now()
     wanted = parse_update(body, current, now)
@@ -600,20 +603,23 @@ def cancel_booking(
     *,
     actor: str = "api",
     if_match: IfMatch | None = None,
-) -> None:
+    status: Literal["cancelled", "released"] = "cancelled",
+) -> Booking:
     """Cancel: the booking is marked cancelled at once; its event is deleted, then its slot freed
     (right away, or by the outbox when Graph is unavailable). `if_match` as in `update_booking`
-    (checked on every version a retry reads, so a writer in between ends in 412)."""
+    (checked on every version a retry reads, so a writer in between ends in 412). The no-show
+    release (shared/attendance) cancels with `status="released"`. Returns the booking as
+    committed (an ended one as it was: cancelling twice changes nothing)."""
     check_path(building=building_id, bookingId=booking_id)
     for _ in range(3):
         current, etag = _visible(deps, building_id, booking_id)
         if if_match is not None:
             if_match.check(etag)
-        if current.status == "cancelled":
-            return
+        if current.status in ENDED:
+            return current
         cancelled = replace(
             current,
-            status="cancelled",
+            status=status,
             version=current.version + 1,
             sync_state="pending",
             attempts=0,
@@ -628,7 +634,7 @@ def cancel_booking(
         # The slot is freed once the event is gone (in `_write_through`), not before: until then
         # the room is still busy in Outlook, and sync must keep recognising the event as ours.
         _write_through(deps, cancelled, etag, "cancel", actor)
-        return
+        return cancelled
     raise Conflict(
         "The booking is being changed concurrently; try again", reason="concurrent_update"
     )
@@ -649,7 +655,7 @@ def apply(deps: BookingDeps, graph: GraphClient, booking: Booking, actor: str) -
     event_id = booking.outlook_event_id
     if booking.calendar_id and booking.calendar_id != target.calendar.calendar_id:
         raise WriteFailed("calendar_changed", transient=False)
-    if booking.status == "cancelled":
+    if booking.status in ENDED:
         if event_id is None and booking.synced_version == 0:
             event_id = find_event(target, booking.id)  # a create whose answer was lost
         if event_id is not None:
@@ -704,7 +710,7 @@ def _write_through(
         if not worker:
             _send(deps, booking, "check", delay=0)
         return booking, None
-    if result.status == "cancelled" and result.sync_state != "pending":
+    if result.status in ENDED and result.sync_state != "pending":
         deps.busy.remove(result.block())  # the event is gone (or never will be): free the slot
     _after_attempt(deps, result, op)
     return result, saved
@@ -761,7 +767,7 @@ def abandon(deps: BookingDeps, booking: Booking) -> None:
 def repair_slot(deps: BookingDeps, booking: Booking) -> None:
     """Make the busy table agree with the booking (a request that died between the two writes)."""
     try:
-        if booking.status == "cancelled":
+        if booking.status in ENDED:
             if booking.sync_state != "pending":  # while pending, the event still holds the room
                 deps.busy.remove(booking.block())
         else:

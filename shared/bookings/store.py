@@ -28,7 +28,7 @@ from shared.storage.tablestore import Entity
 _INDEX = "s"
 # Statuses with an `s|` copy. Cancelled ones keep theirs (GET /bookings?status=cancelled); those
 # cancelled before that (issue 22) lost it and are not listed, but stay readable by id.
-LISTED: frozenset[Status] = frozenset({"confirmed", "cancelled"})
+LISTED: frozenset[Status] = frozenset({"confirmed", "cancelled", "released"})
 
 
 def index_row(booking: Booking) -> str:
@@ -82,7 +82,8 @@ def from_entity(entity: Mapping[str, Any]) -> Booking:
         booker_email=str(entity.get("bookerEmail") or ""),
         booker_name=str(entity.get("bookerName") or ""),
         status=cast(
-            Status, status if status in ("creating", "confirmed", "cancelled") else "confirmed"
+            Status,
+            status if status in ("creating", "confirmed", "cancelled", "released") else "confirmed",
         ),
         sync_state=cast(
             SyncStateName,

@@ -44,6 +44,7 @@ host has no default for a timer schedule).
 | `BB_OUTBOX_BACKOFF_MAX_SECONDS` | the longest delay between outbox retries (≥ the first, ≤ 86400; 8 attempts ≈ 45 min with the defaults) | `900` |
 | `BB_CHECKS_SWEEP_SCHEDULE` | NCRONTAB of the go-live check sweeper: removes the test artefacts of check runs that died (`%BB_CHECKS_SWEEP_SCHEDULE%`; must be set) | `0 */5 * * * *` (every 5 min) |
 | `BB_ROLLUP_SCHEDULE` | NCRONTAB of the analytics rollup timer: each building's local days that closed since its last rollup (`%BB_ROLLUP_SCHEDULE%`; must be set) | `0 15 * * * *` (hourly, at :15) |
+| `BB_RELEASE_SCHEDULE` | NCRONTAB of the no-show release timer: releases started bookings nobody checked in to after their grace period, where auto-release is on (`%BB_RELEASE_SCHEDULE%`; must be set) | `0 * * * * *` (every minute) |
 | `BB_CHECKS_OUTLOOK_SECONDS` | how long a go-live check waits for an Outlook change to reach availability before it names the notification path (5–900) | `60` |
 | `BB_CHECKS_CONCURRENCY` | mapped resources a go-live check runs at once (1–20) | `4` |
 | `BB_WEBHOOKS_ALLOW_LOOPBACK` | outgoing webhooks (issue 16) may target loopback addresses, over http too (the local stack and tests only; never in Azure) | `false` |
@@ -89,6 +90,7 @@ TIMER_SCHEDULES = {
     "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # renew Graph subscriptions before they expire: 30 min
     "BB_CHECKS_SWEEP_SCHEDULE": "0 */5 * * * *",  # clean up go-live check runs that died: 5 min
     "BB_ROLLUP_SCHEDULE": "0 15 * * * *",  # analytics: roll up the local days that closed: hourly
+    "BB_RELEASE_SCHEDULE": "0 * * * * *",  # release no-shows after their grace period: 1 min
 }
 
 

@@ -25,8 +25,10 @@ EVENT_TYPES: dict[str, tuple[str, bool]] = {
     "outlook_booking.cancelled": ("an Outlook booking was cancelled or deleted", True),
     "booking.synced": ("a platform booking was written to its Outlook calendar", True),
     "booking.failed": ("a platform booking could not be written to Outlook, for good", True),
-    "booking.released": ("a booking was released (no-show; the feature does not exist yet: "
-                         "documented, never emitted)", False),
+    "booking.released": ("a booking nobody checked in to was released after its grace period "
+                         "(a platform booking cancelled, an Outlook booking declined as the "
+                         "room; bookingId is the booking's id in this API, o-... for Outlook)",
+                         True),
     "mapping.status_changed": ("a resource's sync status changed", True),
     "connection.reauth_required": ("the building's Microsoft 365 connection needs an admin to "
                                    "sign in again", True),

@@ -171,7 +171,7 @@ function drawTimeline(
 
 function drawTable(ctx: PageContext, resources: Resource[], bookings: BookingItem[], companies: CompanyNames): HTMLElement {
   const names = new Map(resources.map((r) => [r.id, r.name]));
-  const live = bookings.filter((b) => b.status !== "cancelled");
+  const live = bookings.filter((b) => b.status !== "cancelled" && b.status !== "released");
   if (!live.length) return h("p", null, "No bookings on this day.");
   return stackable(h(
     "table",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shared.api.openapi import EMAIL_SCHEMA as _EMAIL
 from shared.api.openapi import ID_SCHEMA as _ID
 from shared.api.openapi import NULLABLE_STRING as _NULLABLE
 from shared.api.openapi import PROBLEM, Link, Operation, Reasons, query_parameter
@@ -24,6 +25,16 @@ from shared.bookings.model import (
 )
 
 _BAD = {"400": PROBLEM}
+_STATES = {"enum": ["checked_in", "releasing", "released", "no_show"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# GET /bookings/{id} only: the booking's attendance record, null until checked in or examined.
+_BOOKING_ATTENDANCE = {
+    "oneOf": [{"type": "null"}, {"type": "object", "properties": {
+        "state": _STATES, "required": {"type": "boolean"}, "checkedInAt": _NULLABLE_TIME,
+        "releasedAt": _NULLABLE_TIME, "reason": _NULLABLE,
+    }}],
+    "description": "GET of one booking only (lists leave it out): see Attendance.",
+}  # fmt: skip
 _ANY_BOOKING = {"oneOf": [_ref("Booking"), _ref("ExternalBooking")]}
 _READ_ONLY = (
     "`outlook_booking_read_only`: an Outlook booking (`o-...`) is changed or cancelled in "
@@ -100,7 +111,11 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": {"type": "string"},
             "source": {"const": "platform"},
-            "status": {"enum": ["confirmed", "cancelled"]},
+            "status": {
+                "enum": ["confirmed", "cancelled", "released"],
+                "description": "released: cancelled by the no-show release (nobody checked in "
+                "within the grace period, issue 15); its Outlook event is removed as on cancel.",
+            },
             "syncState": {
                 "enum": ["synced", "pending", "failed"],
                 "description": "The Outlook event: written (synced), to be written by the outbox "
@@ -132,6 +147,7 @@ SCHEMAS: dict[str, Any] = {
             "attempts": {"type": "integer"},
             "createdAt": _TIME,
             "updatedAt": _TIME,
+            "attendance": _BOOKING_ATTENDANCE,
         },
     },
     "ExternalBooking": {
@@ -150,6 +166,39 @@ SCHEMAS: dict[str, Any] = {
             "bookingId": _NULLABLE,
             "companyId": _NULLABLE,
             "attribution": _ATTRIBUTION,
+            "attendance": _BOOKING_ATTENDANCE,
+        },
+    },
+    "Attendance": {
+        "type": "object",
+        "description": "A booking's check-in and no-show release (issue 15). state: checked_in, "
+        "releasing (the release timer claimed it; a check-in now is refused), released (a "
+        "platform booking cancelled with status released, or an Outlook booking declined as the "
+        "room), no_show (nobody checked in but it could not be released: reason delegated_mode, "
+        "not_a_room_mailbox, room_is_organizer, ended, booking_cancelled). required: check-in "
+        "applied to it (the timer examined it after the grace period with auto-release on).",
+        "properties": {
+            "bookingId": {"type": "string"},
+            "resourceId": {"type": "string"},
+            "state": _STATES,
+            "required": {"type": "boolean"},
+            "start": _TIME,
+            "end": _TIME,
+            "checkedInAt": _NULLABLE_TIME,
+            "releasedAt": _NULLABLE_TIME,
+            "reason": _NULLABLE,
+            "by": {**_NULLABLE, "description": "who checked in: the body's `by`, else the caller"},
+        },
+    },
+    "CheckIn": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "by": {
+                "anyOf": [_EMAIL, _ID],
+                "description": "On whose behalf: a person's email address, or the id of the "
+                "panel or sensor (1–64 of A-Z a-z 0-9 . _ -). Default: the caller.",
+            }
         },
     },
     "Availability": {
@@ -321,6 +370,29 @@ OPERATIONS: list[Operation] = [
         },
     ),
     (
+        "post",
+        "/buildings/{building}/bookings/{booking}/checkin",
+        "Check a booking in (a room panel, sensor gateway or app, for a person)",
+        "bearer",
+        {
+            "parameters": _path("building", "booking"),
+            "requestBody": {**_body("CheckIn", {"by": "ann@contoso.com"}), "required": False},
+            "responses": {
+                "201": _json(_ref("Attendance"), "Checked in"),
+                "200": _json(_ref("Attendance"), "Already checked in: the first check-in"),
+                **_BAD,
+                "404": PROBLEM,
+                "409": PROBLEM,
+            },
+            "description": "A platform booking (its id) or an Outlook booking (`o-...`), inside "
+            "[start - earlyMinutes, start + graceMinutes] of the resource's autoRelease (its "
+            "own, else the building's). 409 `checkin_too_early`, `checkin_too_late`, "
+            "`booking_released` (the release timer claimed or released it), "
+            "`booking_cancelled`, `concurrent_update`. Idempotent: a second check-in answers "
+            "the stored record (200). Audited (`attendance.checkin`).",
+        },
+    ),
+    (
         "get",
         "/buildings/{building}/availability",
         "Busy blocks (with provenance) and free slots, from Table Storage",
@@ -363,11 +435,22 @@ REASONS: Reasons = {
         "422": (*_UNBOOKABLE, "idempotency_key_reused"),
     },
     ("get", _ONE): {"404": ("booking_not_found",)},
+    ("post", _ONE + "/checkin"): {
+        "404": ("booking_not_found",),
+        "409": (
+            "checkin_too_early",
+            "checkin_too_late",
+            "booking_released",
+            "booking_cancelled",
+            "concurrent_update",
+        ),
+    },
     ("patch", _ONE): {
         "404": ("booking_not_found",),
         "409": (
             "slot_taken",
             "booking_cancelled",
+            "booking_released",
             "concurrent_update",
             "outlook_booking_read_only",
         ),
