@@ -23,6 +23,7 @@ import contextlib
 import json
 import logging
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -471,6 +472,18 @@ def chunk_operations(operations: Sequence[Operation]) -> list[list[Operation]]:
     return chunks
 
 
+# A chunk of upserts whose connection broke (no answer: it may or may not have committed) is
+# sent again: upserting the same entities twice leaves what once does. Azurite resets connections
+# under concurrent transactions to one partition; networks do too.
+_RESENDS = 2
+_RESEND_PAUSE = 0.2  # seconds, times the attempt
+
+
+def _connection_lost(err: BookingBridgeError) -> bool:
+    cause = err.__cause__
+    return isinstance(cause, AzureError) and not isinstance(cause, HttpResponseError)
+
+
 def submit_in_chunks(
     table: TableClient, operations: Sequence[Operation], *, workers: int = 1
 ) -> int:
@@ -489,13 +502,19 @@ def submit_in_chunks(
 
     def submit(numbered: tuple[int, list[Operation]]) -> int:
         number, chunk = numbered
-        try:
-            with storage_errors(what):
-                table.submit_transaction(chunk)
-        except BookingBridgeError as err:
-            err.log_detail = f"{err.log_detail} (chunk {number} of {len(chunks)})".strip()
-            raise
-        return len(chunk)
+        resendable = all(op[0] == "upsert" for op in chunk)
+        for attempt in range(_RESENDS + 1):
+            try:
+                with storage_errors(what):
+                    table.submit_transaction(chunk)
+                return len(chunk)
+            except BookingBridgeError as err:
+                if resendable and attempt < _RESENDS and _connection_lost(err):
+                    time.sleep(_RESEND_PAUSE * (attempt + 1))
+                    continue
+                err.log_detail = f"{err.log_detail} (chunk {number} of {len(chunks)})".strip()
+                raise
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     if workers <= 1 or len(chunks) <= 1:
         return sum(map(submit, enumerate(chunks, 1)))  # lazy: stops at the first failure
