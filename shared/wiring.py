@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from shared.analytics.service import AnalyticsDeps
+from shared.analytics.sheets import TABLE as SHEETS_TABLE
+from shared.analytics.sheets import SheetStore
 from shared.analytics.store import TABLE as ROLLUPS_TABLE
 from shared.analytics.store import RollupStore
 from shared.api.auth import TokenValidator, validator_for
@@ -525,4 +527,5 @@ def analytics_deps(settings: Settings) -> AnalyticsDeps:
         busy=busy_store(),
         attendance=clients.table(ATTENDANCE_TABLE),
         rollups=RollupStore(clients.table(ROLLUPS_TABLE)),
+        sheets=SheetStore(clients.table(SHEETS_TABLE)),
     )

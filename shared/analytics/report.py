@@ -10,7 +10,7 @@ checkInRequired (null when 0), medianDurationMinutes, medianLeadMinutes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any, Literal
 
@@ -80,26 +80,45 @@ def _sum(into: dict[str, Counters], key: str, counters: Counters) -> None:
     into.setdefault(key, Counters()).add(counters)
 
 
+@dataclass
+class Tally:
+    """What an answer is made of: totals, per resource, per company, per day (only the groups the
+    query asks for need to be filled: per company for groupBy company, per day for day and week)."""
+
+    total: Counters = field(default_factory=Counters)
+    resources: dict[str, Counters] = field(default_factory=dict)
+    companies: dict[str, Counters] = field(default_factory=dict)
+    days: dict[date, Counters] = field(default_factory=dict)
+
+    def add_rollup(self, rollup: Rollup) -> None:
+        day_total = rollup.total()
+        self.total.add(day_total)
+        _sum(self.resources, rollup.resource_id, day_total)
+        self.days.setdefault(rollup.day, Counters()).add(day_total)
+        for company, counters in rollup.companies.items():
+            _sum(self.companies, company or UNATTRIBUTED, counters)
+
+
+def tally(scope: Scope, rollups: Iterable[Rollup]) -> Tally:
+    """The tally of the rollups of the scope's resources."""
+    found = Tally()
+    for rollup in rollups:
+        if rollup.resource_id in scope.resources:
+            found.add_rollup(rollup)
+    return found
+
+
 def report(scope: Scope, rollups: Iterable[Rollup], group_by: GroupBy) -> dict[str, Any]:
-    """The JSON answer (docs/API.md, GET /buildings/{b}/analytics)."""
+    """The JSON answer (docs/API.md, GET /buildings/{b}/analytics) from resource-day rollups."""
+    return answer(scope, tally(scope, rollups), group_by)
+
+
+def answer(scope: Scope, found: Tally, group_by: GroupBy) -> dict[str, Any]:
+    """The JSON answer from a tally of the scope's resources."""
     per_day = {day: business_seconds(scope.building, day) for day in scope.days}
     business = sum(per_day.values())
     resources = len(scope.resources)
-    total = Counters()
-    by_key: dict[str, Counters] = {}
-    by_resource: dict[str, Counters] = {r: Counters() for r in scope.resources}
-    for rollup in rollups:
-        if rollup.resource_id not in scope.resources:
-            continue
-        day_total = rollup.total()
-        total.add(day_total)
-        by_resource[rollup.resource_id].add(day_total)
-        if group_by == "company":
-            for company, counters in rollup.companies.items():
-                _sum(by_key, company or UNATTRIBUTED, counters)
-        elif group_by in ("day", "week"):
-            day_key = rollup.day.isoformat() if group_by == "day" else _week(rollup.day)
-            _sum(by_key, day_key, day_total)
+    by_resource = {r: found.resources.get(r, Counters()) for r in scope.resources}
     groups: list[dict[str, Any]] = []
     if group_by in ("day", "week"):
         spans: dict[str, list[date]] = {}
@@ -108,14 +127,16 @@ def report(scope: Scope, rollups: Iterable[Rollup], group_by: GroupBy) -> dict[s
         for key, days in spans.items():
             label = key if group_by == "day" else f"{key} ({days[0]} – {days[-1]})"
             seconds = sum(per_day[d] for d in days)
-            groups.append({"key": key, "label": label,
-                           **metrics(by_key.get(key, Counters()), resources, seconds)})  # fmt: skip
+            counters = Counters()
+            for d in days:
+                counters.add(found.days.get(d, Counters()))
+            groups.append({"key": key, "label": label, **metrics(counters, resources, seconds)})
     elif group_by == "resource":
         for resource, counters in sorted(by_resource.items()):
             groups.append({"key": resource, "label": scope.resources[resource],
                            **metrics(counters, 1, business)})  # fmt: skip
     else:
-        for key, counters in sorted(by_key.items()):
+        for key, counters in sorted(found.companies.items()):
             label = "Unattributed" if key == UNATTRIBUTED else scope.companies.get(key, key)
             groups.append({"key": key, "label": label, **metrics(counters, resources, business)})
     return {
@@ -124,7 +145,7 @@ def report(scope: Scope, rollups: Iterable[Rollup], group_by: GroupBy) -> dict[s
         "to": scope.last.isoformat(),
         "timeZone": scope.building.time_zone,
         "groupBy": group_by,
-        "totals": metrics(total, resources, business),
+        "totals": metrics(found.total, resources, business),
         "groups": groups,
         "popular": popular(scope.resources, by_resource, business),
     }

@@ -21,13 +21,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from shared.analytics.compute import (
+    Counters,
     Rollup,
     bookings_of,
     days_between,
     local_day_bounds,
     rollup_day,
 )
-from shared.analytics.report import GROUP_BY, GroupBy, Scope, report
+from shared.analytics.report import GROUP_BY, GroupBy, Scope, Tally, answer
+from shared.analytics.sheets import Part, SheetStore, day_segment, segments, sheet_of
 from shared.analytics.store import RollupStore, covered
 from shared.attendance.model import records_between
 from shared.availability.busy import BusyStore
@@ -61,6 +63,7 @@ class AnalyticsDeps:
     busy: BusyStore
     attendance: Any  # the attendance TableClient
     rollups: RollupStore
+    sheets: SheetStore
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -158,7 +161,11 @@ def _roll(deps: AnalyticsDeps, building: Building, first: date, last: date) -> t
     per_day: dict[date, list[Rollup]] = {day: [] for day in days_between(first, last)}
     for rollup in rollups:
         per_day[rollup.day].append(rollup)
-    written = sum(deps.rollups.write_day(building.id, day, rows) for day, rows in per_day.items())
+    written = 0
+    for day, rows in per_day.items():
+        written += deps.rollups.write_day(building.id, day, rows)
+        deps.sheets.write(building.id, day_segment(day), sheet_of(rows))
+    deps.sheets.refresh(building.id, per_day)
     deps.rollups.extend(building.id, first, last)
     return len(per_day), written
 
@@ -224,29 +231,58 @@ def _resources(deps: AnalyticsDeps, building_id: str, resource_id: str | None) -
 
 
 def analytics(deps: AnalyticsDeps, building_id: str, query: Query) -> dict[str, Any]:
-    """GET …/analytics: the answer (report.py) over stored rollups and live days."""
+    """GET …/analytics: the answer (report.py) over stored sheets or rollups and live days."""
     building = _building(deps, building_id)
     resources = _resources(deps, building_id, query.resource_id)
     mark = deps.rollups.watermark(building_id)
     stored_days = covered(mark, query.first, query.last)
     companies = query.group_by == "company"
-    rollups: list[Rollup] = []
-    if stored_days:
+    found = Tally()
+    live = [day for day in days_between(query.first, query.last) if day not in set(stored_days)]
+    if stored_days and query.resource_id is None:
+        live += _from_sheets(deps, building_id, stored_days, query.group_by, found)
+    elif stored_days:
         rollups = deps.rollups.read(building_id, stored_days[0], stored_days[-1],
                                     resource_id=query.resource_id, companies=companies)  # fmt: skip
-    stored = set(stored_days)
-    live = [day for day in days_between(query.first, query.last) if day not in stored]
-    for first, last in _runs(live):
-        rollups.extend(compute_days(deps, building, first, last))
+        for rollup in rollups:
+            found.add_rollup(rollup)
+    for first, last in _runs(sorted(live)):
+        for rollup in compute_days(deps, building, first, last):
+            if query.resource_id is None or rollup.resource_id == query.resource_id:
+                found.add_rollup(rollup)
     # Resources that had bookings but are no longer registered still count (their history is
     # real); named by id.
     if query.resource_id is None:
-        for rollup in rollups:
-            resources.setdefault(rollup.resource_id, rollup.resource_id)
+        for resource in found.resources:
+            resources.setdefault(resource, resource)
     names = {c.id: c.name for c in load_companies(deps.tables, building_id)} if companies else {}
     scope = Scope(building, query.first, query.last, days_between(query.first, query.last),
                   resources, names)  # fmt: skip
-    return report(scope, rollups, query.group_by)
+    return answer(scope, found, query.group_by)
+
+
+def _from_sheets(
+    deps: AnalyticsDeps, building_id: str, days: list[date], group_by: GroupBy, into: Tally
+) -> list[date]:
+    """Add the stored days' sheets to `into`: the fewest whole segments for the totals, the
+    resources and the companies, the day sheets' totals for groupBy day and week. Returns the days
+    of segments that have no sheet (rolled up before sheets existed): those are computed live."""
+    parts: tuple[Part, ...] = ("t", "r")
+    if group_by in ("company", "resource"):
+        parts += ("c",) if group_by == "company" else ("h",)
+    sheet, missing = deps.sheets.read_sum(building_id, segments(days[0], days[-1]), parts)
+    into.total.add(sheet.total)
+    for key, counters in sheet.resources.items():
+        into.resources.setdefault(key, Counters()).add(counters)
+    for key, counters in sheet.companies.items():
+        into.companies.setdefault(key, Counters()).add(counters)
+    live = [day for segment in missing for day in days_between(segment.first, segment.last)]
+    if group_by in ("day", "week"):
+        skip = set(live)
+        for day, counters in deps.sheets.day_totals(building_id, days[0], days[-1]).items():
+            if day not in skip:
+                into.days.setdefault(day, Counters()).add(counters)
+    return live
 
 
 def _runs(days: list[date]) -> list[tuple[date, date]]:

@@ -24,6 +24,8 @@ from shared.analytics.service import (
     rebuild,
     roll_closed_days,
 )
+from shared.analytics.sheets import TABLE as SHEETS
+from shared.analytics.sheets import SheetStore
 from shared.analytics.store import TABLE as ROLLUPS
 from shared.analytics.store import RollupStore
 from shared.attendance.model import TABLE as ATTENDANCE
@@ -61,7 +63,8 @@ def _seed(tables: Tables) -> tuple[AnalyticsDeps, str]:
     for record in fx.records(building):
         tables(ATTENDANCE).upsert_entity(to_entity(record))
     deps = AnalyticsDeps(tables, Buildings(tables), busy, tables(ATTENDANCE),
-                         RollupStore(tables(ROLLUPS)), now=lambda: NOW)  # fmt: skip
+                         RollupStore(tables(ROLLUPS)), SheetStore(tables(SHEETS)),
+                         now=lambda: NOW)  # fmt: skip
     return deps, building
 
 
@@ -80,6 +83,7 @@ def test_rebuild_is_idempotent_and_the_stored_week_equals_the_live_one(tables: T
     deps, b = _seed(tables)
     live = _week(deps, b)  # no watermark yet: every day computed live
     assert live["totals"] == fx.TOTALS
+    live_answers = {g: _week(deps, b, g) for g in ("week", "resource", "company")}
     done = rebuild(deps, b, {"from": "2026-03-02", "to": "2026-03-08"})
     # Rollups: Tue room-a, room-b; Wed room-a; Thu room-a, room-b; Sat room-a = 6
     assert (done["days"], done["rollups"]) == (7, 6)
@@ -90,8 +94,10 @@ def test_rebuild_is_idempotent_and_the_stored_week_equals_the_live_one(tables: T
     assert [(r["RowKey"], r["t"], r["c"]) for r in _stored(deps, b)] == [
         (r["RowKey"], r["t"], r["c"]) for r in first
     ]
-    stored = _week(deps, b)  # every day from rollups now
+    stored = _week(deps, b)  # every day from the sheets now
     assert stored == live
+    for group_by in ("week", "resource", "company"):
+        assert _week(deps, b, group_by) == live_answers[group_by], group_by
     assert {g["key"]: g["bookings"] for g in _week(deps, b, "company")["groups"]} == {
         "c1": 3, "c2": 2, "unattributed": 2}  # fmt: skip
     assert _week(deps, b, "company")["groups"][0]["label"] == "Contoso"
