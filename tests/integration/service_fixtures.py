@@ -98,6 +98,16 @@ def table_service(azurite: str) -> TableServiceClient:
     return TableServiceClient.from_connection_string(azurite)
 
 
+@pytest.fixture(scope="module")
+def tables(azurite: str) -> Iterator[Tables]:
+    """The module's own tables (made on first use, dropped at the end)."""
+    made = Tables(TableServiceClient.from_connection_string(azurite))
+    try:
+        yield made
+    finally:
+        made.drop()
+
+
 @pytest.fixture
 def world(table_service: TableServiceClient, tenant: Tenant) -> Iterator[World]:
     tables = Tables(table_service)

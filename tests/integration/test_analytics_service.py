@@ -9,13 +9,11 @@ The week is tests/analytics_fixture.py's, stored as busy blocks and attendance r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-from azure.data.tables import TableServiceClient
 
 from shared.analytics.service import (
     AnalyticsDeps,
@@ -36,18 +34,11 @@ from shared.directory import companies, registry
 from shared.directory.buildings import Buildings
 from shared.storage import tablestore
 from tests import analytics_fixture as fx
-from tests.integration.service_fixtures import Tables
+from tests.integration.service_fixtures import Tables, tables
+
+__all__ = ["tables"]
 
 NOW = datetime(2026, 3, 10, 12, tzinfo=UTC)  # the fixture's week has closed
-
-
-@pytest.fixture(scope="module")
-def tables(azurite: str) -> Iterator[Tables]:
-    made = Tables(TableServiceClient.from_connection_string(azurite))
-    try:
-        yield made
-    finally:
-        made.drop()
 
 
 def _seed(tables: Tables) -> tuple[AnalyticsDeps, str]:

@@ -6,26 +6,15 @@ from __future__ import annotations
 import random
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date, timedelta
-
-import pytest
-from azure.data.tables import TableServiceClient
 
 from shared.analytics import sheets as sh
 from shared.analytics.compute import Counters, Rollup, days_between
-from tests.integration.service_fixtures import Tables
+from tests.integration.service_fixtures import Tables, tables
+
+__all__ = ["tables"]
 
 FIRST, LAST = date(2025, 12, 18), date(2026, 2, 12)  # across a year, months and decades
-
-
-@pytest.fixture(scope="module")
-def tables(azurite: str) -> Iterator[Tables]:
-    made = Tables(TableServiceClient.from_connection_string(azurite))
-    try:
-        yield made
-    finally:
-        made.drop()
 
 
 def _rollups(building: str, rng: random.Random) -> dict[date, list[Rollup]]:
