@@ -1,8 +1,10 @@
 """The webhook inbox (STYLE.md §8, GRAPH.md §6.6): Graph's notifications in, queue messages out.
 
-`receive()` checks every item's clientState in constant time against its subscription (records
-cached in-process, `RecordCache`), drops and counts unknown subscriptions and bad clientStates,
-coalesces valid items into one `SyncRequest` per dirty (building, mailbox), and enqueues.
+`receive()` (the webhook's POST) and shared/subscriptions/eventhub.py (Event Hubs batches) parse
+Graph's collections and hand the items to `accept()`, the one path after the carrier: it checks
+every item's clientState in constant time against its subscription (records cached in-process,
+`RecordCache`), drops and counts unknown subscriptions and bad clientStates, coalesces valid items
+into one `SyncRequest` per dirty (building, mailbox), and enqueues.
 Lifecycle events (§6.7): `missed` → a sync request; `reauthorizationRequired` and
 `subscriptionRemoved` → a `LifecycleWork` message on `LIFECYCLE_QUEUE`, handled off the HTTP path
 by shared/subscriptions/manage.py's `handle_lifecycle`.
@@ -304,6 +306,24 @@ def receive(inbox: Inbox, body: bytes) -> InboxResult:
     which the worker tolerates (duplicates are harmless, STYLE.md §8).
     """
     items, dropped = parse_collection(body)
+    return accept(inbox, items, dropped, via="webhook")
+
+
+def accept(
+    inbox: Inbox,
+    items: list[Item],
+    dropped: Counter[str],
+    *,
+    via: str,
+    max_reads: int | None = MAX_RECORD_READS,
+) -> InboxResult:
+    """The one path of parsed notification items, whatever carried them (the webhook's POST,
+    a batch of Event Hubs events: shared/subscriptions/eventhub.py): check each against its
+    subscription, coalesce, enqueue, log the counts. `via` names the carrier in the log line.
+
+    `max_reads` bounds the table reads (record cache misses) of one call; None: no bound (a
+    carrier only Graph can write to, where every id is genuine and the batch bounds the reads).
+    """
     looked_up: dict[str, Record | None] = {}  # per distinct id: a repeated id costs nothing
     reads = 0
 
@@ -313,13 +333,13 @@ def receive(inbox: Inbox, body: bytes) -> InboxResult:
             return looked_up[sub_id]
         record = inbox.records.peek(sub_id)
         if record is None and not inbox.records.known_unknown(sub_id):
-            if reads >= MAX_RECORD_READS:
+            if max_reads is not None and reads >= max_reads:
                 if any(looked_up.values()):
                     # Genuine traffic on a cold cache: Graph retries, and finds these cached.
                     raise DependencyError(
                         "Too many unknown subscriptions in one request; try again",
                         reason="too_many_unknown_subscriptions",
-                        log_detail=f"more than {MAX_RECORD_READS} record reads in one POST",
+                        log_detail=f"more than {max_reads} record reads in one POST",
                     )
                 # Nothing known so far: forged traffic. 202, so it never makes Graph back off.
                 return None
@@ -360,8 +380,8 @@ def receive(inbox: Inbox, body: bytes) -> InboxResult:
     logger.log(
         logging.WARNING if result.dropped else logging.INFO,
         "graph notifications: %d received, %d accepted, %d sync requests %s, %d lifecycle, "
-        "dropped %s",
+        "dropped %s, via %s",
         result.received, result.accepted, result.sync_requests, buildings,
-        result.lifecycle_work, result.dropped,
+        result.lifecycle_work, result.dropped, via,
     )  # fmt: skip
     return result
