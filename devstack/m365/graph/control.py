@@ -291,6 +291,20 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
             raise GraphError(404, "ResourceNotFound", "No such subscription.")
         return Response(status_code=204)
 
+    async def eventhub_list(_: Request) -> Any:
+        # What Graph would have put on each Event Hubs URL's hub, oldest first: one collection per
+        # event, the same {"value": [...]} a webhook gets (a test relays them to the trigger).
+        return {
+            "value": [
+                {"notificationUrl": url, "events": list(events)}
+                for url, events in state.notifier.event_hub_events.items()
+            ]
+        }
+
+    async def eventhub_clear(_: Request) -> Any:
+        state.notifier.event_hub_events.clear()
+        return Response(status_code=204)
+
     async def sub_lifecycle(request: Request) -> Any:
         body = await _body(request)
         sub = state.notifier.subscriptions.get(request.path_params["sub_id"])
@@ -395,6 +409,8 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
         Route("/subscriptions", _guard(subs_list), methods=["GET"]),
         Route("/subscriptions/{sub_id}", _guard(sub_remove), methods=["DELETE"]),
         Route("/subscriptions/{sub_id}/lifecycle", _guard(sub_lifecycle), methods=["POST"]),
+        Route("/eventhub", _guard(eventhub_list), methods=["GET"]),
+        Route("/eventhub", _guard(eventhub_clear), methods=["DELETE"]),
         Route("/grants/revoke", _guard(revoke), methods=["POST"]),
         Route("/config", _guard(config_get), methods=["GET"]),
         Route("/config", _guard(config_post), methods=["POST"]),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime as dt
 import logging
 import os
@@ -42,6 +43,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 FOUR_HOURS = 4 * 3600.0
+EVENT_HUB_PREFIX = "EventHub:"  # Graph's Event Hubs delivery (subscriptions.py checks the form)
+EVENT_HUB_KEPT = 1000  # collections recorded per Event Hubs URL (the oldest go first)
+# What Graph sends a hub when a subscription is created (Graph's Event Hubs delivery docs): a
+# reachability test, every field "NA", which receivers ignore.
+_EVENT_HUB_VALIDATION_ITEM: dict[str, Any] = {
+    "subscriptionId": "NA",
+    "subscriptionExpirationDateTime": "NA",
+    "clientState": "NA",
+    "changeType": "Validation: Testing client application reachability for subscription",
+    "resource": "NA",
+    "resourceData": {"@odata.type": "NA", "@odata.id": "NA", "id": "NA"},
+}
+
+
+def is_event_hub(url: str) -> bool:
+    return url[: len(EVENT_HUB_PREFIX)].lower() == EVENT_HUB_PREFIX.lower()
 
 
 @dataclass
@@ -117,6 +134,9 @@ class Notifier:
         self.state = state
         self.subscriptions: dict[str, Subscription] = {}
         self.pending: dict[str, Pending] = {}
+        # What Graph would have sent to each Event Hubs URL, one collection per event (no Event
+        # Hubs runs here): read and cleared through the control API (GET/DELETE /eventhub).
+        self.event_hub_events: dict[str, collections.deque[dict[str, Any]]] = {}
         self._client: httpx.AsyncClient | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -154,7 +174,11 @@ class Notifier:
 
     # ------------------------------------------------------------------ handshake
     async def validate_endpoint(self, url: str) -> None:
-        """Graph's validation handshake: POST ?validationToken=…, expect the exact echo."""
+        """Graph's validation handshake: POST ?validationToken=…, expect the exact echo.
+        None for Event Hubs: Graph sends the hub a "validation" event instead, ignored by design."""
+        if is_event_hub(url):
+            self._record_event_hub(url, [_EVENT_HUB_VALIDATION_ITEM])
+            return
         token = (
             "Validation: Testing client application reachability for subscription Request-Id: "
             + str(uuid.uuid4())
@@ -271,6 +295,12 @@ class Notifier:
     ) -> None:
         cfg = self.state.config
         stats = self.state.stats
+        if is_event_hub(url):
+            # Sent as one event and accepted by the hub at once: nothing to retry.
+            self._record_event_hub(url, items)
+            stats.url(url).record(0.0, True, cfg.slow_ms)
+            stats.notifications_delivered += len(items)
+            return
         started = time.monotonic()
         ok = False
         try:
@@ -303,6 +333,10 @@ class Notifier:
         delay = min(cfg.retry_first_delay_seconds * (2**attempt), 5.0)
         await asyncio.sleep(delay)
         await self._deliver(url, items, enqueued, attempt + 1, first_real, first_clock)
+
+    def _record_event_hub(self, url: str, items: list[dict[str, Any]]) -> None:
+        kept = self.event_hub_events.setdefault(url, collections.deque(maxlen=EVENT_HUB_KEPT))
+        kept.append({"value": [dict(i) for i in items]})
 
     # ------------------------------------------------------------------ lifecycle
     def lifecycle(self, sub: Subscription, event: str) -> None:

@@ -4,7 +4,8 @@ Rules enforced as Graph does for Outlook events (GRAPH.md §6): documented resou
 (`/me/events`, `/users/{id}/events`); delegated tokens only on the signed-in user's own mailbox;
 a read permission is required (write-only delegated grants → 403); expiry ≤ 4230 minutes;
 `clientState` ≤ 128 characters; https notification URLs (http on loopback only when
-`allowHttpLoopback` is on); both URLs validated; at most 1,000 subscriptions per mailbox.
+`allowHttpLoopback` is on) or Graph's `EventHub:` form (no validation request; deliveries are
+recorded, not sent: delivery.py); both URLs validated; at most 1,000 subscriptions per mailbox.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import urllib.parse
 import uuid
 from typing import Any
 
-from .delivery import Subscription
+from .delivery import EVENT_HUB_PREFIX, Subscription, is_event_hub
 from .errors import GraphError, bad_request
 from .messages import Reply, Req, Run, prefs
 from .model import Mailbox
@@ -55,9 +56,37 @@ def _check_expiry(state: GraphState, when: dt.datetime, operation: str) -> None:
         )
 
 
+# Graph's Event Hubs delivery (change-notifications-delivery-event-hubs):
+# `EventHub:https://<vault>.vault.azure.net/secrets/<secret>?tenantId=<tenant id or domain>`.
+# Graph reads the hub's connection string from that secret; there is no validation POST.
+_VAULT_HOST = re.compile(
+    r"^[a-z][a-z0-9-]{1,22}[a-z0-9]\.vault\.(azure\.net|azure\.cn|usgovcloudapi\.net)$"
+)
+_SECRET_PATH = re.compile(r"^/secrets/[0-9a-zA-Z-]{1,127}(/[0-9a-fA-F]{32})?/?$")
+
+
+def _check_event_hub_url(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url[len(EVENT_HUB_PREFIX) :])
+    tenant = urllib.parse.parse_qs(parts.query).get("tenantId", [""])[0]
+    if (
+        parts.scheme != "https"
+        or not _VAULT_HOST.match(parts.hostname or "")
+        or parts.port is not None
+        or not _SECRET_PATH.match(parts.path)
+        or not tenant.strip()
+    ):
+        raise _invalid(
+            f"Invalid {name} '{url}'. An Event Hubs notification URL must look like "
+            "EventHub:https://<vault>.vault.azure.net/secrets/<secret>?tenantId=<tenant>."
+        )
+    return url
+
+
 def _check_url(state: GraphState, url: Any, name: str) -> str:
     if not isinstance(url, str) or not url:
         raise _invalid(f"{name} is required.")
+    if is_event_hub(url):
+        return _check_event_hub_url(url, name)
     parts = urllib.parse.urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return url
