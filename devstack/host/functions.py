@@ -5,7 +5,8 @@ Only the library's own introspection is used (`get_functions()`, `get_trigger()`
 registered. Indexing is strict where the worker is strict: every parameter of the Python function
 must be a binding name (or `context`) and every binding except `$return` must be a parameter, and
 `%SETTING%` expressions must resolve. Trigger and binding types this host cannot run are refused at
-start-up with the function's name, rather than silently never firing.
+start-up with the function's name, rather than silently never firing; Event Hubs triggers are the
+one exception: indexed and invocable through the admin API, never listened to (no Event Hubs here).
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ class QueueTriggerSpec:
 
 
 @dataclass(frozen=True)
+class EventHubTriggerSpec:
+    """Indexed and described, never listened to: no Event Hubs runs here. The admin API
+    (`POST /admin/functions/<name>`) invokes it with one event carrying the given input."""
+
+    event_hub_name: str
+    connection: str  # the app setting (prefix) name; not resolved: nothing connects
+    consumer_group: str
+    many: bool  # cardinality many: the function takes a list of events
+
+
+@dataclass(frozen=True)
 class OutputSpec:
     name: str  # a parameter name, or "$return"
     type: str  # "http" | "queue"
@@ -57,7 +69,7 @@ class OutputSpec:
     connection: str | None = None
 
 
-TriggerSpec = HttpTriggerSpec | TimerTriggerSpec | QueueTriggerSpec
+TriggerSpec = HttpTriggerSpec | TimerTriggerSpec | QueueTriggerSpec | EventHubTriggerSpec
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,8 @@ class FunctionSpec:
             return "http"
         if isinstance(self.trigger, TimerTriggerSpec):
             return "timer"
+        if isinstance(self.trigger, EventHubTriggerSpec):
+            return "eventHub"
         return "queue"
 
     def output(self, name: str) -> OutputSpec | None:
@@ -142,6 +156,15 @@ def _index_one(fn: Any, environ: Mapping[str, str]) -> FunctionSpec:
                     str(trigger.queue_name), f"{where} queue name", environ
                 ),
                 connection=_connection(trigger.connection),
+            )
+        elif kind == "eventHubTrigger":
+            spec_trigger = EventHubTriggerSpec(
+                event_hub_name=resolve_setting_expressions(
+                    str(trigger.event_hub_name), f"{where} event hub name", environ
+                ),
+                connection=str(trigger.connection),
+                consumer_group=str(trigger.consumer_group or "$Default"),
+                many=_enum_value(trigger.cardinality or "one").lower() == "many",
             )
         else:
             raise HostConfigError(f"{where}: trigger type {kind} is not supported by this host")

@@ -29,13 +29,20 @@ from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
 
 import azure.functions as func
+from azure.functions import EventHubEvent
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from devstack.host.config import HostKeys
-from devstack.host.functions import RETURN, FunctionSpec, HttpTriggerSpec, QueueTriggerSpec
+from devstack.host.functions import (
+    RETURN,
+    EventHubTriggerSpec,
+    FunctionSpec,
+    HttpTriggerSpec,
+    QueueTriggerSpec,
+)
 from devstack.host.invoker import Invoker
 from devstack.host.routes import split_path
 
@@ -198,6 +205,8 @@ class HttpFrontend:
             info["methods"] = sorted(trigger.methods) if trigger.methods else None
         elif isinstance(trigger, QueueTriggerSpec):
             info["queueName"] = trigger.queue_name
+        elif isinstance(trigger, EventHubTriggerSpec):
+            info["eventHubName"] = trigger.event_hub_name
         else:
             info["schedule"] = trigger.schedule.expression
         info["outputs"] = [o.name if o.name != RETURN else "$return" for o in spec.outputs]
@@ -219,6 +228,9 @@ class HttpFrontend:
             trigger_value = QueueMessage(  # type: ignore[no-untyped-call]  # unannotated upstream
                 id=str(uuid.uuid4()), body=text, dequeue_count=1
             )
+        elif isinstance(spec.trigger, EventHubTriggerSpec):
+            event = EventHubEvent(body=text.encode("utf-8"))
+            trigger_value = [event] if spec.trigger.many else event
         else:
             trigger_value = TimerRequest(past_due=False)
         self._spawn(self._invoker.invoke(spec, trigger_value, ", via admin API"))

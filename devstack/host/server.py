@@ -33,6 +33,7 @@ from starlette.requests import Request
 
 from devstack.host.config import HostConfig, HostKeys, load_host_config
 from devstack.host.functions import (
+    EventHubTriggerSpec,
     FunctionSpec,
     HttpTriggerSpec,
     QueueTriggerSpec,
@@ -201,6 +202,8 @@ class FunctionsHost:
                 )
             elif isinstance(trigger, TimerTriggerSpec):
                 where = f"timerTrigger '{trigger.schedule.expression}'"
+            elif isinstance(trigger, EventHubTriggerSpec):
+                where = f"eventHubTrigger {trigger.event_hub_name} (not listened to here)"
             else:
                 where = f"queueTrigger {trigger.queue_name}"
             lines.append(f"{spec.name}: {where}")

@@ -53,6 +53,9 @@ host has no default for a timer schedule).
 | `BB_WEBHOOK_RETRY_WINDOW_SECONDS` | how long a delivery is retried after the event (1–604800; 26 h by default, at least 24 h in production) | `93600` |
 | `BB_WEBHOOK_DISABLE_AFTER_SECONDS` | an endpoint whose deliveries fail for this long is disabled (60–2592000; 3 days) | `259200` |
 | `BB_WEBHOOK_SECRET_GRACE_SECONDS` | after a rotation, the previous signing secret stays valid this long (0–604800; 24 h) | `86400` |
+| `BB_NOTIFICATION_DELIVERY` | how Graph delivers change and lifecycle notifications: `webhook` (to `BB_PUBLIC_BASE_URL`/graph/notifications and /graph/lifecycle) or `eventhub` (to an Azure Event Hub: Graph sends with the connection string in the Key Vault secret `BB_EVENTHUB_SECRET_URL`, the `graph_eventhub_notifications` trigger reads the hub through the host's connection `BB_EVENTHUB`; issue 17) | `webhook` |
+| `BB_EVENTHUB_SECRET_URL` | with `eventhub` delivery (required then): the Key Vault secret Graph reads the Event Hub's send connection string from, `https://<vault>.vault.azure.net/secrets/<name>` (no version: Graph reads the current one) | none |
+| `BB_EVENTHUB_TENANT` | with `eventhub` delivery (required then): the tenant of that Key Vault's Azure subscription, a domain (`contoso.onmicrosoft.com`) or a tenant id, as Graph's `?tenantId=` | none |
 | `AZURE_CLIENT_ID` | managed identity client id (Azure) or local credential's client | none |
 | `AZURE_TENANT_ID`, `AZURE_CLIENT_SECRET` | local stack only: a client-secret credential stands in for the managed identity | none |
 
@@ -74,7 +77,18 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 _SECRET_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
+# A Key Vault secret URL without a version, in any Azure cloud (vault.azure.net, vault.azure.cn,
+# vault.usgovcloudapi.net, ...): what Graph's `EventHub:` notification URL names.
+_KEY_VAULT_SECRET_URL = re.compile(
+    r"^https://[a-zA-Z][a-zA-Z0-9-]{1,22}[a-zA-Z0-9]\.vault\.[a-z0-9.]+/secrets/[0-9a-zA-Z-]{1,127}$"
+)
+NOTIFICATION_DELIVERIES = ("webhook", "eventhub")
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+# A tenant as Graph's `?tenantId=` takes it: its id, or a DNS name (a verified domain).
+_TENANT = re.compile(
+    _GUID.pattern
+    + r"|^(?=.{1,253}$)([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)+[a-zA-Z]{2,63}$"
+)
 # What a booking's Outlook subject may name (BB_BOOKING_SUBJECT).
 SUBJECT_PLACEHOLDERS = frozenset({"resourceName", "bookerName", "bookerEmail", "title"})
 
@@ -158,6 +172,9 @@ class Settings:
     webhook_retry_window_seconds: int
     webhook_disable_after_seconds: int
     webhook_secret_grace_seconds: int
+    notification_delivery: str  # NOTIFICATION_DELIVERIES
+    eventhub_secret_url: str | None
+    eventhub_tenant: str | None
 
     @property
     def verify(self) -> str | bool:
@@ -263,6 +280,21 @@ class _Reader:
             return default
         return value
 
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        value = self.get(name, default) or default
+        if value not in options:
+            self.problems.append(f"{name} must be one of {', '.join(options)}")
+            return default
+        return value
+
+    def pattern(self, name: str, shape: re.Pattern[str], what: str) -> str | None:
+        """An optional value of a fixed shape (`what` describes it in the problem)."""
+        value = self.get(name)
+        if value is not None and not shape.match(value):
+            self.problems.append(f"{name} must be {what}")
+            return None
+        return value
+
     def file(self, name: str) -> str | None:
         value = self.get(name)
         if value and not Path(value).is_file():
@@ -347,6 +379,17 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         webhook_secret_grace_seconds=r.integer(
             "BB_WEBHOOK_SECRET_GRACE_SECONDS", 86400, minimum=0, maximum=604800
         ),
+        notification_delivery=r.choice(
+            "BB_NOTIFICATION_DELIVERY", "webhook", NOTIFICATION_DELIVERIES
+        ),
+        eventhub_secret_url=r.pattern(
+            "BB_EVENTHUB_SECRET_URL",
+            _KEY_VAULT_SECRET_URL,
+            "a Key Vault secret URL, https://<vault>.vault.azure.net/secrets/<name>",
+        ),
+        eventhub_tenant=r.pattern(
+            "BB_EVENTHUB_TENANT", _TENANT, "a tenant id or a domain name (contoso.com)"
+        ),
     )
     for schedule in TIMER_SCHEDULES:
         r.schedule(schedule)
@@ -364,6 +407,14 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         )
     if settings.poll_max_seconds < settings.poll_min_seconds:
         r.problems.append("BB_POLL_MAX_SECONDS must not be below BB_POLL_MIN_SECONDS")
+    if settings.notification_delivery == "eventhub":
+        # Graph's EventHub: URL needs both (shared/subscriptions/eventhub.py); a set but malformed
+        # one is already named above.
+        wanted = "(BB_NOTIFICATION_DELIVERY is eventhub)"
+        if r.get("BB_EVENTHUB_SECRET_URL") is None:
+            r.problems.append(f"BB_EVENTHUB_SECRET_URL is missing {wanted}")
+        if r.get("BB_EVENTHUB_TENANT") is None:
+            r.problems.append(f"BB_EVENTHUB_TENANT is missing {wanted}")
     if settings.identity.client_secret and not (
         settings.identity.client_id and settings.identity.tenant_id
     ):

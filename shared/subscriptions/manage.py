@@ -2,7 +2,9 @@
 
 Subscriptions (GRAPH.md §6, ARCHITECTURE.md §5) are per mailbox: `/users/{mailbox}/events`,
 `created,updated,deleted`, with a `lifecycleNotificationUrl` (it cannot be added later, §6.1) and a
-per-subscription `clientState` (shared/subscriptions/clientstate.py). `ensure_subscription` creates
+per-subscription `clientState` (shared/subscriptions/clientstate.py). Both URLs are the webhook's
+routes, or with `BB_NOTIFICATION_DELIVERY=eventhub` Graph's `EventHub:` form (shared/subscriptions/
+eventhub.py); the clientState is set and checked either way. `ensure_subscription` creates
 one when a mailbox's first calendar is mapped, `release_subscription` deletes it with the last. A
 delegated connection can only subscribe to its own account's mailbox (§6.2); for any other mailbox
 `ensure_subscription` returns None and the sync worker polls that calendar with delta instead.
@@ -30,7 +32,7 @@ from shared.graph.guard import MappedCalendar
 from shared.mapping.service import load_mapped
 from shared.storage.keyvault import VersionedKeys
 from shared.storage.tablestore import Entity, TableSource
-from shared.subscriptions import store
+from shared.subscriptions import eventhub, store
 from shared.subscriptions.clientstate import client_state
 from shared.subscriptions.inbox import LifecycleWork
 from shared.subscriptions.store import (
@@ -170,10 +172,16 @@ class SubscriptionDeps:
 
     @property
     def notification_url(self) -> str:
+        if self.settings.notification_delivery == "eventhub":
+            return eventhub.notification_url(self.settings)
         return f"{self.settings.public_base_url}/graph/notifications"
 
     @property
     def lifecycle_url(self) -> str:
+        # Through Event Hubs, lifecycle events share the hub (and the trigger) with changes: the
+        # collection's items say which they are, as they do on the webhook.
+        if self.settings.notification_delivery == "eventhub":
+            return eventhub.notification_url(self.settings)
         return f"{self.settings.public_base_url}/graph/lifecycle"
 
     def expiry(self) -> datetime:

@@ -135,3 +135,60 @@ def test_the_example_local_settings_are_complete() -> None:
     assert set(values) - set(settings_read_by_code()) == {"FUNCTIONS_WORKER_RUNTIME"}
     # Everything required is there and well-formed (the CA path is a placeholder to replace).
     load_settings({k: v for k, v in values.items() if k != "BB_CA_BUNDLE"})
+
+
+# --- notification delivery (issue 17) --------------------------------------------------------------
+
+SECRET_URL = "https://kv-bookingbridge.vault.azure.net/secrets/graph-eventhub-send"
+
+
+def test_event_hub_delivery_needs_its_secret_url_and_tenant() -> None:
+    assert load_settings(VALID).notification_delivery == "webhook"
+    with pytest.raises(SettingsError) as info:
+        load_settings({**VALID, "BB_NOTIFICATION_DELIVERY": "eventhub"})
+    assert sorted(p.split()[0] for p in info.value.problems) == [
+        "BB_EVENTHUB_SECRET_URL",
+        "BB_EVENTHUB_TENANT",
+    ]
+    for tenant in ("contoso.onmicrosoft.com", GUID):
+        s = load_settings(
+            {
+                **VALID,
+                "BB_NOTIFICATION_DELIVERY": "eventhub",
+                "BB_EVENTHUB_SECRET_URL": SECRET_URL,
+                "BB_EVENTHUB_TENANT": tenant,
+            }
+        )
+        assert (s.notification_delivery, s.eventhub_secret_url, s.eventhub_tenant) == (
+            "eventhub",
+            SECRET_URL,
+            tenant,
+        )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BB_NOTIFICATION_DELIVERY", "eventgrid"),
+        ("BB_NOTIFICATION_DELIVERY", "EventHub"),
+        ("BB_EVENTHUB_SECRET_URL", "http://kv-bookingbridge.vault.azure.net/secrets/hub"),
+        ("BB_EVENTHUB_SECRET_URL", "https://kv-bookingbridge.vault.azure.net/keys/hub"),
+        ("BB_EVENTHUB_SECRET_URL", "https://example.com/secrets/hub"),
+        ("BB_EVENTHUB_SECRET_URL", "https://kv-bookingbridge.vault.azure.net/secrets/hub_1"),
+        ("BB_EVENTHUB_SECRET_URL", f"{SECRET_URL}?tenantId=contoso.com"),  # the tenant is apart
+        ("BB_EVENTHUB_TENANT", "contoso"),
+        ("BB_EVENTHUB_TENANT", "contoso.com&x=1"),
+        ("BB_EVENTHUB_TENANT", "not-a-guid-0000-0000-000000000000"),
+    ],
+)
+def test_a_malformed_delivery_setting_is_named(name: str, value: str) -> None:
+    env = {
+        **VALID,
+        "BB_NOTIFICATION_DELIVERY": "eventhub",
+        "BB_EVENTHUB_SECRET_URL": SECRET_URL,
+        "BB_EVENTHUB_TENANT": "contoso.com",
+        name: value,
+    }
+    with pytest.raises(SettingsError) as info:
+        load_settings(env)
+    assert [p.split()[0] for p in info.value.problems] == [name], info.value.problems
