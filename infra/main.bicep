@@ -62,6 +62,20 @@ param clientCertificateName string = ''
 @description('BB_KEEPALIVE_SCHEDULE: NCRONTAB of the timer that refreshes idle delegated grants. The host resolves %BB_KEEPALIVE_SCHEDULE% from app settings, so it must be set.')
 param keepaliveSchedule string = '0 0 3 * * *'
 
+// Change notifications through Azure Event Hubs (issue 17; infra/README.md "Event Hubs delivery").
+@description('BB_NOTIFICATION_DELIVERY: how Graph delivers change and lifecycle notifications. webhook = to the app\'s /api/graph/notifications and /api/graph/lifecycle; eventhub = to an Event Hub created here (namespace, hub, consumer group, the Key Vault secret Graph reads its send connection string from), read by the graph_eventhub_notifications trigger.')
+@allowed([
+  'webhook'
+  'eventhub'
+])
+param notificationDelivery string = 'webhook'
+
+@description('With eventhub delivery: object id of the "Microsoft Graph Change Tracking" service principal in this tenant (appId 0bf30f3b-4a52-48df-9a82-234910c4a086; az ad sp show --id 0bf30f3b-4a52-48df-9a82-234910c4a086 --query id -o tsv). It gets Key Vault Secrets User on the secret and Azure Event Hubs Data Sender on the hub. Empty = assign them yourself.')
+param graphChangeTrackingPrincipalId string = ''
+
+@description('With eventhub delivery: name of the Key Vault secret holding the hub\'s send connection string (BB_EVENTHUB_SECRET_URL names it).')
+param eventHubSecretName string = 'graph-eventhub-send'
+
 // Flex Consumption scale.
 @description('Memory per instance in MB.')
 @allowed([512, 2048, 4096])
@@ -133,6 +147,20 @@ module monitoring './core/monitor/monitoring.bicep' = {
   }
 }
 
+var eventHubsEnabled = notificationDelivery == 'eventhub'
+
+module eventHubs './core/messaging/event-hubs.bicep' = if (eventHubsEnabled) {
+  name: 'eventhubs'
+  scope: rg
+  params: {
+    name: 'evhns-${resourceToken}'
+    location: location
+    tags: tags
+    keyVaultName: keyVault.outputs.name
+    secretName: eventHubSecretName
+  }
+}
+
 module rbac './app/rbac.bicep' = {
   name: 'rbac'
   scope: rg
@@ -142,6 +170,9 @@ module rbac './app/rbac.bicep' = {
     storageAccountName: storage.outputs.name
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    eventHubNamespaceName: eventHubsEnabled ? eventHubs.outputs.namespaceName : ''
+    eventHubSecretName: eventHubsEnabled ? eventHubs.outputs.secretName : ''
+    graphChangeTrackingPrincipalId: graphChangeTrackingPrincipalId
   }
 }
 
@@ -171,6 +202,9 @@ module api './app/api.bicep' = {
     clientSecretName: clientSecretName
     clientCertificateName: clientCertificateName
     keepaliveSchedule: keepaliveSchedule
+    notificationDelivery: notificationDelivery
+    eventHubSecretName: eventHubSecretName
+    eventHubNamespace: eventHubsEnabled ? eventHubs.outputs.fullyQualifiedNamespace : ''
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     alwaysReadyHttpInstances: alwaysReadyHttpInstances

@@ -33,6 +33,10 @@ param corsWithCookies bool
 param clientSecretName string
 param clientCertificateName string
 param keepaliveSchedule string
+param notificationDelivery string
+param eventHubSecretName string
+@description('<namespace>.servicebus.windows.net with eventhub delivery, else empty.')
+param eventHubNamespace string
 
 // Scale
 param instanceMemoryMB int
@@ -155,6 +159,19 @@ var appSettings = {
   BB_WEBHOOK_RETRY_WINDOW_SECONDS: '93600'
   BB_WEBHOOK_DISABLE_AFTER_SECONDS: '259200'
   BB_WEBHOOK_SECRET_GRACE_SECONDS: '86400'
+  // Change notifications (issue 17): webhook, or Event Hubs. With eventhub, subscriptions name
+  // EventHub:<secret URL>?tenantId=<this tenant>; Graph reads the hub's send connection string
+  // from that secret (core/messaging/event-hubs.bicep writes it). A URL and a tenant id, no secret.
+  BB_NOTIFICATION_DELIVERY: notificationDelivery
+  BB_EVENTHUB_SECRET_URL: notificationDelivery == 'eventhub' ? '${keyVaultUri}secrets/${eventHubSecretName}' : ''
+  BB_EVENTHUB_TENANT: notificationDelivery == 'eventhub' ? tenant().tenantId : ''
+  // The Event Hubs trigger's connection "BB_EVENTHUB" (functions/graph_eventhub.py), identity-based
+  // like storage: the host's Event Hubs extension reads these, the app does not. Off, the
+  // function is disabled, so no listener starts without a hub.
+  BB_EVENTHUB__fullyQualifiedNamespace: eventHubNamespace
+  BB_EVENTHUB__credential: 'managedidentity'
+  BB_EVENTHUB__clientId: identityClientId
+  'AzureWebJobs.graph_eventhub_notifications.Disabled': notificationDelivery == 'eventhub' ? 'false' : 'true'
 }
 
 resource appSettingsConfig 'Microsoft.Web/sites/config@2024-04-01' = {

@@ -13,6 +13,13 @@ param storageAccountName string
 param keyVaultName string
 param applicationInsightsName string
 
+// Event Hubs delivery (issue 17): empty names = webhook delivery, no Event Hubs roles.
+param eventHubNamespaceName string = ''
+param eventHubSecretName string = ''
+
+@description('Object id of the "Microsoft Graph Change Tracking" service principal (appId 0bf30f3b-4a52-48df-9a82-234910c4a086): Graph reads the Event Hubs secret and sends with it. Empty = not assigned here.')
+param graphChangeTrackingPrincipalId string = ''
+
 // Built-in role definition ids (learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roleDefinitionIds = {
   // Tables: connections, mappings, bookings, busy blocks, sync state, audit (shared/storage/clients.py table()).
@@ -27,6 +34,13 @@ var roleDefinitionIds = {
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   // Telemetry ingestion with an Entra token (Application Insights has local auth disabled).
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  // Event Hubs delivery: the app's trigger reads the hub (checkpoints go to its storage).
+  eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+  // Event Hubs delivery, for Graph's change-tracking principal: sending to the hub (what Graph's
+  // Entra-authenticated delivery needs; the SAS connection string in the secret needs no role) ...
+  eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
+  // ... and reading the one secret that holds the connection string (Graph's docs: "Get" on secrets).
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -39,6 +53,25 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+var eventHubsEnabled = !empty(eventHubNamespaceName)
+var graphRoles = eventHubsEnabled && !empty(graphChangeTrackingPrincipalId)
+
+// Placeholder names when Event Hubs is off: the assignments below are skipped, and their names
+// stay well-formed expressions.
+resource eventHubNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: eventHubsEnabled ? eventHubNamespaceName : 'none'
+}
+
+resource eventHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: eventHubNamespace
+  name: 'graph-notifications'
+}
+
+resource eventHubSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: eventHubsEnabled ? eventHubSecretName : 'none'
 }
 
 resource tableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
@@ -99,5 +132,38 @@ resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionIds.keyVaultSecretsOfficer)
     principalId: deployerPrincipalId
+  }
+}
+
+// Event Hubs delivery (issue 17). The trigger reads the hub with the app's identity.
+resource eventHubsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (eventHubsEnabled) {
+  name: guid(eventHub.id, principalId, roleDefinitionIds.eventHubsDataReceiver)
+  scope: eventHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionIds.eventHubsDataReceiver)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Graph's change-tracking principal: the secret only (not the vault's other secrets) ...
+resource graphSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (graphRoles) {
+  name: guid(eventHubSecret.id, graphChangeTrackingPrincipalId, roleDefinitionIds.keyVaultSecretsUser)
+  scope: eventHubSecret
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionIds.keyVaultSecretsUser)
+    principalId: graphChangeTrackingPrincipalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// ... and this hub only.
+resource graphEventHubsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (graphRoles) {
+  name: guid(eventHub.id, graphChangeTrackingPrincipalId, roleDefinitionIds.eventHubsDataSender)
+  scope: eventHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleDefinitionIds.eventHubsDataSender)
+    principalId: graphChangeTrackingPrincipalId
+    principalType: 'ServicePrincipal'
   }
 }

@@ -69,6 +69,12 @@ PLATFORM_SETTINGS = {
     "PYTHON_THREADPOOL_THREAD_COUNT",
     "PYTHON_ENABLE_DEBUG_LOGGING",
     "FUNCTIONS_WORKER_PROCESS_COUNT",
+    # Functions host, Event Hubs extension: the identity-based connection "BB_EVENTHUB" of
+    # functions/graph_eventhub.py's trigger, and whether that function runs (issue 17).
+    "BB_EVENTHUB__fullyQualifiedNamespace",
+    "BB_EVENTHUB__credential",
+    "BB_EVENTHUB__clientId",
+    "AzureWebJobs.graph_eventhub_notifications.Disabled",
 }
 
 # Read by the Functions runtime on other plans, but deprecated on Flex Consumption (the runtime and
@@ -91,6 +97,9 @@ BUILT_IN_ROLE_IDS = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
     "keyVaultSecretsOfficer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "eventHubsDataReceiver": "a638d3c7-ab3a-418d-83e6-5f17a39d4fde",
+    "eventHubsDataSender": "2b629674-e913-4c01-ae53-ef4638d8f975",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
 }
 ROLE_SCOPE_TYPES = {
     "storageTableDataContributor": "Microsoft.Storage/storageAccounts",
@@ -98,6 +107,7 @@ ROLE_SCOPE_TYPES = {
     "storageBlobDataOwner": "Microsoft.Storage/storageAccounts",
     "keyVaultSecretsOfficer": "Microsoft.KeyVault/vaults",
     "monitoringMetricsPublisher": "Microsoft.Insights/components",
+    "eventHubsDataReceiver": "Microsoft.EventHub/namespaces/eventhubs",
 }
 # Which SDK in shared/storage/clients.py needs which role on the app's identity.
 CLIENT_MODULE_ROLES = {
@@ -836,7 +846,15 @@ def test_no_secret_in_outputs_or_parameter_defaults(path: Path) -> None:
             assert param.value is None, f"{file.rel}: @secure() param {param.name} has a default"
         elif looks_secret(param.name):
             pytest.fail(f"{file.rel}: param {param.name} looks secret but is not @secure()")
-    assert "listKeys(" not in file.source.decode(), file.rel
+    # A key leaves a resource only straight into a Key Vault secret (Graph reads its Event Hubs
+    # connection string there, issue 17): as the secret's value, nowhere else.
+    into_vault = [
+        properties(properties(secret.value)["properties"]).get("value")
+        for secret in file.resources("Microsoft.KeyVault/vaults/secrets")
+        if not secret.existing
+    ]
+    allowed = sum(1 for v in into_vault if v is not None and "listKeys(" in text(v))
+    assert file.source.decode().count("listKeys(") == allowed, file.rel
 
 
 def test_no_secret_in_app_settings() -> None:
@@ -1080,3 +1098,124 @@ def test_scope_rooms_script_scopes_the_apps_application_permissions() -> None:
         if p["value"].startswith("Calendars.")
     }
     assert scoped == mailbox_permissions
+
+
+# --- Event Hubs delivery (issue 17) -----------------------------------------------------------------
+
+EVENT_HUBS = INFRA / "core" / "messaging" / "event-hubs.bicep"
+RBAC = INFRA / "app" / "rbac.bicep"
+
+
+def test_event_hubs_are_optional_and_off_by_default() -> None:
+    from shared.core.settings import NOTIFICATION_DELIVERIES
+
+    main = bicep(INFRA / "main.bicep")
+    param = main.get("param", "notificationDelivery")
+    assert param is not None and param.value is not None
+    assert literal(param.value) == "webhook"
+    decorated = re.search(
+        r"@allowed\(\[([^\]]*)\]\)\s*param notificationDelivery\b", main.source.decode()
+    )
+    assert decorated, "notificationDelivery has no @allowed list"
+    allowed = re.findall(r"'(\w+)'", decorated.group(1))
+    assert tuple(allowed) == NOTIFICATION_DELIVERIES, allowed
+    module = main.get("module", "eventHubs")
+    assert module is not None and module_target(main, module).path == EVENT_HUBS
+    condition = next(c for c in module.node.named_children if c.type == "if_statement")
+    assert "eventHubsEnabled" in text(condition)
+    enabled = main.get("var", "eventHubsEnabled")
+    assert enabled and text(enabled.value) == "notificationDelivery == 'eventhub'"
+    # Off, the trigger is disabled: no listener without a hub.
+    settings = app_settings()
+    _, disabled = settings["AzureWebJobs.graph_eventhub_notifications.Disabled"]
+    assert text(disabled) == "notificationDelivery == 'eventhub' ? 'false' : 'true'"
+    assert literal(settings["BB_NOTIFICATION_DELIVERY"][1]) == "notificationDelivery"
+
+
+def test_the_hub_and_consumer_group_are_the_triggers() -> None:
+    trigger = importlib.import_module("functions.graph_eventhub")
+    hubs = bicep(EVENT_HUBS)
+    assert traced_literal(hubs, identifier_use(hubs, "hubName")) == trigger.EVENT_HUB
+    assert traced_literal(hubs, identifier_use(hubs, "consumerGroupName")) == (
+        trigger.CONSUMER_GROUP
+    )
+    rbac = bicep(RBAC)
+    hub = rbac.get("resource", "eventHub")
+    assert hub and literal(properties(hub.value)["name"]) == trigger.EVENT_HUB
+    app = importlib.import_module("function_app").app
+    app.functions_bindings = None  # get_functions() refuses a second call otherwise
+    hub_functions = [
+        f.get_function_name()
+        for f in app.get_functions()
+        if f.get_trigger().get_binding_name() == "eventHubTrigger"
+    ]
+    assert hub_functions == ["graph_eventhub_notifications"], hub_functions
+    assert f"AzureWebJobs.{hub_functions[0]}.Disabled" in app_settings()
+    # The trigger's identity-based connection, with the app's identity.
+    settings = app_settings()
+    assert trigger.CONNECTION == "BB_EVENTHUB"
+    assert literal(settings["BB_EVENTHUB__credential"][1]) == "managedidentity"
+    file, node = trace(*settings["BB_EVENTHUB__clientId"])
+    assert (file.rel, text(node)) == (
+        "infra/core/identity/user-assigned-identity.bicep",
+        "identity.properties.clientId",
+    )
+    file, node = trace(*settings["BB_EVENTHUB__fullyQualifiedNamespace"])
+    assert "eventHubs.outputs.fullyQualifiedNamespace" in text(node), text(node)
+
+
+def test_graph_gets_a_send_only_connection_string_in_the_vault_and_nothing_else() -> None:
+    hubs = bicep(EVENT_HUBS)
+    (namespace,) = hubs.resources("Microsoft.EventHub/namespaces")
+    props = properties(properties(namespace.value)["properties"])
+    assert literal(props["minimumTlsVersion"]) == "1.2"
+    assert literal(properties(properties(namespace.value)["sku"])["name"]) == "Standard"
+    (rule,) = hubs.resources("Microsoft.EventHub/namespaces/eventhubs/authorizationRules")
+    rights = properties(properties(rule.value)["properties"])["rights"]
+    assert [literal(r) for r in rights.named_children] == ["Send"]
+    (secret,) = [s for s in hubs.resources("Microsoft.KeyVault/vaults/secrets") if not s.existing]
+    value = properties(properties(secret.value)["properties"])["value"]
+    assert text(value) == f"{rule.name}.listKeys().primaryConnectionString"
+    # The secret's name is the one BB_EVENTHUB_SECRET_URL names, under the app's own vault URI.
+    main = bicep(INFRA / "main.bicep")
+    args = properties(properties(main.get("module", "eventHubs").value)["params"])
+    assert text(args["secretName"]) == "eventHubSecretName"
+    assert text(args["keyVaultName"]) == "keyVault.outputs.name"
+    _, url = app_settings()["BB_EVENTHUB_SECRET_URL"]
+    assert "'${keyVaultUri}secrets/${eventHubSecretName}'" in text(url), text(url)
+    api_args = properties(properties(main.get("module", "api").value)["params"])
+    assert text(api_args["eventHubSecretName"]) == "eventHubSecretName"
+    _, tenant_id = app_settings()["BB_EVENTHUB_TENANT"]
+    assert "tenant().tenantId" in text(tenant_id)
+
+
+def test_graphs_change_tracking_principal_gets_the_secret_and_the_hub_only() -> None:
+    file, _ = role_map()
+    assert file.path == RBAC
+    grants: dict[str, tuple[str, str]] = {}
+    for res in file.resources("Microsoft.Authorization/roleAssignments"):
+        inner = properties(properties(res.value)["properties"])
+        role = re.search(r"roleDefinitionIds\.(\w+)", text(inner["roleDefinitionId"]))
+        assert role
+        _, principal = trace(file, inner["principalId"])
+        scope = file.get("resource", text(properties(res.value)["scope"]))
+        assert scope and scope.type_string
+        if text(inner["principalId"]) == "graphChangeTrackingPrincipalId":
+            grants[role.group(1)] = (scope.type_string.split("@")[0], text(principal))
+    assert grants == {
+        "keyVaultSecretsUser": ("Microsoft.KeyVault/vaults/secrets", "''"),
+        "eventHubsDataSender": ("Microsoft.EventHub/namespaces/eventhubs", "''"),
+    }, grants
+    # Its object id comes from the azd environment; the app id is Graph's documented one.
+    main = bicep(INFRA / "main.bicep")
+    args = properties(properties(main.get("module", "rbac").value)["params"])
+    assert text(args["graphChangeTrackingPrincipalId"]) == "graphChangeTrackingPrincipalId"
+    parameters = json.loads((INFRA / "main.parameters.json").read_text())["parameters"]
+    assert parameters["graphChangeTrackingPrincipalId"]["value"] == (
+        "${GRAPH_CHANGE_TRACKING_PRINCIPAL_ID}"
+    )
+    described = re.search(
+        r"@description\('([^\n]*)'\)\s*param graphChangeTrackingPrincipalId\b",
+        main.source.decode(),
+    )
+    assert described and "0bf30f3b-4a52-48df-9a82-234910c4a086" in described.group(1)

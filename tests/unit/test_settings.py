@@ -131,8 +131,13 @@ def test_the_example_local_settings_are_complete() -> None:
     # Without its schedule `func start` cannot index a timer (TIMER_SCHEDULES).
     for name, value in TIMER_SCHEDULES.items():
         assert values.get(name) == value, name
-    # Nothing the app does not read, apart from the worker runtime the host needs locally.
-    assert set(values) - set(settings_read_by_code()) == {"FUNCTIONS_WORKER_RUNTIME"}
+    # Nothing the app does not read, apart from what the host needs locally: the worker runtime,
+    # and the Event Hubs trigger switched off (no hub to listen to; issue 17).
+    assert set(values) - set(settings_read_by_code()) == {
+        "FUNCTIONS_WORKER_RUNTIME",
+        "AzureWebJobs.graph_eventhub_notifications.Disabled",
+    }
+    assert values["AzureWebJobs.graph_eventhub_notifications.Disabled"] == "true"
     # Everything required is there and well-formed (the CA path is a placeholder to replace).
     load_settings({k: v for k, v in values.items() if k != "BB_CA_BUNDLE"})
 
