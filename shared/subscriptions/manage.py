@@ -102,7 +102,11 @@ def failure_reason(err: BookingBridgeError) -> str:
 
 
 def _needs_new(
-    index: Mapping[str, Any] | None, connection: Connection, current_check: str, now: datetime
+    index: Mapping[str, Any] | None,
+    connection: Connection,
+    current_check: str,
+    now: datetime,
+    elsewhere: Callable[[Mapping[str, Any]], bool] = lambda index: False,
 ) -> bool:
     """Is the stored subscription (if any) unusable, so that a new one must be created?"""
     if index is None:
@@ -125,6 +129,8 @@ def _needs_new(
         or expires <= now  # Graph deleted it silently
         or index.get("connectionId") != connection.connection_id  # reconnected
         or index.get("keyCheck") != current_check  # made with a key we no longer use
+        # Delivered to another URL: lifecycleNotificationUrl cannot be PATCHed, so a new one.
+        or elsewhere(index)
     )
 
 
@@ -174,7 +180,18 @@ class SubscriptionDeps:
     def notification_url(self) -> str:
         if self.settings.notification_delivery == "eventhub":
             return eventhub.notification_url(self.settings)
+        return self.webhook_url
+
+    @property
+    def webhook_url(self) -> str:
         return f"{self.settings.public_base_url}/graph/notifications"
+
+    def delivers_elsewhere(self, index: Mapping[str, Any]) -> bool:
+        """Was this subscription made for another notification URL than today's (delivery
+        switched between webhook and Event Hubs, or a new public URL)? Index entities written
+        before the URL was stored (issue 17) were all made for the webhook."""
+        made_for = str(index.get("notificationUrl") or self.webhook_url)
+        return made_for != self.notification_url
 
     @property
     def lifecycle_url(self) -> str:
@@ -213,7 +230,7 @@ def ensure_subscription(
     check = deps.keys.current().check
     now = deps.now()
     index = store.get_index(deps.tables, building_id, mailbox)
-    if not _needs_new(index, connection, check, now):
+    if not _needs_new(index, connection, check, now, deps.delivers_elsewhere):
         assert index is not None
         return info_from(index)
     claim = store.write_index(
@@ -299,7 +316,7 @@ def _create(
     done = store.write_index(
         deps.tables,
         claim,
-        store.active_index(record, expires, now),
+        store.active_index(record, expires, now, deps.notification_url),
         building_id,
         mailbox,
     )

@@ -101,6 +101,7 @@ def _renew_building(
         if action == "renew" and (
             entity.get("connectionId") != connection.connection_id
             or entity.get("keyCheck") != current_check
+            or deps.delivers_elsewhere(entity)  # delivery switched (webhook <-> Event Hubs)
         ):
             action = "recreate"
         if action == "renew":

@@ -160,14 +160,19 @@ def delete_record(tables: TableSource, subscription_id: str) -> None:
 # ---------------------------------------------------------------- the index
 
 
-def active_index(record: Record, expires: datetime | None, now: datetime) -> Entity:
-    """The index entity's properties (without keys) once `record`'s subscription exists."""
+def active_index(
+    record: Record, expires: datetime | None, now: datetime, notification_url: str
+) -> Entity:
+    """The index entity's properties (without keys) once `record`'s subscription exists.
+    `notification_url`: where Graph delivers (a webhook URL, or the EventHub: form; no secret),
+    so a change of delivery or of the public URL is seen (shared/subscriptions/manage.py)."""
     return {
         "status": "active",
         "subscriptionId": record.subscription_id,
         "expiresAt": expires,
         "connectionId": record.connection_id,
         "keyCheck": record.key_check,
+        "notificationUrl": notification_url,
         "reason": "",
         "createdAt": now,
         "updatedAt": now,
