@@ -40,7 +40,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.core.errors import Conflict, NotFound
 from shared.graph.guard import MappedCalendar
 from shared.storage import tablestore
-from shared.storage.tablestore import Entity
+from shared.storage.tablestore import Entity, TableSource
 from shared.sync.deps import SyncDeps
 from shared.sync.plan import Window
 
@@ -221,7 +221,7 @@ def drop(deps: SyncDeps, building: str, resource: str, lease: Lease) -> bool:
     raise _contended()
 
 
-def note_loss(deps: SyncDeps, building: str, resource: str, reason: str, at: datetime) -> None:
+def note_loss(tables: TableSource, building: str, resource: str, reason: str, at: datetime) -> None:
     """Record a loss signal: notifications for this calendar may have been lost at `at`, so the
     next reconciliation tick runs a round for it unless a round starts after `at` first (derived
     from `lastStartedAt`: nothing to clear). A merge without ETag that leaves the lease alone (a
@@ -229,7 +229,7 @@ def note_loss(deps: SyncDeps, building: str, resource: str, reason: str, at: dat
     calendar without state is due anyway)."""
     try:
         with tablestore.storage_errors("note loss signal"):
-            state_table(deps).update_entity(
+            tables(tablestore.DELTA_STATE).update_entity(
                 {"PartitionKey": building, "RowKey": resource, "suspectAt": at,
                  "suspectReason": reason},
                 mode=UpdateMode.MERGE,

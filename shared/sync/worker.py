@@ -187,7 +187,7 @@ def sync_calendar(
     if request.reason == "missed":
         # Graph says notifications were lost: a loss signal the reconciliation tick honours if
         # no round starts after it (this request's own round normally does).
-        deltastate.note_loss(deps, building, resource_id, "missed", deps.now())
+        deltastate.note_loss(deps.tables, building, resource_id, "missed", deps.now())
     acquired = deltastate.acquire(deps, building, resource_id, requested_at, request.full)
     if not isinstance(acquired, Lease):
         logger.info("sync %s/%s: %s (%s)", building, resource_id, acquired, request.reason)
