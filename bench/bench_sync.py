@@ -210,41 +210,50 @@ class Bench:
 
     # ------------------------------------------------------------ 3. per room per day
 
-    def tick(self, wait_rounds: bool) -> tuple[int, int]:
-        """Run the reconcile timer through the host; (rounds it caused, Graph requests)."""
-        from tests.e2e.sync_fixtures import run_function
+    def tick(self) -> tuple[int, int, str]:
+        """Run the reconcile timer through the host and wait for the rounds it enqueued;
+        (rounds it caused, Graph requests, the tick's own log line: its reasons)."""
+        from tests.e2e.sync_fixtures import HostLog, run_function
 
         self.quiet()
         before = self.graph_requests()
         rounds = {r: self.rounds(r) for r in self.rooms}
+        log = HostLog(self.stack)
+        log.mark()
         run_function(self.stack, "sync_reconcile")
+        said = log.wait_for("sync reconcile:", timeout=30)
+        assert said, "the reconcile tick did not run"
+        line = said[-1].split("sync reconcile:", 1)[1].strip()  # "N calendars enqueued {...}, ..."
+        enqueued = int(line.split()[0])
         deadline = time.monotonic() + 30
-        while wait_rounds and any(self.rounds(r) <= rounds[r] for r in self.rooms):
-            assert time.monotonic() < deadline, "reconciliation did not finish"
+        while sum(self.rounds(r) > rounds[r] for r in self.rooms) < enqueued:
+            assert time.monotonic() < deadline, f"the tick's rounds did not finish: {line}"
             time.sleep(0.05)
-        if not wait_rounds:
-            time.sleep(2.0)  # the tick's own run: anything it enqueued is visible by then
         self.quiet()
         ran = sum(self.rounds(r) - rounds[r] for r in self.rooms)
-        return ran, self.graph_requests() - before
+        return ran, self.graph_requests() - before, line
 
     def per_day(self, single_change: float, day_changes: list[int]) -> None:
         from shared.storage import clients
         from shared.sync.deltastate import note_loss
 
         # The tick on healthy rooms (each synced within the trust period): what it costs.
-        healthy_rounds, healthy_requests = self.tick(wait_rounds=False)
+        healthy_rounds, healthy_requests, healthy_said = self.tick()
         # A loss signal on every room (as lifecycle `missed` records it): the next tick
         # reconciles each; its Graph requests per room are the cost of one reconciliation round.
         for resource in self.rooms:
             note_loss(clients.table, self.building, resource, "missed", datetime.now(UTC))
-        signalled_rounds, signalled_requests = self.tick(wait_rounds=True)
+        signalled_rounds, signalled_requests, signalled_said = self.tick()
+        assert signalled_rounds == len(self.rooms), signalled_said
         reconcile = signalled_requests / len(self.rooms)
         print("\n3. Graph requests per room per simulated day (notifications healthy):")
-        print(f"   reconcile tick through the host: healthy rooms {healthy_rounds} rounds, "
-              f"{healthy_requests} Graph requests; after a loss signal on each of "
-              f"{len(self.rooms)} rooms {signalled_rounds} rounds, {signalled_requests} requests "
-              f"({reconcile:.2f} per round)")  # fmt: skip
+        print(
+            f"   reconcile tick through the host, healthy rooms: {healthy_rounds} rounds, "
+            f"{healthy_requests} Graph requests ({healthy_said})"
+        )
+        print(f"   after a loss signal on each of {len(self.rooms)} rooms: {signalled_rounds} "
+              f"rounds, {signalled_requests} requests, {reconcile:.2f} per round "
+              f"({signalled_said})")  # fmt: skip
         baseline_pages = 1  # a day's room calendar fits in one 200-item page
         renewal = 0.5  # one PATCH (in $batch) per subscription every ~2 days (expiry 4,230 min)
         print(f"   {'changes':>7} {'× per change':>12} {'reconcile rounds':>16} {'× per round':>11} "
