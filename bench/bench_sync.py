@@ -10,11 +10,15 @@ tenant's three rooms (subscriptions per room mailbox, delta per calendar). Then:
 2. **Graph requests per external change**: bursts of 1, 5 and 20 changes to one room within a few
    milliseconds; the app's Graph requests (the emulator's counters before and after quiescence)
    divided by the changes. Notifications duplicate and bursts coalesce, so this is < 1 for bursts.
-3. **Graph requests per room per simulated day**: our sync = measured requests per change × the
-   day's changes + one reconciliation round per room every 30 minutes (measured: the reconcile
-   timer run through the host's admin API) + one baseline per day (the window slides) + a
-   subscription renewal every ~2 days; versus a 5-minute polling baseline over the same changes:
-   288 calendarView requests per room per day (more when a day's events need more than one page).
+3. **Graph requests per room per simulated day**, at 5, `--day-changes` (40) and 200 changes: our
+   sync = measured requests per change × the day's changes + the reconciliation rounds the policy
+   runs (shared/sync/polling.py `reconcile_reason`, evaluated at each 30-minute tick of a simulated
+   day whose changes arrive as notified rounds between 07:00 and 19:00) × the measured cost of one
+   round (a loss signal noted on every room, then the reconcile timer run through the host's admin
+   API; the tick on the healthy rooms before it is shown too: no rounds, no requests) + one
+   baseline per day (the window slides) + a subscription renewal every ~2 days; versus a 5-minute
+   polling baseline over the same changes: 288 calendarView requests per room per day (more when a
+   day's events need more than one page).
    A polled calendar (shared to a delegated account) idles at one delta round per
    `BB_POLL_MAX_SECONDS` (300 s): also 288, but delta rounds carry only changes.
 
@@ -41,9 +45,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.floor import print_host_floor
 from devstack.stack import Stack, start_stack
+from shared.sync.deps import SyncConfig
 
-RECONCILE_PER_DAY = 48  # BB_RECONCILE_SCHEDULE default: every 30 minutes
+OLD_RECONCILE_PER_DAY = 48  # every tick of BB_RECONCILE_SCHEDULE (30 minutes), before issue 17
 POLL_BASELINE_PER_DAY = 24 * 60 // 5
+DAY_TARGET = 50  # Graph requests per room per day at <= 40 changes/day (issue 17)
+TRUST_MINUTES = SyncConfig().reconcile_trust_minutes  # the default the stack runs with
+WORK_HOURS = (7, 19)  # when a simulated day's changes happen (UTC)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -202,33 +210,109 @@ class Bench:
 
     # ------------------------------------------------------------ 3. per room per day
 
-    def per_day(self, single_change: float, day_changes: int) -> None:
-        from tests.e2e.sync_fixtures import run_function
+    def tick(self) -> tuple[int, int, str]:
+        """Run the reconcile timer through the host and wait for the rounds it enqueued;
+        (rounds it caused, Graph requests, the tick's own log line: its reasons)."""
+        from tests.e2e.sync_fixtures import HostLog, run_function
 
         self.quiet()
         before = self.graph_requests()
         rounds = {r: self.rounds(r) for r in self.rooms}
+        log = HostLog(self.stack)
+        log.mark()
         run_function(self.stack, "sync_reconcile")
+        said = log.wait_for("sync reconcile:", timeout=30)
+        assert said, "the reconcile tick did not run"
+        line = said[-1].split("sync reconcile:", 1)[1].strip()  # "N calendars enqueued {...}, ..."
+        enqueued = int(line.split()[0])
         deadline = time.monotonic() + 30
-        while any(self.rounds(r) <= rounds[r] for r in self.rooms):
-            assert time.monotonic() < deadline, "reconciliation did not finish"
+        while sum(self.rounds(r) > rounds[r] for r in self.rooms) < enqueued:
+            assert time.monotonic() < deadline, f"the tick's rounds did not finish: {line}"
             time.sleep(0.05)
         self.quiet()
-        reconcile = (self.graph_requests() - before) / len(self.rooms)
+        ran = sum(self.rounds(r) - rounds[r] for r in self.rooms)
+        return ran, self.graph_requests() - before, line
+
+    def per_day(self, single_change: float, day_changes: list[int]) -> None:
+        from shared.storage import clients
+        from shared.sync.deltastate import note_loss
+
+        # The tick on healthy rooms (each synced within the trust period): what it costs.
+        healthy_rounds, healthy_requests, healthy_said = self.tick()
+        # A loss signal on every room (as lifecycle `missed` records it): the next tick
+        # reconciles each; its Graph requests per room are the cost of one reconciliation round.
+        for resource in self.rooms:
+            note_loss(clients.table, self.building, resource, "missed", datetime.now(UTC))
+        signalled_rounds, signalled_requests, signalled_said = self.tick()
+        assert signalled_rounds == len(self.rooms), signalled_said
+        reconcile = signalled_requests / len(self.rooms)
+        print("\n3. Graph requests per room per simulated day (notifications healthy):")
+        print(
+            f"   reconcile tick through the host, healthy rooms: {healthy_rounds} rounds, "
+            f"{healthy_requests} Graph requests ({healthy_said})"
+        )
+        print(f"   after a loss signal on each of {len(self.rooms)} rooms: {signalled_rounds} "
+              f"rounds, {signalled_requests} requests, {reconcile:.2f} per round "
+              f"({signalled_said})")  # fmt: skip
         baseline_pages = 1  # a day's room calendar fits in one 200-item page
         renewal = 0.5  # one PATCH (in $batch) per subscription every ~2 days (expiry 4,230 min)
-        ours = (
-            day_changes * single_change + RECONCILE_PER_DAY * reconcile + baseline_pages + renewal
-        )
-        print(
-            f"\n3. Graph requests per room per simulated day ({day_changes} Outlook changes/day):"
-        )
-        print(f"   our sync: {day_changes} × {single_change:.2f} (per change) + "
-              f"{RECONCILE_PER_DAY} × {reconcile:.2f} (reconciliation round) + {baseline_pages} "
-              f"(daily baseline) + {renewal} (renewal) = {ours:.0f}")  # fmt: skip
+        print(f"   {'changes':>7} {'× per change':>12} {'reconcile rounds':>16} {'× per round':>11} "
+              f"{'baseline':>8} {'renewal':>7} {'total':>6} {'target':>8}")  # fmt: skip
+        for changes in day_changes:
+            rounds = simulated_reconcile_rounds(changes, random.Random(changes))
+            ours = changes * single_change + rounds * reconcile + baseline_pages + renewal
+            target = DAY_TARGET if changes <= 40 else POLL_BASELINE_PER_DAY
+            print(f"   {changes:7d} {single_change:12.2f} {rounds:16d} {reconcile:11.2f} "
+                  f"{baseline_pages:8d} {renewal:7.1f} {ours:6.0f} {'<= ' + str(target):>8} "
+                  f"{'met' if ours <= target else 'NOT MET'}")  # fmt: skip
+        print(f"   reconcile rounds: the policy (shared/sync/polling.py reconcile_reason, trust "
+              f"{TRUST_MINUTES} min) run at every 30-minute tick of a simulated day whose changes "
+              f"fall in {WORK_HOURS[0]}:00–{WORK_HOURS[1]}:00, each bringing a notified round; "
+              f"before: {OLD_RECONCILE_PER_DAY} (every tick)")  # fmt: skip
         print(f"   5-minute polling baseline: {POLL_BASELINE_PER_DAY} calendarView requests "
-              f"(changes make no difference) → ours is {ours / POLL_BASELINE_PER_DAY:.0%} of it")  # fmt: skip
-        print("   freshness: ours as in section 1; 5-minute polling: up to 300 s, 150 s on average")
+              "(changes make no difference); targets: <= 50 up to 40 changes/day (issue 17), "
+              "never above polling beyond")  # fmt: skip
+        print("   freshness: ours as in section 1; 5-minute polling: up to 300 s, 150 s on average;"
+              f" a change whose notification is lost silently: within {TRUST_MINUTES} + 30 min")  # fmt: skip
+
+
+def simulated_reconcile_rounds(changes: int, rng: random.Random) -> int:
+    """Reconciliation rounds one room gets in a day under the real policy (`reconcile_reason`),
+    notifications healthy: each change's notification starts a round at its time, and each
+    30-minute tick runs one where the policy says so. The day before runs the same way, so the
+    count is the steady state (not the first day after mapping)."""
+    from shared.sync.polling import reconcile_reason
+
+    trust = timedelta(minutes=TRUST_MINUTES)
+    watch = _HealthyWatch()
+    state: dict[str, Any] = {}
+    counted = 0
+    day0 = datetime(2026, 12, 1, tzinfo=UTC)
+    for day in (day0, day0 + timedelta(days=1)):
+        moments = sorted(
+            day + timedelta(hours=rng.uniform(*WORK_HOURS)) for _ in range(changes)
+        )  # fmt: skip
+        ticks = [day + timedelta(minutes=30 * n) for n in range(48)]
+        events = sorted([(t, "change") for t in moments] + [(t, "tick") for t in ticks])
+        for at, kind in events:
+            if kind == "tick":
+                due = reconcile_reason(state or None, lambda: watch, at, trust=trust)
+                if due is None:
+                    continue
+                counted += day != day0
+            state = {"polled": False, "lastStartedAt": at, "lastSyncAt": at}
+    return counted
+
+
+class _HealthyWatch:
+    """A subscription Graph keeps renewing: active, no failure, far from expiry."""
+
+    status = "active"
+    reason = None
+    expires_at = None
+
+    def to_api(self) -> dict[str, object]:
+        return {}
 
 
 def main() -> int:
@@ -255,7 +339,7 @@ def main() -> int:
                       f"({os.cpu_count()} CPUs; queue listener idle polling ≤ 1 s)")  # fmt: skip
                 bench.freshness(args.changes)
                 single = bench.requests_per_change([1, 5, 20])
-                bench.per_day(single, args.day_changes)
+                bench.per_day(single, sorted({5, args.day_changes, 200}))
         finally:
             stack.stop()
     return 0

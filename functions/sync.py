@@ -4,6 +4,7 @@ resync. Thin triggers: parse, call shared/sync/ (worker, polling, health), map t
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -14,6 +15,9 @@ bp = func.Blueprint()
 # The host's function keys are not our auth: bearer tokens are validated in-app by caller_for.
 ANONYMOUS = func.AuthLevel.ANONYMOUS
 logger = logging.getLogger(__name__)
+# The reconciliation's restart signal: rounds before this process started may have missed
+# notifications sent while no process answered (shared/sync/polling.py, reconcile_reason).
+PROCESS_STARTED = datetime.now(UTC)
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="notifications", connection="AzureWebJobsStorage")
@@ -44,9 +48,12 @@ def sync_poll(timer: func.TimerRequest) -> None:
 @bp.timer_trigger(schedule="%BB_RECONCILE_SCHEDULE%", arg_name="timer", run_on_startup=False)
 def sync_reconcile(timer: func.TimerRequest) -> None:
     from shared import wiring
-    from shared.sync.polling import reconcile_all
+    from shared.sync.polling import reconcile_due
 
-    logger.info("sync reconcile: %d calendars enqueued", reconcile_all(wiring.sync_deps()))
+    reasons = reconcile_due(wiring.sync_deps(), started=PROCESS_STARTED)
+    trusted = reasons.pop("trusted", 0)
+    logger.info("sync reconcile: %d calendars enqueued %s, %d trusted", sum(reasons.values()),
+                dict(reasons), trusted)  # fmt: skip
 
 
 @bp.route(route="buildings/{building}/sync", methods=["GET"], auth_level=ANONYMOUS)

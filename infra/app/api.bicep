@@ -121,13 +121,15 @@ var appSettings = {
   // (tests/unit/test_infra.py).
   BB_KEEPALIVE_SCHEDULE: keepaliveSchedule
   // Calendar sync (shared/sync/worker.py): the mirrored window, the poll timer for calendars Graph cannot
-  // notify about (adaptive interval between the two bounds) and the reconciliation sweep. The
+  // notify about (adaptive interval between the two bounds) and the reconciliation tick. The
   // schedules are %SETTING% expressions of timer triggers: without them the functions would not index.
   BB_SYNC_WINDOW_DAYS: '60'
   BB_POLL_SCHEDULE: '*/30 * * * * *'
   BB_POLL_MIN_SECONDS: '30'
   BB_POLL_MAX_SECONDS: '300'
   BB_RECONCILE_SCHEDULE: '0 */30 * * * *'
+  // A healthy calendar is reconciled 4 h after its last round; loss signals make it due at once.
+  BB_RECONCILE_TRUST_MINUTES: '240'
   // Graph subscriptions (shared/subscriptions/): the renewal timer's schedule (a %SETTING% of a
   // timer trigger), the lifetime asked for (capped at Graph's 4230 minutes) and the renewal margin.
   BB_RENEW_SCHEDULE: '0 */30 * * * *'

@@ -32,7 +32,8 @@ host has no default for a timer schedule).
 | `BB_POLL_SCHEDULE` | NCRONTAB of the timer that polls calendars Graph cannot notify us about (`%BB_POLL_SCHEDULE%`; must be set) | `*/30 * * * * *` (every 30 s) |
 | `BB_POLL_MIN_SECONDS` | a polled calendar's interval after a round that found changes (2–3600) | `30` |
 | `BB_POLL_MAX_SECONDS` | the interval it doubles to while idle (≥ the minimum, ≤ 86400) | `300` |
-| `BB_RECONCILE_SCHEDULE` | NCRONTAB of the reconciliation sweep: a delta round for every mapped calendar (`%BB_RECONCILE_SCHEDULE%`; must be set) | `0 */30 * * * *` (every 30 min) |
+| `BB_RECONCILE_SCHEDULE` | NCRONTAB of the reconciliation tick: a delta round for every mapped calendar that is due (shared/sync/polling.py; `%BB_RECONCILE_SCHEDULE%`; must be set) | `0 */30 * * * *` (every 30 min) |
+| `BB_RECONCILE_TRUST_MINUTES` | how long a calendar with a healthy subscription and no loss signal is trusted after its last successful round before the tick reconciles it (0: every tick, 0–1440) | `240` (4 h) |
 | `BB_RENEW_SCHEDULE` | NCRONTAB of the timer that renews Graph subscriptions before they expire (`%BB_RENEW_SCHEDULE%`; must be set) | `0 */30 * * * *` (every 30 min) |
 | `BB_SUBSCRIPTION_MINUTES` | lifetime asked for a Graph subscription, in minutes (≥ 60); capped at Graph's 4230 for Outlook events | `4230` |
 | `BB_RENEW_MARGIN_MINUTES` | renew a subscription once it expires within this many minutes (≥ 30) | `1440` (24 h) |
@@ -100,7 +101,7 @@ SUBJECT_PLACEHOLDERS = frozenset({"resourceName", "bookerName", "bookerEmail", "
 TIMER_SCHEDULES = {
     "BB_KEEPALIVE_SCHEDULE": "0 0 3 * * *",  # refresh idle delegated grants: daily
     "BB_POLL_SCHEDULE": "*/30 * * * * *",  # poll calendars Graph cannot notify about: 30 s
-    "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",  # a delta round for every mapped calendar: 30 min
+    "BB_RECONCILE_SCHEDULE": "0 */30 * * * *",  # a round for every calendar that is due: 30 min
     "BB_RENEW_SCHEDULE": "0 */30 * * * *",  # renew Graph subscriptions before they expire: 30 min
     "BB_CHECKS_SWEEP_SCHEDULE": "0 */5 * * * *",  # clean up go-live check runs that died: 5 min
     "BB_ROLLUP_SCHEDULE": "0 15 * * * *",  # analytics: roll up the local days that closed: hourly
@@ -156,6 +157,7 @@ class Settings:
     sync_window_days: int
     poll_min_seconds: int
     poll_max_seconds: int
+    reconcile_trust_minutes: int
     subscription_minutes: int
     renew_margin_minutes: int
     live_check: bool
@@ -344,6 +346,9 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         sync_window_days=r.integer("BB_SYNC_WINDOW_DAYS", 60, minimum=1, maximum=365),
         poll_min_seconds=r.integer("BB_POLL_MIN_SECONDS", 30, minimum=2, maximum=3600),
         poll_max_seconds=r.integer("BB_POLL_MAX_SECONDS", 300, minimum=2, maximum=86400),
+        reconcile_trust_minutes=r.integer(
+            "BB_RECONCILE_TRUST_MINUTES", 240, minimum=0, maximum=1440
+        ),
         # More than 4230 is accepted and capped where it is used (shared/subscriptions/manage.py).
         subscription_minutes=r.integer(
             "BB_SUBSCRIPTION_MINUTES", 4230, minimum=60, maximum=525_600

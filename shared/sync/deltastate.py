@@ -11,6 +11,7 @@ Table `deltastate`, PartitionKey building, RowKey resource (DESIGN.md):
 | `dirtySince`, `fullPending` | requests that arrived while a round ran: the lease holder runs again |
 | `polled`, `pollSeconds`, `nextPollAt` | calendars without a subscription (shared to a delegated account) |
 | `lastErrorReason`, `lastErrorAt`, `rounds`, `graphRequests`, `changes` | health and counters (bench) |
+| `suspectAt`, `suspectReason` | the last loss signal (`missed`, `unannounced_changes`): reconciled at the next tick unless a round started since (shared/sync/polling.py) |
 
 Decisions:
 - **Coalescing, derived**: a request is skipped when a round that *started* after the request was
@@ -39,7 +40,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.core.errors import Conflict, NotFound
 from shared.graph.guard import MappedCalendar
 from shared.storage import tablestore
-from shared.storage.tablestore import Entity
+from shared.storage.tablestore import Entity, TableSource
 from shared.sync.deps import SyncDeps
 from shared.sync.plan import Window
 
@@ -218,6 +219,23 @@ def drop(deps: SyncDeps, building: str, resource: str, lease: Lease) -> bool:
         except NotFound:
             return False
     raise _contended()
+
+
+def note_loss(tables: TableSource, building: str, resource: str, reason: str, at: datetime) -> None:
+    """Record a loss signal: notifications for this calendar may have been lost at `at`, so the
+    next reconciliation tick runs a round for it unless a round starts after `at` first (derived
+    from `lastStartedAt`: nothing to clear). A merge without ETag that leaves the lease alone (a
+    lease holder's ETag-guarded write then re-reads and keeps it); no state, no signal needed (a
+    calendar without state is due anyway)."""
+    try:
+        with tablestore.storage_errors("note loss signal"):
+            tables(tablestore.DELTA_STATE).update_entity(
+                {"PartitionKey": building, "RowKey": resource, "suspectAt": at,
+                 "suspectReason": reason},
+                mode=UpdateMode.MERGE,
+            )  # fmt: skip
+    except NotFound:
+        pass
 
 
 def _contended() -> Conflict:

@@ -23,11 +23,16 @@ class SyncConfig:
     window_days: int = 60
     poll_min_seconds: int = 30
     poll_max_seconds: int = 300
+    # A healthy calendar is reconciled this long after its last successful round (polling.py).
+    reconcile_trust_minutes: int = 240
 
     @staticmethod
     def of(settings: Settings) -> SyncConfig:
         return SyncConfig(
-            settings.sync_window_days, settings.poll_min_seconds, settings.poll_max_seconds
+            settings.sync_window_days,
+            settings.poll_min_seconds,
+            settings.poll_max_seconds,
+            settings.reconcile_trust_minutes,
         )
 
 
@@ -38,6 +43,12 @@ class Watch(Protocol):
 
     @property
     def status(self) -> str: ...
+
+    @property
+    def reason(self) -> str | None: ...  # the last failure (a renewal's included); None: healthy
+
+    @property
+    def expires_at(self) -> datetime | None: ...
 
     def to_api(self) -> Mapping[str, object]: ...  # id, expiresAt, status, reason
 

@@ -61,7 +61,7 @@ from shared.sync.deltastate import (
 )
 from shared.sync.deps import SyncDeps
 from shared.sync.plan import Plan, Put, Remove, Window
-from shared.sync.polling import next_poll_seconds
+from shared.sync.polling import WATCHING, next_poll_seconds
 from shared.sync.queue import SyncRequest
 from shared.webhooks import events as webhook_events
 from shared.webhooks.model import Event
@@ -80,7 +80,6 @@ PREFER = f'odata.maxpagesize={PAGE_SIZE}, outlook.timezone="UTC"'
 _RETRIED_BY_QUEUE = frozenset({"notified", "mapped", "unmapped", "resync", "missed"})
 # Reasons that (re)create the mailbox's subscription; other rounds only read its status.
 _SUBSCRIBE = frozenset({"mapped", "resync", "missed"})
-_WATCHING = frozenset({"active", "creating"})
 _RESYNC_CODES = frozenset({"syncStateNotFound", "resyncRequired", "SyncStateNotFound"})
 
 Outcome = Literal["synced", "unmapped", "failed"] | Skipped
@@ -185,6 +184,10 @@ def sync_calendar(
 ) -> RoundResult:
     """Run (or coalesce) rounds for one resource until no request is left waiting for it."""
     building = request.building
+    if request.reason == "missed":
+        # Graph says notifications were lost: a loss signal the reconciliation tick honours if
+        # no round starts after it (this request's own round normally does).
+        deltastate.note_loss(deps.tables, building, resource_id, "missed", deps.now())
     acquired = deltastate.acquire(deps, building, resource_id, requested_at, request.full)
     if not isinstance(acquired, Lease):
         logger.info("sync %s/%s: %s (%s)", building, resource_id, acquired, request.reason)
@@ -193,6 +196,9 @@ def sync_calendar(
     total_changes = total_requests = 0
     any_full = False
     subscribe = request.reason in _SUBSCRIBE
+    # A reconciliation round finding changes means no notification announced them (or one is
+    # still in flight): the gap signal. Only the first round: reruns serve requests that came in.
+    unannounced = request.reason == "reconcile"
     while True:
         entity = tablestore.get_entity(deps.tables(tablestore.RESOURCES), building, resource_id)
         calendar = MappedCalendar.from_entity(entity) if entity is not None else None
@@ -205,11 +211,12 @@ def sync_calendar(
         except Exception as err:
             _fail(deps, calendar, lease, err)
             raise
-        subscribe = False
+        gap = unannounced and not result.full and result.polled is False and result.plan.seen > 0
+        subscribe = unannounced = False
         total_changes += result.changes
         total_requests += result.requests
         any_full = any_full or result.full
-        if not _commit(deps, calendar, lease, result):
+        if not _commit(deps, calendar, lease, result, gap=gap):
             return RoundResult(resource_id, "synced", any_full, total_changes, total_requests)
 
 
@@ -346,7 +353,7 @@ def _polled(deps: SyncDeps, calendar: MappedCalendar, *, create: bool) -> bool |
             calendar.resource_id, err.reason,
         )  # fmt: skip
         return True if create else None
-    return info is None or info.status not in _WATCHING
+    return info is None or info.status not in WATCHING
 
 
 class _Expired(Exception):
@@ -531,8 +538,11 @@ def _apply(deps: SyncDeps, result: Plan) -> None:
         list(pool.map(one, result.actions))
 
 
-def _commit(deps: SyncDeps, calendar: MappedCalendar, lease: Lease, done: _RoundDone) -> bool:
-    """Store the round's deltaLink; True (lease kept, renewed) when requests arrived meanwhile."""
+def _commit(
+    deps: SyncDeps, calendar: MappedCalendar, lease: Lease, done: _RoundDone, *, gap: bool = False
+) -> bool:
+    """Store the round's deltaLink; True (lease kept, renewed) when requests arrived meanwhile.
+    `gap`: the round found changes no notification announced, a loss signal (polling.py)."""
     now = deps.now()
     rerun: list[tuple[bool, datetime]] = []
 
@@ -558,6 +568,8 @@ def _commit(deps: SyncDeps, calendar: MappedCalendar, lease: Lease, done: _Round
         }
         if done.full:
             new["baselineAt"] = lease.started
+        if gap:
+            new.update(suspectAt=now, suspectReason="unannounced_changes")
         if polled:
             seconds = next_poll_seconds(
                 count(state.get("pollSeconds")) or None, done.changes > 0, deps.config

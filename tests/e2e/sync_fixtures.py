@@ -168,6 +168,10 @@ SYNC_SETTINGS = {
     "BB_POLL_MIN_SECONDS": "2",
     "BB_POLL_MAX_SECONDS": "4",
     "BB_SYNC_WINDOW_DAYS": "30",
+    # The reconcile timer, run by hand, reconciles every calendar (no trust period): these tests
+    # stand in for the trust period's expiry, hours away by default; which calendars a tick skips
+    # is tested in tests/unit/test_reconcile_policy.py and tests/integration/test_sync_service.py.
+    "BB_RECONCILE_TRUST_MINUTES": "0",
     # A failed queue message comes back after 1 s instead of 10 s.
     "AzureFunctionsJobHost__extensions__queues__visibilityTimeout": "00:00:01",
 }

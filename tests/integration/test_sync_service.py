@@ -22,7 +22,9 @@ from shared.bookings.store import BookingTable
 from shared.core.errors import StorageError
 from shared.directory import registry
 from shared.storage import tablestore
+from shared.subscriptions.store import SubscriptionInfo
 from shared.sync.deps import SyncDeps
+from shared.sync.polling import reconcile_due
 from shared.sync.queue import Reason, SyncRequest
 from shared.sync.worker import RoundResult, handle
 from tests.integration.graph_fixtures import day, event_body, graph_emu, tenant  # noqa: F401 - fixtures
@@ -256,3 +258,84 @@ def test_our_event_without_its_block_is_recognised_from_the_bookings_table(world
     assert [r.outcome for r in result] == ["synced"]
     assert room.blocks() == []  # ours: never an Outlook booking
     assert room.sync("reconcile").changes == 0
+
+
+# ---------------------------------------------------------------- the reconciliation tick (issue 17)
+
+
+def _watched(room: Room, reason: str | None = None) -> SyncDeps:
+    """The room's deps with its mailbox watched by a subscription (`reason`: its last failure)."""
+    info = SubscriptionInfo(
+        "sub-1", room.world.building, room.mailbox, datetime.now(UTC) + timedelta(days=2),
+        "active", reason, room.world.connection.connection_id,
+    )  # fmt: skip
+    return replace(room.deps, subscribe=lambda b, m: info, subscription=lambda b, m: info)
+
+
+def _tick(room: Room, deps: SyncDeps, started: datetime | None = None) -> list[str]:
+    """Run the tick; the reasons of the requests it sent for this room (the tables are shared)."""
+    room.sent.clear()
+    reconcile_due(deps, started=started)
+    return [r.reason for r, _ in room.sent if r.building == room.world.building]
+
+
+def test_the_tick_skips_a_healthy_calendar_and_reconciles_one_with_a_gap(world: World) -> None:
+    room = Room(world)
+    room.deps = _watched(room)
+    room.sync("mapped", full=True)
+    assert room.state()["polled"] is False
+    assert _tick(room, room.deps) == []  # healthy, just synced: trusted
+
+    # A change no notification announces (none arrive here) is invisible to the tick; the round
+    # the trust period's end brings finds it, and that is the gap signal.
+    room.create("Unannounced", day(4, 10))
+    assert _tick(room, room.deps) == []
+    found = room.sync("reconcile")
+    assert found.changes == 1 and room.blocks() == [span(day(4, 10))]
+    assert room.state()["suspectReason"] == "unannounced_changes"
+    assert _tick(room, room.deps) == ["reconcile"]
+    # That round finds nothing: trusted again. A notified round's finds are not a gap.
+    assert room.sync("reconcile").changes == 0
+    assert _tick(room, room.deps) == []
+    room.create("Announced", day(5, 10))
+    assert room.sync("notified").changes == 1
+    assert _tick(room, room.deps) == []
+
+
+def test_a_failed_renewal_a_restart_and_no_trust_period_make_the_tick_reconcile(
+    world: World,
+) -> None:
+    room = Room(world)
+    room.deps = _watched(room)
+    room.sync("mapped", full=True)
+    assert _tick(room, room.deps) == []
+    assert _tick(room, _watched(room, reason="throttled")) == ["reconcile"]
+    assert _tick(room, room.deps, started=datetime.now(UTC)) == ["reconcile"]
+    assert _tick(room, room.deps, started=datetime.now(UTC) - timedelta(hours=1)) == []
+    untrusting = replace(room.deps, config=replace(room.deps.config, reconcile_trust_minutes=0))
+    assert _tick(room, untrusting) == ["reconcile"]
+
+
+def test_missed_is_recorded_and_its_own_round_reconciles(world: World) -> None:
+    room = Room(world)
+    room.deps = _watched(room)
+    room.sync("mapped", full=True)
+    room.create("Lost notification", day(6, 10))
+    assert room.sync("missed").changes == 1
+    state = room.state()
+    assert state["suspectReason"] == "missed"
+    assert state["lastStartedAt"] >= state["suspectAt"]  # the round started after the signal
+    assert _tick(room, room.deps) == []
+
+
+def test_a_failed_round_makes_the_tick_reconcile(world: World) -> None:
+    room = Room(world)
+    room.deps = _watched(room)
+    room.sync("mapped", full=True)
+    cut_off = replace(room.deps, connection=lambda building: None)
+    request = SyncRequest(world.building, room.mailbox, "reconcile", RESOURCE)
+    [failed] = handle(cut_off, request, datetime.now(UTC))
+    assert failed.outcome == "failed" and failed.reason == "disconnected"
+    assert _tick(room, room.deps) == ["reconcile"]
+    room.sync("reconcile")
+    assert _tick(room, room.deps) == []
