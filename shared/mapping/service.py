@@ -115,7 +115,9 @@ def index_key(tenant_id: str, mailbox: str, calendar_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Found:
+class Found:
+    """A calendar as read through Graph, ready to map."""
+
     calendar_id: str
     name: str
     mailbox: str  # the owner
@@ -146,7 +148,7 @@ def _parse_mapping(building_id: str, resource_id: str, body: Mapping[str, Any]) 
 
 def _resolve(
     deps: MappingDeps, connection: Connection, calendar_id: str, mailbox: str, actor: str
-) -> _Found:
+) -> Found:
     """Read the calendar through Graph from where this connection reaches it, or 422 why not.
 
     Application: `/users/{mailbox}`. Delegated: the account's own mailbox first (own calendars and
@@ -191,7 +193,7 @@ def _resolve(
         name = str(cal.get("name") or "")
         if kind == "room" and is_default and owner.get("name"):
             name = str(owner["name"])  # a room's default calendar is just "Calendar"
-        return _Found(
+        return Found(
             calendar_id=str(cal.get("id") or calendar_id),
             name=name,
             mailbox=address,
@@ -212,7 +214,7 @@ def _resolve(
 
 def _free_busy_mailbox(
     deps: MappingDeps, connection: Connection, mailbox: str, actor: str
-) -> _Found:
+) -> Found:
     """A free/busy connection maps a mailbox's default calendar (`DEFAULT_CALENDAR`): getSchedule
     reads only that one, and free/busy rights show no calendar to read. The Places API, where
     granted, says whether the mailbox exists and names it; a mailbox getSchedule cannot resolve
@@ -233,7 +235,7 @@ def _free_busy_mailbox(
             ) from err
         name = str(place.get("displayName") or mailbox)
         kind = "room"
-    return _Found(
+    return Found(
         calendar_id=DEFAULT_CALENDAR, name=name, mailbox=mailbox, graph_mailbox=mailbox,
         kind=kind, is_default=True, can_edit=False,
     )  # fmt: skip
@@ -270,6 +272,14 @@ def map_resource(
         raise Unprocessable(
             "This connection can see that calendar but may not write to it", reason="not_writable"
         )
+    return apply_mapping(deps, connection, building_id, resource_id, found)
+
+
+def apply_mapping(
+    deps: MappingDeps, connection: Connection, building_id: str, resource_id: str, found: Found
+) -> ResourceOut:
+    """Steps 1-4 of the module docstring for a calendar already read and checked (`map_resource`
+    reads one; the bulk import, shared/mapping/bulk.py, reads many in `$batch` probes)."""
     key = index_key(connection.tenant_id, found.mailbox, found.calendar_id)
     index = deps.tables(tablestore.CALENDAR_INDEX)
     claim, fresh_claim = _claim(deps, index, key, building_id, resource_id)
@@ -300,7 +310,7 @@ def map_resource(
 def _write_mapping(
     deps: MappingDeps,
     connection: Connection,
-    found: _Found,
+    found: Found,
     key: str,
     building_id: str,
     resource_id: str,
