@@ -16,7 +16,8 @@ RowKey `map`):
    over meanwhile, the resource's mapping is rolled back and the answer is 409: the commit is the
    single point that decides, so two resources can never both end up mapped to one calendar;
 4. the resource's previous calendar (a re-map) is released, the guard's cache for the building is
-   dropped and a `SyncRequest(reason="mapped", full=True)` is queued.
+   dropped (after a re-map: a first mapping adds an allow, and the guard re-reads before it
+   refuses) and a `SyncRequest(reason="mapped", full=True)` is queued.
 A failed map changes nothing (the old mapping stays until step 2). An entry is *abandoned* when it
 is uncommitted and older than `CLAIM_GRACE` (a crashed map; its resource, if it points at the
 entry, is cleared first), or committed while its resource no longer points at it (a crashed
@@ -295,7 +296,12 @@ def apply_mapping(
         _commit(deps, index, claim, building_id, resource_id, key)
     if previous_key and previous_key != key:
         _release(index, previous_key, building_id, resource_id)
-    deps.graph.mappings_changed(building_id)
+    if previous_key:
+        # A re-map (or fresher details) may end an allow the guard has cached. A first mapping
+        # only adds one, and the guard re-reads before it refuses anything, so its cache stays:
+        # dropping it per row made every Graph request of the syncs running beside a 1,000-row
+        # mappings:import reload the building's 1,000 resources.
+        deps.graph.mappings_changed(building_id)
     if changed or entity.get("syncStatus") == "pending":
         deps.enqueue(
             SyncRequest(building_id, found.mailbox, "mapped", resource=resource_id, full=True)

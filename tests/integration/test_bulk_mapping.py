@@ -85,6 +85,8 @@ def test_rooms_are_created_mapped_once_and_a_rerun_changes_nothing(world: World)
             {"resourceId": "kept", "mailbox": world.mailbox("room2"), "name": "ignored"},
         ],
     }
+    assert world.graph.guard is not None
+    assert world.graph.guard.mapped(world.building) == {}  # cached: nothing mapped yet
     report = import_mappings(deps, world.building, body, actor="admin@test")
     assert report == {
         "created": [{"resourceId": "new-one", "mailbox": world.mailbox("room1")}],
@@ -111,6 +113,15 @@ def test_rooms_are_created_mapped_once_and_a_rerun_changes_nothing(world: World)
         (world.mailbox("room1"), "new-one", True),
         (world.mailbox("room2"), "kept", True),
     ]
+    # A first mapping leaves the guard's cache as it was: it re-reads before refusing, so a
+    # request to a calendar mapped since is allowed.
+    mapped_now = MappedCalendar.from_entity(resource(world, "new-one") or {})
+    assert mapped_now is not None
+    events = world.graph.for_calendar(world.connection, mapped_now).get_json(
+        f"/users/{world.mailbox('room1')}/calendars/{mapped_now.calendar_id}/events",
+        operation="events.list",
+    )
+    assert events["value"] == []
     assert [a.operation for a in audit] == ["mappings.import"]
     assert audit[0].actor == "admin@test" and "1 created, 1 updated" in (audit[0].result or "")
 
