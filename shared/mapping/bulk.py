@@ -34,6 +34,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from shared.core.errors import IdentityError
@@ -53,7 +54,7 @@ from shared.mapping.discovery import (
     require_places,
 )
 from shared.mapping.places import ImportRejected
-from shared.mapping.service import Found, MappingDeps, apply_mapping, index_key
+from shared.mapping.service import CLAIM_GRACE, Found, MappingDeps, apply_mapping, index_key
 from shared.storage import tablestore
 
 if TYPE_CHECKING:
@@ -173,17 +174,31 @@ def _discovered(
     return found, exist, set(copies) & set(found)
 
 
-def _held_elsewhere(index_entry: tablestore.Entity | None, row: _Row, building_id: str) -> bool:
-    """Whether the calendar's index entry belongs to another resource (a committed mapping, or a
-    map in progress): the single PUT would answer 409 `calendar_mapped` too. An entry abandoned by
-    a crash is taken over when written (`apply_mapping`), so a stale one is not counted here."""
-    if index_entry is None:
+def _held_elsewhere(
+    deps: MappingDeps, entry: tablestore.Entity | None, key: str, row: _Row, building_id: str
+) -> bool:
+    """Whether the calendar's index entry belongs to another resource, as the single PUT would
+    find (409 `calendar_mapped`): a claim younger than `CLAIM_GRACE` (a map in progress), or a
+    committed entry whose resource still points at it. What a crash left behind (an older claim,
+    an entry its resource no longer points at) is taken over when the row is written, as a PUT
+    takes it over, so it does not count; nothing is cleared here."""
+    if entry is None:
         return False
-    if index_entry.get("buildingId") == building_id and index_entry.get("resourceId") == (
-        row.resource_id
-    ):
+    if entry.get("buildingId") == building_id and entry.get("resourceId") == row.resource_id:
         return False
-    return bool(index_entry.get("committed")) or index_entry.get("claimedAt") is not None
+    if not entry.get("committed"):
+        claimed = entry.get("claimedAt")
+        if not isinstance(claimed, datetime):
+            return False
+        claimed = claimed if claimed.tzinfo else claimed.replace(tzinfo=UTC)
+        return deps.now() - claimed < CLAIM_GRACE
+    building, resource = str(entry.get("buildingId") or ""), str(entry.get("resourceId") or "")
+    holder = (
+        tablestore.get_entity(deps.tables(tablestore.RESOURCES), building, resource)
+        if building and resource
+        else None
+    )
+    return holder is not None and holder.get("calendarIndexKey") == key
 
 
 def import_mappings(
@@ -250,13 +265,13 @@ def import_mappings(
                 rejected, row, "resourceId", "is a paid resource: it cannot sync (not_supported)"
             )
             continue
-        if _held_elsewhere(index_entry, row, building_id):
+        if _held_elsewhere(deps, index_entry, key, row, building_id):
             assert index_entry is not None
             holder = str(index_entry.get("resourceId") or "")
             where = (
                 f"resource {holder}"
                 if index_entry.get("buildingId") == building_id
-                else ("a resource of another building")
+                else "a resource of another building"
             )
             _reject(
                 rejected, row, "mailbox", f"its calendar is mapped to {where} (calendar_mapped)"

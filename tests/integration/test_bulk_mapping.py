@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from azure.data.tables import UpdateMode
 
 from shared.core.errors import ValidationFailed
 from shared.directory import registry
@@ -183,3 +184,23 @@ def test_row_count_outside_the_caps_is_a_400(world: World, rows: int) -> None:
         import_mappings(deps, world.building, body)
     assert not isinstance(refused.value, ImportRejected)
     assert [e.field for e in refused.value.errors] == ["mappings"]
+
+
+def test_an_entry_left_by_a_crashed_unmap_is_taken_over(world: World) -> None:
+    deps = deps_for(world, [], [])
+    room1 = world.mailbox("room1")
+    import_mappings(deps, world.building,
+                    {"timeZone": "UTC", "mappings": [{"resourceId": "gone", "mailbox": room1}]})  # fmt: skip
+    # A crashed unmap: the resource lost its mapping, its calendarindex entry stayed.
+    resources = world.tables(tablestore.RESOURCES)
+    entity = resources.get_entity(world.building, "gone")
+    cleared = {k: v for k, v in entity.items() if k not in registry.MAPPING_PROPERTIES}
+    resources.upsert_entity(cleared, mode=UpdateMode.REPLACE)
+    report = import_mappings(
+        deps,
+        world.building,
+        {"timeZone": "UTC", "mappings": [{"resourceId": "new", "mailbox": room1}]},
+    )
+    assert report["created"] == [{"resourceId": "new", "mailbox": room1}]
+    taken = MappedCalendar.from_entity(resource(world, "new") or {})
+    assert taken is not None and taken.mailbox == room1
