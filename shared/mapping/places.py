@@ -383,13 +383,15 @@ def import_places(
 
 
 class ImportRejected(ValidationFailed):
-    """Some selected places cannot be imported: 422 with every one named, nothing written."""
+    """Some selected places (or bulk mapping rows) cannot be imported: 422 with every one named,
+    nothing written."""
 
     status = 422
     title = "Cannot be done"
     slug = "unprocessable"
 
-    def __init__(self, rows: list[dict[str, Any]]) -> None:
+    def __init__(self, rows: list[dict[str, Any]], noun: str = "places") -> None:
+        # A row with its own `field` names it (the bulk mapping import's rows all do).
         super().__init__(
             [
                 FieldError(str(r["field"]), str(r["error"]))
@@ -397,7 +399,7 @@ class ImportRejected(ValidationFailed):
                 else FieldError("places", f"{r['placeId']} ({r.get('name')}): {r['error']}")
                 for r in rows
             ],
-            detail=f"{len(rows)} places rejected; nothing was imported",
+            detail=f"{len(rows)} {noun} rejected; nothing was imported",
         )
         self.reason = "rows_rejected"
         self.rows = rows

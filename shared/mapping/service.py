@@ -16,7 +16,8 @@ RowKey `map`):
    over meanwhile, the resource's mapping is rolled back and the answer is 409: the commit is the
    single point that decides, so two resources can never both end up mapped to one calendar;
 4. the resource's previous calendar (a re-map) is released, the guard's cache for the building is
-   dropped and a `SyncRequest(reason="mapped", full=True)` is queued.
+   dropped (after a re-map: a first mapping adds an allow, and the guard re-reads before it
+   refuses) and a `SyncRequest(reason="mapped", full=True)` is queued.
 A failed map changes nothing (the old mapping stays until step 2). An entry is *abandoned* when it
 is uncommitted and older than `CLAIM_GRACE` (a crashed map; its resource, if it points at the
 entry, is cleared first), or committed while its resource no longer points at it (a crashed
@@ -115,7 +116,9 @@ def index_key(tenant_id: str, mailbox: str, calendar_id: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Found:
+class Found:
+    """A calendar as read through Graph, ready to map."""
+
     calendar_id: str
     name: str
     mailbox: str  # the owner
@@ -146,7 +149,7 @@ def _parse_mapping(building_id: str, resource_id: str, body: Mapping[str, Any]) 
 
 def _resolve(
     deps: MappingDeps, connection: Connection, calendar_id: str, mailbox: str, actor: str
-) -> _Found:
+) -> Found:
     """Read the calendar through Graph from where this connection reaches it, or 422 why not.
 
     Application: `/users/{mailbox}`. Delegated: the account's own mailbox first (own calendars and
@@ -191,7 +194,7 @@ def _resolve(
         name = str(cal.get("name") or "")
         if kind == "room" and is_default and owner.get("name"):
             name = str(owner["name"])  # a room's default calendar is just "Calendar"
-        return _Found(
+        return Found(
             calendar_id=str(cal.get("id") or calendar_id),
             name=name,
             mailbox=address,
@@ -212,7 +215,7 @@ def _resolve(
 
 def _free_busy_mailbox(
     deps: MappingDeps, connection: Connection, mailbox: str, actor: str
-) -> _Found:
+) -> Found:
     """A free/busy connection maps a mailbox's default calendar (`DEFAULT_CALENDAR`): getSchedule
     reads only that one, and free/busy rights show no calendar to read. The Places API, where
     granted, says whether the mailbox exists and names it; a mailbox getSchedule cannot resolve
@@ -233,7 +236,7 @@ def _free_busy_mailbox(
             ) from err
         name = str(place.get("displayName") or mailbox)
         kind = "room"
-    return _Found(
+    return Found(
         calendar_id=DEFAULT_CALENDAR, name=name, mailbox=mailbox, graph_mailbox=mailbox,
         kind=kind, is_default=True, can_edit=False,
     )  # fmt: skip
@@ -270,6 +273,14 @@ def map_resource(
         raise Unprocessable(
             "This connection can see that calendar but may not write to it", reason="not_writable"
         )
+    return apply_mapping(deps, connection, building_id, resource_id, found)
+
+
+def apply_mapping(
+    deps: MappingDeps, connection: Connection, building_id: str, resource_id: str, found: Found
+) -> ResourceOut:
+    """Steps 1-4 of the module docstring for a calendar already read and checked (`map_resource`
+    reads one; the bulk import, shared/mapping/bulk.py, reads many in `$batch` probes)."""
     key = index_key(connection.tenant_id, found.mailbox, found.calendar_id)
     index = deps.tables(tablestore.CALENDAR_INDEX)
     claim, fresh_claim = _claim(deps, index, key, building_id, resource_id)
@@ -285,7 +296,12 @@ def map_resource(
         _commit(deps, index, claim, building_id, resource_id, key)
     if previous_key and previous_key != key:
         _release(index, previous_key, building_id, resource_id)
-    deps.graph.mappings_changed(building_id)
+    if previous_key:
+        # A re-map (or fresher details) may end an allow the guard has cached. A first mapping
+        # only adds one, and the guard re-reads before it refuses anything, so its cache stays:
+        # dropping it per row made every Graph request of the syncs running beside a 1,000-row
+        # mappings:import reload the building's 1,000 resources.
+        deps.graph.mappings_changed(building_id)
     if changed or entity.get("syncStatus") == "pending":
         deps.enqueue(
             SyncRequest(building_id, found.mailbox, "mapped", resource=resource_id, full=True)
@@ -300,7 +316,7 @@ def map_resource(
 def _write_mapping(
     deps: MappingDeps,
     connection: Connection,
-    found: _Found,
+    found: Found,
     key: str,
     building_id: str,
     resource_id: str,

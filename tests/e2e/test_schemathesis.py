@@ -140,6 +140,16 @@ EXEMPT: tuple[Exempt, ...] = (
         )
         for match in ("placeIds[", "places: ", "timeZone: is required to create")
     ),
+    *(
+        Exempt(
+            "POST /buildings/{building}/mappings:import",
+            422,
+            match,
+            "each row's mailbox must be a room of the tenant, its resource id and mailbox once in "
+            "the request, its name printable, and new resources need a zone (" + _GRAPH + ")",
+        )
+        for match in ("mappings[", "timeZone: is required to create")
+    ),
     Exempt(
         "PUT /buildings/{building}/resources/{resource}/mapping",
         400,

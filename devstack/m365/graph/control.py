@@ -224,7 +224,7 @@ def build_control_routes(emulator: Any) -> list[BaseRoute]:
 
     async def faults_delete(_: Request) -> Any:
         state.faults.clear()
-        state.throttle.configure({"concurrent": 4, "perTenMinutes": 10_000, "reset": True})
+        state.throttle.restore_defaults()
         return Response(status_code=204)
 
     async def expire_delta(request: Request) -> Any:

@@ -1,7 +1,8 @@
 """The Graph v1.0 request dispatcher: one entry point for HTTP requests and `$batch` items.
 
 Order per request (as Graph layers it): authentication (401) → routing (400/404) → permission
-(403) → injected faults → Outlook throttling per (app, mailbox) (429) → the operation.
+(403) → injected faults → Outlook throttling per (app, mailbox) (429) → the operation. The global
+per-app limit (429) is counted right after authentication, for every request.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ class Router:
                 reply = await batch.run_batch(self.dispatch, req)
             else:
                 caller = authenticate(state, req.headers.get("authorization"))
+                state.throttle.app_request(caller.client_id, state.now().timestamp())
                 with state.lock:
                     mb, run = self.route(caller, req)
                 mailbox_label = mb.upn if mb else None

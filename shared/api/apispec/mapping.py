@@ -12,6 +12,7 @@ from shared.api.openapi import json_content as _json
 from shared.api.openapi import list_of as _list
 from shared.api.openapi import path_parameters as _path
 from shared.api.openapi import ref as _ref
+from shared.mapping.bulk import BULK_MAX
 from shared.mapping.service import CALENDAR_ID_MAX
 
 _NOT_CONNECTED = (
@@ -136,6 +137,59 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             name: {"type": "array", "items": {"type": "object"}}
             for name in ("created", "updated", "unchanged", "renamed", "skipped", "missing")
+        },
+    },
+    "MappingsImportInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["mappings"],
+        "properties": {
+            "timeZone": {
+                "$ref": "#/components/schemas/TimeZone",
+                "description": "IANA zone of the resources created (existing ones keep theirs); "
+                "required when a row's resource does not exist yet",
+            },
+            "mappings": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": BULK_MAX,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["resourceId", "mailbox"],
+                    "properties": {
+                        "resourceId": {
+                            "type": "string",
+                            "pattern": "^[A-Za-z0-9._-]{1,64}$",
+                            "description": "The resource to map; created (kind room) when it "
+                            "does not exist",
+                        },
+                        "mailbox": {**_EMAIL, "description": "The room's email address"},
+                        "name": {
+                            "type": "string",
+                            "minLength": 1,
+                            "maxLength": 200,
+                            "description": "A created resource's name (default: the room's "
+                            "display name); an existing resource keeps its own",
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "MappingsImportReport": {
+        "type": "object",
+        "required": ["created", "updated", "unchanged"],
+        "properties": {
+            name: {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["resourceId", "mailbox"],
+                    "properties": {"resourceId": {"type": "string"}, "mailbox": {"type": "string"}},
+                },
+            }
+            for name in ("created", "updated", "unchanged")
         },
     },
 }
@@ -289,6 +343,54 @@ OPERATIONS: list[Operation] = [
             },
         },
     ),
+    (
+        "post",
+        "/buildings/{building}/mappings:import",
+        "Map many resources to rooms by room email in one request",
+        "bearer",
+        {
+            "parameters": _path("building"),
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": _ref("MappingsImportInput"),
+                        "example": {
+                            "timeZone": "Europe/Amsterdam",
+                            "mappings": [
+                                {"resourceId": "board-4a", "mailbox": "boardroom4a@contoso.com"},
+                                {
+                                    "resourceId": "huddle-4b",
+                                    "mailbox": "huddle4b@contoso.com",
+                                    "name": "Huddle 4B",
+                                },
+                            ],
+                        },
+                    }
+                },
+            },
+            "description": f"1–{BULK_MAX} rows (else 400 naming `mappings`). Each row's "
+            "mailbox must be a room the Places API lists for this connection (Place.Read.All, "
+            "else 422 `places_not_granted`); its calendar is probed as GET /calendars does and "
+            "mapped as PUT .../mapping does (one calendar, one resource). A resource that does "
+            "not exist is created as a room. All or nothing: any bad row (malformed, its "
+            "resource id or mailbox twice in the request, no such mailbox, not a room, "
+            "calendar unreadable or not writable, paid resource, calendar mapped to another "
+            "resource) → 422 `rows_rejected` with `rejected: [{row, resourceId, mailbox, field, "
+            "error}]` and `errors` naming `mappings[<n>].<field>`, nothing written. A re-run "
+            "changes nothing (`unchanged`); a resource mapped to another calendar is re-mapped "
+            "(`updated`). 409 `calendar_mapped`: a calendar was mapped elsewhere while the "
+            "rows were written (earlier rows stay mapped; a re-run converges). Every mapped "
+            "room's first full sync is queued. Audited (`mappings.import`). " + _NOT_CONNECTED,
+            "responses": {
+                "200": _json(_ref("MappingsImportReport"), "What the import did"),
+                "400": PROBLEM,
+                "409": PROBLEM,
+                "422": PROBLEM,
+                "503": PROBLEM,
+            },
+        },
+    ),
 ]
 
 _CONNECTED = ("not_connected", "reauth_required")
@@ -316,4 +418,8 @@ REASONS: Reasons = {
         ),
     },
     ("delete", _MAPPING): {"404": ("resource_not_found",), "409": ("concurrent_update",)},
+    ("post", "/buildings/{building}/mappings:import"): {
+        "409": ("calendar_mapped", "concurrent_update"),
+        "422": (*_CONNECTED, "places_not_granted", "rows_rejected"),
+    },
 }
