@@ -20,17 +20,21 @@ Create, step by step (each step's failure mode in brackets):
 4. enqueue a watchdog message (visible after `WATCHDOG`) [the process dies later → the worker
    finds the booking still `creating` and abandons it: event deleted, slot released, rows gone];
 5. claim the slot in the busy table [overlap → rows removed, 409 `slot_taken`];
-6. live check (`BB_LIVE_CHECK`): calendarView of the slot on the mapped calendar; a busy Outlook
-   event that is not ours → slot released, 409;
-7. POST the event; then calendarView again: an Outlook event that overlaps and was created before
-   ours → ours deleted, slot released, 409 (Outlook won the race);
+6. POST the event (with `BB_INVITE_BOOKER` and `BB_LIVE_CHECK`, a calendarView of the slot first:
+   a busy Outlook event that is not ours → slot released, 409, and the booker is mailed nothing);
+7. calendarView of the slot: an Outlook event that overlaps and was created before ours (or when
+   which came first cannot be told) → ours deleted, slot released, 409 (Outlook won the race).
+   This is the live check: it sees every Outlook booking sync has not brought in yet, also one
+   made between the claim and the POST; those sync knows the claim refused in step 5;
 8. commit `confirmed` with the sync outcome: synced, or pending + an outbox message after a
    transient failure (429/5xx/timeout), or failed at once after a permanent one (403, 404,
    reauth, calendar no longer mapped).
 Update commits first (after claiming the new slot `replacing` the old one, and a live check of
-it), then tries the same write-through, falling back to the same outbox. Cancel commits first and
-frees the slot only once the event is deleted: until then the room is still busy in Outlook, and
-sync must keep recognising the event as ours (it knows our events by their platform block).
+it before the write, `BB_LIVE_CHECK`: a moved event keeps its creation time, so a check after the
+PATCH could not tell which came first), then tries the same write-through, falling back to the
+same outbox. Cancel commits first and frees the slot only once the event is deleted: until then
+the room is still busy in Outlook, and sync must keep recognising the event as ours (it knows our
+events by their platform block).
 
 Collaborators come in as `BookingDeps` (built by `shared.wiring.booking_deps`).
 """
@@ -65,6 +69,7 @@ from shared.bookings.outlook import (
     Target,
     WriteFailed,
     create_event,
+    created_before,
     delete_event,
     find_event,
     outlook_conflicts,
@@ -277,9 +282,16 @@ def _first_write(
     target: Target | None = None
     lost_to_outlook = False
     try:
+        # No calendarView before the POST: the one after it sees every Outlook event that was
+        # there before ours, which is all a check before it could see (DESIGN.md "Booking create
+        # in two Graph requests"); Outlook events sync already knows were refused by the claim.
+        # Only with BB_INVITE_BOOKER is it still read first: a create that loses after its
+        # POST would have mailed the booker an invitation and then its cancellation.
         target = target_for(deps.connections, deps.graph, resource)
-        if deps.config.live_check and outlook_conflicts(
-            target, booking.start, booking.end, own_event_id=None
+        if (
+            deps.config.live_check
+            and deps.config.invite_booker
+            and outlook_conflicts(target, booking.start, booking.end, own_event_id=None)
         ):
             lost_to_outlook = True
         else:
@@ -342,9 +354,9 @@ def _created_after_an_outlook_event(
             target, booking.start, booking.end, own_event_id=str(event["id"])
         )
     except (GraphError, IdentityError, Forbidden):
-        return False  # ours is written and the slot was free a moment ago: keep it
-    ours = rfc3339_or_none(event.get("createdDateTime"))
-    return any(o.created is not None and ours is not None and o.created < ours for o in others)
+        # No live answer: the busy table's claim decides, as for a write the outbox makes.
+        return False
+    return created_before(rfc3339_or_none(event.get("createdDateTime")), others)
 
 
 def _delete_quietly(target: Target, event_id: str, actor: str) -> None:
