@@ -16,9 +16,11 @@ described in `shared.bookings.model`; the outbox worker acts on them from state 
 Create, step by step (each step's failure mode in brackets):
 1. validate; the resource must exist (400), be free and mapped (422 `not_supported` / `not_mapped`);
 2. with an Idempotency-Key: a known key returns the first booking (or 422 if the request differs);
-3. insert the booking (`creating`) + key row in one transaction [key taken concurrently → replay];
-4. enqueue a watchdog message (visible after `WATCHDOG`) [the process dies later → the worker
-   finds the booking still `creating` and abandons it: event deleted, slot released, rows gone];
+3. enqueue a watchdog message (visible after `WATCHDOG`; sent at once with the reads of steps 1–2
+   and the booker's attribution, done before step 4) [the process dies later → the worker finds
+   the booking still `creating` and abandons it: event deleted, slot released, rows gone; a create
+   refused before step 4 leaves a message that finds nothing];
+4. insert the booking (`creating`) + key row in one transaction [key taken concurrently → replay];
 5. claim the slot in the busy table [overlap → rows removed, 409 `slot_taken`];
 6. POST the event (with `BB_INVITE_BOOKER` and `BB_LIVE_CHECK`, a calendarView of the slot first:
    a busy Outlook event that is not ours → slot released, 409, and the booker is mailed nothing);
@@ -41,9 +43,11 @@ Collaborators come in as `BookingDeps` (built by `shared.wiring.booking_deps`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
@@ -193,17 +197,26 @@ def create_booking(
     now = deps.now()
     request = parse_create(body, now)
     key_row = idempotency_row(idempotency_key)
-    resource = _require_bookable(_resource(deps.tables, building_id, request.resource_id))
+    booking_id = new_booking_id(now)
+    # The reads a create needs do not depend on each other: they go to storage at once (issue
+    # 17: each is a round trip). The watchdog goes with them, before the booking row exists, so
+    # no row is ever without one (one for a create refused below finds nothing: "gone").
+    pool = _round_trips()
+    watchdog = pool.submit(_watch, deps, building_id, booking_id)
+    found = pool.submit(_resource, deps.tables, building_id, request.resource_id)
+    attributed = pool.submit(_attribution, deps.tables, building_id, request.booker_email)
+    key_read = pool.submit(deps.bookings.key_record, building_id, key_row) if key_row else None
+    resource = _require_bookable(found.result())
     fingerprint = request.fingerprint()
-    if key_row is not None:
-        replayed = _replay(deps, building_id, key_row, fingerprint)
+    if key_row is not None and key_read is not None:
+        replayed = _replay(deps, building_id, key_row, fingerprint, first=key_read.result)
         if replayed is not None:
             return replayed, False
     _require_writable(deps, building_id)
-    company_id, attribution = _attribution(deps.tables, building_id, request.booker_email)
+    company_id, attribution = attributed.result()
     booking = Booking(
         building_id=building_id,
-        id=new_booking_id(now),
+        id=booking_id,
         resource_id=request.resource_id,
         start=request.start,
         end=request.end,
@@ -219,6 +232,7 @@ def create_booking(
         idempotency_row=key_row,
         request_hash=fingerprint if key_row else None,
     )
+    watchdog.result()
     table = deps.bookings
     try:
         etag = table.insert(booking)
@@ -229,7 +243,6 @@ def create_booking(
         if replayed is None:
             raise
         return replayed, False
-    _send(deps, booking, "check", delay=int(WATCHDOG.total_seconds()))
     try:
         deps.busy.claim(booking.block())
     except BaseException:
@@ -239,12 +252,19 @@ def create_booking(
 
 
 def _replay(
-    deps: BookingDeps, building_id: str, key_row: str, fingerprint: str
+    deps: BookingDeps,
+    building_id: str,
+    key_row: str,
+    fingerprint: str,
+    *,
+    first: Callable[[], Entity | None] | None = None,
 ) -> BookingOut | None:
-    """The booking an Idempotency-Key already made (waiting briefly while it is being made)."""
+    """The booking an Idempotency-Key already made (waiting briefly while it is being made).
+    `first`: the key row as already read, if it was."""
     deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
     while True:
-        record = deps.bookings.key_record(building_id, key_row)
+        record = first() if first is not None else deps.bookings.key_record(building_id, key_row)
+        first = None
         if record is None:
             return None
         if record.get("requestHash") != fingerprint:
@@ -409,6 +429,22 @@ def _send(deps: BookingDeps, booking: Booking, op: str, *, delay: int) -> None:
     )
 
 
+def _watch(deps: BookingDeps, building_id: str, booking_id: str) -> None:
+    """The watchdog of a change about to be made: a check of the booking after WATCHDOG (the
+    request died meanwhile → the worker repairs or abandons what it left)."""
+    deps.outbox.send(
+        OutboxMessage(building_id, booking_id, "check"),
+        delay_seconds=int(WATCHDOG.total_seconds()),
+    )
+
+
+@functools.cache
+def _round_trips() -> ThreadPoolExecutor:
+    """The process's threads for a request's independent storage round trips (made on first use;
+    a create needs four at most, so this serves several concurrent requests)."""
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="booking-io")
+
+
 def _note_on_resource(deps: BookingDeps, booking: Booking) -> None:
     """A failed write-through shows in the resource's sync health (`lastWriteError`).
 
@@ -562,7 +598,7 @@ def update_booking(
         updated_at=now,
     )
     resource = _resource(deps.tables, building_id, current.resource_id)
-    _send(deps, updated, "check", delay=int(WATCHDOG.total_seconds()))
+    _watch(deps, updated.building_id, updated.id)
     if moved:
         deps.busy.claim(updated.block(), replacing=current.block())
         try:
@@ -638,7 +674,7 @@ def cancel_booking(
             last_error=None,
             updated_at=deps.now(),
         )
-        _send(deps, cancelled, "check", delay=int(WATCHDOG.total_seconds()))
+        _watch(deps, cancelled.building_id, cancelled.id)
         try:
             etag = deps.bookings.save(cancelled, etag, current)
         except Conflict:

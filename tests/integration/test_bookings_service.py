@@ -33,7 +33,7 @@ from shared.bookings.service import (
     list_bookings,
     process_outbox,
 )
-from shared.core.errors import Conflict, Unprocessable
+from shared.core.errors import BookingBridgeError, Conflict, Unprocessable
 from shared.storage import tablestore
 from tests.integration.graph_fixtures import day, graph_emu, tenant, zulu
 from tests.integration.service_fixtures import World, table_service, world
@@ -270,3 +270,26 @@ def test_an_outlook_booking_sync_has_not_seen_refuses_the_slot_and_leaves_nothin
     assert booked.deps.busy.blocks(booked.building, start, start + timedelta(hours=2)) == []
     listed = {"from": window["startDateTime"], "to": window["endDateTime"], "source": "platform"}
     assert list_bookings(booked.deps, booked.building, listed).value == []
+
+
+def test_a_create_whose_watchdog_cannot_be_queued_stores_nothing(
+    booked: Booked, azurite: str
+) -> None:
+    """The watchdog is queued before the booking row exists (issue 17 moved it there): a queue
+    that cannot take it fails the create with nothing stored, so the same Idempotency-Key books
+    afresh once the queue is back (it used to leave a `creating` row that answered
+    `request_in_progress` for that key forever)."""
+    missing = QueueClient.from_connection_string(
+        azurite, f"missing-{uuid.uuid4().hex[:8]}", message_encode_policy=TextBase64EncodePolicy()
+    )
+    broken = replace(booked.deps, outbox=Outbox(missing))
+    start = day(9, 9)
+    with pytest.raises(BookingBridgeError):  # the queue is missing: NotFound
+        create_booking(broken, booked.building, body(start), idempotency_key="k-watch")
+    window = {"from": zulu(start), "to": zulu(start + timedelta(hours=1)), "status": "all"}
+    assert list_bookings(booked.deps, booked.building, window).value == []
+    assert booked.deps.busy.blocks(booked.building, start, start + timedelta(hours=1)) == []
+    view, created = create_booking(
+        booked.deps, booked.building, body(start), idempotency_key="k-watch"
+    )
+    assert created and view["syncState"] == "synced"
