@@ -203,10 +203,11 @@ def bench_booking_create(stack: Any, api: httpx.Client, building: str, day: date
         for k in after["byEndpoint"]
     }
     ours = sum(by_endpoint.get(k, 0) for k in BOOKING_ENDPOINTS)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     report(
         "booking create",
         latencies,
-        f"  target p95 <= {CREATE_P95_TARGET_MS} ms",
+        f"  target p95 <= {CREATE_P95_TARGET_MS} ms (load average {load} on {os.cpu_count()} cores)",
     )
     print(
         f"{'booking create: Graph requests/booking':<46} {ours / BOOKINGS:.2f}"
