@@ -307,3 +307,13 @@ def outlook_conflicts(
             break
         path, params = str(next_link), None
     return found
+
+
+def created_before(ours: datetime | None, others: list[OutlookEvent]) -> bool:
+    """Was any of `others` (Outlook events overlapping our new event) created before ours?
+
+    The create's only check against Outlook bookings sync has not brought in yet, so it reads
+    doubt against us: a creation time that is missing on either side, or the same instant as
+    ours, counts as earlier (ours gives way, as a check before the write would have refused it).
+    """
+    return any(ours is None or o.created is None or o.created <= ours for o in others)

@@ -16,30 +16,38 @@ described in `shared.bookings.model`; the outbox worker acts on them from state 
 Create, step by step (each step's failure mode in brackets):
 1. validate; the resource must exist (400), be free and mapped (422 `not_supported` / `not_mapped`);
 2. with an Idempotency-Key: a known key returns the first booking (or 422 if the request differs);
-3. insert the booking (`creating`) + key row in one transaction [key taken concurrently → replay];
-4. enqueue a watchdog message (visible after `WATCHDOG`) [the process dies later → the worker
-   finds the booking still `creating` and abandons it: event deleted, slot released, rows gone];
+3. enqueue a watchdog message (visible after `WATCHDOG`; sent at once with the reads of steps 1–2
+   and the booker's attribution, done before step 4) [the process dies later → the worker finds
+   the booking still `creating` and abandons it: event deleted, slot released, rows gone; a create
+   refused before step 4 leaves a message that finds nothing];
+4. insert the booking (`creating`) + key row in one transaction [key taken concurrently → replay];
 5. claim the slot in the busy table [overlap → rows removed, 409 `slot_taken`];
-6. live check (`BB_LIVE_CHECK`): calendarView of the slot on the mapped calendar; a busy Outlook
-   event that is not ours → slot released, 409;
-7. POST the event; then calendarView again: an Outlook event that overlaps and was created before
-   ours → ours deleted, slot released, 409 (Outlook won the race);
+6. POST the event (with `BB_INVITE_BOOKER` and `BB_LIVE_CHECK`, a calendarView of the slot first:
+   a busy Outlook event that is not ours → slot released, 409, and the booker is mailed nothing);
+7. calendarView of the slot: an Outlook event that overlaps and was created before ours (or when
+   which came first cannot be told) → ours deleted, slot released, 409 (Outlook won the race).
+   This is the live check: it sees every Outlook booking sync has not brought in yet, also one
+   made between the claim and the POST; those sync knows the claim refused in step 5;
 8. commit `confirmed` with the sync outcome: synced, or pending + an outbox message after a
    transient failure (429/5xx/timeout), or failed at once after a permanent one (403, 404,
    reauth, calendar no longer mapped).
 Update commits first (after claiming the new slot `replacing` the old one, and a live check of
-it), then tries the same write-through, falling back to the same outbox. Cancel commits first and
-frees the slot only once the event is deleted: until then the room is still busy in Outlook, and
-sync must keep recognising the event as ours (it knows our events by their platform block).
+it before the write, `BB_LIVE_CHECK`: a moved event keeps its creation time, so a check after the
+PATCH could not tell which came first), then tries the same write-through, falling back to the
+same outbox. Cancel commits first and frees the slot only once the event is deleted: until then
+the room is still busy in Outlook, and sync must keep recognising the event as ours (it knows our
+events by their platform block).
 
 Collaborators come in as `BookingDeps` (built by `shared.wiring.booking_deps`).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
@@ -65,6 +73,7 @@ from shared.bookings.outlook import (
     Target,
     WriteFailed,
     create_event,
+    created_before,
     delete_event,
     find_event,
     outlook_conflicts,
@@ -188,17 +197,26 @@ def create_booking(
     now = deps.now()
     request = parse_create(body, now)
     key_row = idempotency_row(idempotency_key)
-    resource = _require_bookable(_resource(deps.tables, building_id, request.resource_id))
+    booking_id = new_booking_id(now)
+    # The reads a create needs do not depend on each other: they go to storage at once (issue
+    # 17: each is a round trip). The watchdog goes with them, before the booking row exists, so
+    # no row is ever without one (one for a create refused below finds nothing: "gone").
+    pool = _round_trips()
+    watchdog = pool.submit(_watch, deps, building_id, booking_id)
+    found = pool.submit(_resource, deps.tables, building_id, request.resource_id)
+    attributed = pool.submit(_attribution, deps.tables, building_id, request.booker_email)
+    key_read = pool.submit(deps.bookings.key_record, building_id, key_row) if key_row else None
+    resource = _require_bookable(found.result())
     fingerprint = request.fingerprint()
-    if key_row is not None:
-        replayed = _replay(deps, building_id, key_row, fingerprint)
+    if key_row is not None and key_read is not None:
+        replayed = _replay(deps, building_id, key_row, fingerprint, first=key_read.result)
         if replayed is not None:
             return replayed, False
     _require_writable(deps, building_id)
-    company_id, attribution = _attribution(deps.tables, building_id, request.booker_email)
+    company_id, attribution = attributed.result()
     booking = Booking(
         building_id=building_id,
-        id=new_booking_id(now),
+        id=booking_id,
         resource_id=request.resource_id,
         start=request.start,
         end=request.end,
@@ -214,6 +232,7 @@ def create_booking(
         idempotency_row=key_row,
         request_hash=fingerprint if key_row else None,
     )
+    watchdog.result()
     table = deps.bookings
     try:
         etag = table.insert(booking)
@@ -224,7 +243,6 @@ def create_booking(
         if replayed is None:
             raise
         return replayed, False
-    _send(deps, booking, "check", delay=int(WATCHDOG.total_seconds()))
     try:
         deps.busy.claim(booking.block())
     except BaseException:
@@ -234,12 +252,19 @@ def create_booking(
 
 
 def _replay(
-    deps: BookingDeps, building_id: str, key_row: str, fingerprint: str
+    deps: BookingDeps,
+    building_id: str,
+    key_row: str,
+    fingerprint: str,
+    *,
+    first: Callable[[], Entity | None] | None = None,
 ) -> BookingOut | None:
-    """The booking an Idempotency-Key already made (waiting briefly while it is being made)."""
+    """The booking an Idempotency-Key already made (waiting briefly while it is being made).
+    `first`: the key row as already read, if it was."""
     deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
     while True:
-        record = deps.bookings.key_record(building_id, key_row)
+        record = first() if first is not None else deps.bookings.key_record(building_id, key_row)
+        first = None
         if record is None:
             return None
         if record.get("requestHash") != fingerprint:
@@ -277,9 +302,16 @@ def _first_write(
     target: Target | None = None
     lost_to_outlook = False
     try:
+        # No calendarView before the POST: the one after it sees every Outlook event that was
+        # there before ours, which is all a check before it could see (DESIGN.md "Booking create
+        # in two Graph requests"); Outlook events sync already knows were refused by the claim.
+        # Only with BB_INVITE_BOOKER is it still read first: a create that loses after its
+        # POST would have mailed the booker an invitation and then its cancellation.
         target = target_for(deps.connections, deps.graph, resource)
-        if deps.config.live_check and outlook_conflicts(
-            target, booking.start, booking.end, own_event_id=None
+        if (
+            deps.config.live_check
+            and deps.config.invite_booker
+            and outlook_conflicts(target, booking.start, booking.end, own_event_id=None)
         ):
             lost_to_outlook = True
         else:
@@ -342,9 +374,9 @@ def _created_after_an_outlook_event(
             target, booking.start, booking.end, own_event_id=str(event["id"])
         )
     except (GraphError, IdentityError, Forbidden):
-        return False  # ours is written and the slot was free a moment ago: keep it
-    ours = rfc3339_or_none(event.get("createdDateTime"))
-    return any(o.created is not None and ours is not None and o.created < ours for o in others)
+        # No live answer: the busy table's claim decides, as for a write the outbox makes.
+        return False
+    return created_before(rfc3339_or_none(event.get("createdDateTime")), others)
 
 
 def _delete_quietly(target: Target, event_id: str, actor: str) -> None:
@@ -395,6 +427,22 @@ def _send(deps: BookingDeps, booking: Booking, op: str, *, delay: int) -> None:
     deps.outbox.send(
         OutboxMessage(booking.building_id, booking.id, cast(Any, op)), delay_seconds=delay
     )
+
+
+def _watch(deps: BookingDeps, building_id: str, booking_id: str) -> None:
+    """The watchdog of a change about to be made: a check of the booking after WATCHDOG (the
+    request died meanwhile → the worker repairs or abandons what it left)."""
+    deps.outbox.send(
+        OutboxMessage(building_id, booking_id, "check"),
+        delay_seconds=int(WATCHDOG.total_seconds()),
+    )
+
+
+@functools.cache
+def _round_trips() -> ThreadPoolExecutor:
+    """The process's threads for a request's independent storage round trips (made on first use;
+    a create needs four at most, so this serves several concurrent requests)."""
+    return ThreadPoolExecutor(max_workers=16, thread_name_prefix="booking-io")
 
 
 def _note_on_resource(deps: BookingDeps, booking: Booking) -> None:
@@ -550,7 +598,7 @@ def update_booking(
         updated_at=now,
     )
     resource = _resource(deps.tables, building_id, current.resource_id)
-    _send(deps, updated, "check", delay=int(WATCHDOG.total_seconds()))
+    _watch(deps, updated.building_id, updated.id)
     if moved:
         deps.busy.claim(updated.block(), replacing=current.block())
         try:
@@ -626,7 +674,7 @@ def cancel_booking(
             last_error=None,
             updated_at=deps.now(),
         )
-        _send(deps, cancelled, "check", delay=int(WATCHDOG.total_seconds()))
+        _watch(deps, cancelled.building_id, cancelled.id)
         try:
             etag = deps.bookings.save(cancelled, etag, current)
         except Conflict:

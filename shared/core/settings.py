@@ -37,7 +37,7 @@ host has no default for a timer schedule).
 | `BB_RENEW_SCHEDULE` | NCRONTAB of the timer that renews Graph subscriptions before they expire (`%BB_RENEW_SCHEDULE%`; must be set) | `0 */30 * * * *` (every 30 min) |
 | `BB_SUBSCRIPTION_MINUTES` | lifetime asked for a Graph subscription, in minutes (≥ 60); capped at Graph's 4230 for Outlook events | `4230` |
 | `BB_RENEW_MARGIN_MINUTES` | renew a subscription once it expires within this many minutes (≥ 30) | `1440` (24 h) |
-| `BB_LIVE_CHECK` | before writing a booking, read the mapped calendar's slot on Graph (closes the gap with Outlook bookings not yet synced) | `true` |
+| `BB_LIVE_CHECK` | before moving a booking (and before creating one when `BB_INVITE_BOOKER` is on), read the mapped calendar's slot on Graph (closes the gap with Outlook bookings not yet synced; a create always checks after its write) | `true` |
 | `BB_BOOKING_SUBJECT` | subject of the Outlook event of a booking; placeholders `{resourceName}`, `{bookerName}`, `{bookerEmail}`, `{title}` | `{resourceName} – {bookerName}` |
 | `BB_INVITE_BOOKER` | add the booker as an attendee of the event (Exchange then mails them an invitation) | `false` |
 | `BB_OUTBOX_MAX_ATTEMPTS` | write-through attempts of a booking change before it is marked failed (1–50) | `8` |

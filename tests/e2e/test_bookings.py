@@ -34,6 +34,7 @@ from tests.e2e.booking_fixtures import (  # noqa: F401 - fixtures
     booked_building,
     bstack,
     clear_faults,
+    graph_stats,
     outlook_events,
 )
 from tests.e2e.connect_fixtures import mint_api_token
@@ -312,6 +313,75 @@ def test_an_outlook_event_blocks_the_slot_even_before_sync(
               "end": {"dateTime": z(3, "17:00")[:19], "timeZone": "UTC"}},
     ).raise_for_status()  # fmt: skip
     assert create(bapi, bb, booking_body(BOARD, 3, "16:00", "17:00")).status_code == 201
+
+
+def test_an_outlook_booking_made_between_our_claim_and_our_post_wins(
+    bstack: Stack, bapi: httpx.Client, bb: Booked, faults: Callable[..., None]
+) -> None:
+    """The window the create's check after its POST covers (issue 17): the busy table has our
+    claim, sync knows nothing of the Outlook booking, our POST is on its way. Outlook's event was
+    created first, so ours is deleted, the slot released, and the caller gets 409."""
+    mailbox = bb.mailbox(HUDDLE)
+    # Our POST is held for 1.5 s once it reached Graph (after the claim: the claim comes first).
+    faults(method="POST", path=EVENT_PATH, mailbox=mailbox, latencyMs=1500, count=1)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ours_pending = pool.submit(create, bapi, bb, booking_body(HUDDLE, 12, "10:00", "11:00"))
+
+        def post_arrived() -> bool:
+            rules = bstack.emulator.control.get("graph/faults").json()["rules"]
+            return any(r["fired"] for r in rules)
+
+        wait_for(post_arrived, timeout=60, what="our POST at the emulator")
+        walk_in = bstack.emulator.control.post(
+            f"users/{mailbox}/events",
+            params={"tenant": bb.tenant["id"]},
+            json={"subject": "Walk-in", "showAs": "busy",
+                  "start": {"dateTime": z(12, "10:30")[:19], "timeZone": "UTC"},
+                  "end": {"dateTime": z(12, "11:30")[:19], "timeZone": "UTC"}},
+        )  # fmt: skip
+        assert walk_in.status_code == 201, walk_in.text
+        ours = ours_pending.result(timeout=120)
+    assert ours.status_code == 409, ours.text
+    assert ours.json()["reason"] == "slot_taken"
+    # In Outlook: the walk-in stands, and nothing of ours is left on that day.
+    day_events = [
+        e
+        for e in outlook_events(bstack, mailbox, bb.tenant)
+        if e["start"]["dateTime"].startswith(z(12, "10:00")[:10])
+    ]
+    assert [(e["id"], e.get("transactionId")) for e in day_events] == [(walk_in.json()["id"], None)]
+    # In the platform: no booking, and the slot holds only the walk-in once sync brings it in.
+    window = {"from": at(12, "00:00"), "to": at(13, "00:00")}
+    listed = bapi.get(
+        f"buildings/{bb.building}/bookings", params={**window, "source": "platform"}
+    ).json()["value"]
+    assert listed == []
+
+    def busy() -> list[dict[str, Any]]:
+        answer = bapi.get(
+            f"buildings/{bb.building}/availability", params={**window, "resourceId": HUDDLE}
+        )
+        blocks: list[dict[str, Any]] = answer.json()["resources"][0]["busy"]
+        return blocks
+
+    wait_for(lambda: [b["source"] for b in busy()] == ["outlook"], timeout=30, what="the walk-in")
+    # The free hour after the walk-in is bookable: nothing of the rejected booking holds it.
+    assert create(bapi, bb, booking_body(HUDDLE, 12, "11:30", "12:30")).status_code == 201
+
+
+def test_a_create_makes_two_graph_requests(bstack: Stack, bapi: httpx.Client, bb: Booked) -> None:
+    """The POST and the check after it (issue 17): no calendarView before the write."""
+    before = graph_stats(bstack)["requests"]["byEndpoint"]
+    made = create(bapi, bb, booking_body(BOARD, 12, "09:00", "10:00"))
+    assert made.status_code == 201 and made.json()["syncState"] == "synced", made.text
+    after = graph_stats(bstack)["requests"]["byEndpoint"]
+    booking_endpoints = (
+        "GET /users/{id}/calendars/{id}/calendarView",
+        "POST /users/{id}/calendars/{id}/events",
+    )
+    assert {k: after.get(k, 0) - before.get(k, 0) for k in booking_endpoints} == dict.fromkeys(
+        booking_endpoints, 1
+    )
 
 
 # ---------------------------------------------------------------- failures never lose a booking

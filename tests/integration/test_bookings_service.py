@@ -33,7 +33,7 @@ from shared.bookings.service import (
     list_bookings,
     process_outbox,
 )
-from shared.core.errors import Unprocessable
+from shared.core.errors import BookingBridgeError, Conflict, Unprocessable
 from shared.storage import tablestore
 from tests.integration.graph_fixtures import day, graph_emu, tenant, zulu
 from tests.integration.service_fixtures import World, table_service, world
@@ -236,3 +236,60 @@ def test_a_graph_outage_leaves_the_booking_pending_and_the_outbox_writes_it_late
     written = event(booked, synced["outlookEventId"]).json()
     assert [e["id"] for e in our_events(booked, view["id"])] == [written["id"]]
     assert process_outbox(booked.deps, replace(retry, op="check")) == "in_sync"
+
+
+@pytest.mark.parametrize("invite_booker", [False, True])
+def test_an_outlook_booking_sync_has_not_seen_refuses_the_slot_and_leaves_nothing(
+    booked: Booked, graph_emu: RunningEmulator, invite_booker: bool
+) -> None:
+    """Issue 17: without BB_INVITE_BOOKER the create writes, sees the earlier Outlook event in its
+    check after the POST and deletes its own event (2 Graph requests, then the DELETE); with it,
+    the slot is read first and nothing is written (the booker is mailed nothing)."""
+    start = day(7 if invite_booker else 8, 9)
+    walk_in = booked.graph.post(
+        f"/users/{booked.room}/events",
+        json={"subject": "Walk-in", "showAs": "busy",
+              "start": {"dateTime": zulu(start)[:19], "timeZone": "UTC"},
+              "end": {"dateTime": zulu(start + timedelta(hours=1))[:19], "timeZone": "UTC"}},
+    )  # fmt: skip
+    assert walk_in.status_code == 201, walk_in.text
+    deps = replace(booked.deps, config=replace(booked.deps.config, invite_booker=invite_booker))
+
+    def posts() -> int:
+        counts = graph_emu.control.get("stats").json()["requests"]["byEndpoint"]
+        return int(counts.get("POST /users/{id}/calendars/{id}/events", 0))
+
+    before = posts()
+    with pytest.raises(Conflict) as err:
+        create_booking(deps, booked.building, body(start + timedelta(minutes=30)))
+    assert err.value.reason == "slot_taken"
+    assert posts() - before == (0 if invite_booker else 1)
+    window = {"startDateTime": zulu(start), "endDateTime": zulu(start + timedelta(hours=2))}
+    left = booked.graph.get(f"/users/{booked.room}/calendarView", params=window).json()["value"]
+    assert [e["id"] for e in left] == [walk_in.json()["id"]]
+    assert booked.deps.busy.blocks(booked.building, start, start + timedelta(hours=2)) == []
+    listed = {"from": window["startDateTime"], "to": window["endDateTime"], "source": "platform"}
+    assert list_bookings(booked.deps, booked.building, listed).value == []
+
+
+def test_a_create_whose_watchdog_cannot_be_queued_stores_nothing(
+    booked: Booked, azurite: str
+) -> None:
+    """The watchdog is queued before the booking row exists (issue 17 moved it there): a queue
+    that cannot take it fails the create with nothing stored, so the same Idempotency-Key books
+    afresh once the queue is back (it used to leave a `creating` row that answered
+    `request_in_progress` for that key forever)."""
+    missing = QueueClient.from_connection_string(
+        azurite, f"missing-{uuid.uuid4().hex[:8]}", message_encode_policy=TextBase64EncodePolicy()
+    )
+    broken = replace(booked.deps, outbox=Outbox(missing))
+    start = day(9, 9)
+    with pytest.raises(BookingBridgeError):  # the queue is missing: NotFound
+        create_booking(broken, booked.building, body(start), idempotency_key="k-watch")
+    window = {"from": zulu(start), "to": zulu(start + timedelta(hours=1)), "status": "all"}
+    assert list_bookings(booked.deps, booked.building, window).value == []
+    assert booked.deps.busy.blocks(booked.building, start, start + timedelta(hours=1)) == []
+    view, created = create_booking(
+        booked.deps, booked.building, body(start), idempotency_key="k-watch"
+    )
+    assert created and view["syncState"] == "synced"

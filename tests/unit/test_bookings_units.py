@@ -34,7 +34,9 @@ from shared.bookings.model import (
 )
 from shared.bookings.outbox import OutboxMessage, backoff
 from shared.bookings.outlook import (
+    OutlookEvent,
     WriteFailed,
+    created_before,
     event_payload,
     subject_of,
     write_failure,
@@ -445,3 +447,22 @@ def test_outbox_messages_round_trip_and_junk_is_refused() -> None:
 def test_module_exports_the_services() -> None:
     for name in bookings.__all__:
         assert hasattr(bookings, name)
+
+
+def test_an_outlook_event_created_before_ours_or_when_unknown_makes_ours_give_way() -> None:
+    """The create's check after its POST (issue 17): the only check against Outlook bookings sync
+    has not brought in, so doubt counts against ours."""
+    ours = datetime(2026, 12, 1, 9, 0, 0, 500_000, tzinfo=UTC)
+    slot = (datetime(2026, 12, 1, 10, tzinfo=UTC), datetime(2026, 12, 1, 11, tzinfo=UTC))
+
+    def other(created: datetime | None) -> OutlookEvent:
+        return OutlookEvent("AAMk-other", *slot, created)
+
+    assert created_before(ours, []) is False
+    assert created_before(ours, [other(ours + timedelta(microseconds=1))]) is False
+    assert created_before(ours, [other(ours - timedelta(microseconds=1))]) is True
+    assert created_before(ours, [other(ours)]) is True  # the same instant: cannot tell
+    assert created_before(ours, [other(None)]) is True  # no creation time: cannot tell
+    assert created_before(None, [other(ours + timedelta(seconds=5))]) is True
+    later, earlier = other(ours + timedelta(seconds=1)), other(ours - timedelta(seconds=1))
+    assert created_before(ours, [later, earlier]) is True
