@@ -10,6 +10,7 @@ import time
 from devstack.stack import Stack
 
 REQUESTS = 100
+TARGET_MS = 15.0  # issue 17: a trivial authenticated GET (read as its p50: the machine is shared)
 
 
 def print_host_floor(stack: Stack, requests: int = REQUESTS) -> None:
@@ -27,8 +28,10 @@ def print_host_floor(stack: Stack, requests: int = REQUESTS) -> None:
             ms.append((time.perf_counter() - started) * 1000)
             assert response.status_code == 200, response.text
     p95 = statistics.quantiles(ms, n=20)[-1]
+    p50 = statistics.median(ms)
+    verdict = "met" if p50 <= TARGET_MS else "NOT met"
     print(
         f"{'host floor: GET one building (auth, one read)':<46} p50 "
-        f"{statistics.median(ms):7.1f} ms   p95 {p95:7.1f} ms   (n={requests})",
+        f"{p50:7.1f} ms   p95 {p95:7.1f} ms   (n={requests})   target <= {TARGET_MS:g} ms: {verdict}",
         flush=True,
     )
