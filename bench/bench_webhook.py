@@ -358,7 +358,21 @@ def load_round(stack: Stack, bodies: list[bytes], rate: float, seconds: float) -
     mark = log.stat().st_size
     result = asyncio.run(_open_loop(url, bodies, rate, seconds))
     result.served = served_durations(log, mark)
+    settle(log)
     return result
+
+
+def settle(log: Path, quiet: float = 1.0, limit: float = 60.0) -> None:
+    """Wait until the webhook's host has logged nothing for `quiet` seconds (at most `limit`):
+    requests the sender gave up on (10 s) still run there, and would weigh on the next round."""
+    deadline = time.perf_counter() + limit
+    size = log.stat().st_size
+    while time.perf_counter() < deadline:
+        time.sleep(quiet)
+        now = log.stat().st_size
+        if now == size:
+            return
+        size = now
 
 
 def sustained(result: Round) -> bool:
