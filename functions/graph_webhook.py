@@ -9,7 +9,7 @@ The webhook must answer within 3 s however busy the app is (GRAPH.md §6.6: slow
 whole endpoint throttled). Sync functions share the host's thread pool (cores + 4 threads), which
 the sync worker's queue invocations can fill — and a worker thread may sleep out a Graph
 Retry-After of up to a minute. So the webhook handlers are `async` and run their (blocking, short)
-work on a small pool of their own: notifications never wait behind sync rounds.
+work on a pool of their own (WEBHOOK_THREADS): notifications never wait behind sync rounds.
 """
 
 from __future__ import annotations
@@ -43,9 +43,16 @@ async def graph_lifecycle(req: func.HttpRequest) -> func.HttpResponse:
     return await _on_webhook_pool(_inbox, req)
 
 
+# Threads answering notifications at once. Each mostly waits on its queue write, so one instance
+# sustains about threads / write latency: 8 at Azure Storage's few milliseconds is well past what
+# an instance's CPU serves (3-4 ms of it per notification here, issue 17). 64 was tried: on this
+# 2-core machine the webhook is CPU-bound, and more threads made it no faster.
+WEBHOOK_THREADS = 8
+
+
 @functools.cache
 def _webhook_pool() -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=8, thread_name_prefix="graph-webhook")
+    return ThreadPoolExecutor(max_workers=WEBHOOK_THREADS, thread_name_prefix="graph-webhook")
 
 
 async def _on_webhook_pool(

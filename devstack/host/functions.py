@@ -214,6 +214,14 @@ def _index_one(fn: Any, environ: Mapping[str, str]) -> FunctionSpec:
     )
 
 
+def disabled(name: str, environ: Mapping[str, str]) -> bool:
+    """Whether app setting `AzureWebJobs.<name>.Disabled` turns the function off, as in Azure
+    ("true" in any case, or "1"): a disabled function is not indexed, so nothing triggers it and
+    its HTTP route answers 404."""
+    value = environ.get(f"AzureWebJobs.{name}.Disabled", "").strip().lower()
+    return value in ("true", "1")
+
+
 def index_functions(app: func.FunctionApp, environ: Mapping[str, str]) -> list[FunctionSpec]:
     """All functions of the app as specs; raises HostConfigError naming every problem at once."""
     # get_functions() refuses a second call in one process (it remembers names it has seen);
@@ -222,6 +230,8 @@ def index_functions(app: func.FunctionApp, environ: Mapping[str, str]) -> list[F
     specs: list[FunctionSpec] = []
     problems: list[str] = []
     for fn in app.get_functions():
+        if disabled(str(fn.get_function_name()), environ):
+            continue
         try:
             specs.append(_index_one(fn, environ))
         except HostConfigError as exc:

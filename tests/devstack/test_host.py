@@ -434,3 +434,29 @@ def test_in_process_host(tmp_path: Path) -> None:
         assert response.text == "hello world"
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{running.base_url}/hello/again", trust_env=False)
+
+
+def test_a_function_disabled_by_app_setting_is_not_run(tmp_path: Path) -> None:
+    """`AzureWebJobs.<name>.Disabled` as in Azure: its route answers 404, its timer never fires;
+    the app's other functions run (bench_webhook splits the app across two hosts with it)."""
+    app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+    fired: list[str] = []
+
+    @app.route(route="on")
+    def on(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("on")
+
+    @app.route(route="off")
+    def off(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse("off")
+
+    @app.timer_trigger(schedule="* * * * * *", arg_name="timer", run_on_startup=True)
+    def tick(timer: func.TimerRequest) -> None:
+        fired.append("tick")
+
+    environ = {"AzureWebJobs.off.Disabled": "True", "AzureWebJobs.tick.Disabled": "1"}
+    with start_host_in_thread(app, app_dir=tmp_path, environ=environ) as running:
+        assert httpx.get(f"{running.base_url}/on", trust_env=False).text == "on"
+        assert httpx.get(f"{running.base_url}/off", trust_env=False).status_code == 404
+        time.sleep(1.5)
+    assert fired == []
