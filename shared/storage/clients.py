@@ -57,10 +57,6 @@ def _storage_service(client_class: type[_Service], endpoint: str | None) -> _Ser
     timeouts: dict[str, Any] = {
         "connection_timeout": AZURE_CONNECTION_TIMEOUT,
         "read_timeout": AZURE_READ_TIMEOUT,
-        # trust_env off, as for every client here; and cheaper: with it on, requests scans the
-        # whole environment for proxy variables on every storage call, a fifth of the webhook's
-        # Python time at 100 notifications/s (py-spy, issue 17).
-        "use_env_settings": False,
     }
     if s.connection_string:
         return client_class.from_connection_string(s.connection_string, **timeouts)
