@@ -8,8 +8,8 @@ emulator, the Functions host running the unmodified app), so no shape reads anot
   written straight into Azurite as entity group transactions in the shapes the app writes
   (shared.availability.busy: segments and per-resource-day locks in the day partition), instead
   of one `BusyStore.put` per block. Azurite's writes slow down as a partition grows (a 100-entity
-  transaction into a 20,000-entity partition takes ~0.4 s), so the 2,000-room building dominates
-  the run (about 2 minutes of ~5);
+  transaction into a 20,000-entity partition takes ~0.4 s), so seeding the 2,000-room building
+  takes ~40 s of a ~3-minute run;
 - a building connected to the demo tenant (application mode) with one room resource mapped to
   Board Room 4A, so bookings go through the whole write path (live check, Outlook event, sync echo);
 - through the HTTP API only, so the figures are whatever main's code does when this runs:
