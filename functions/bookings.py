@@ -127,7 +127,7 @@ def availability_get(req: func.HttpRequest) -> func.HttpResponse:
     from shared.availability.service import availability
 
     return json_response(
-        availability(wiring.directory_tables(), wiring.busy_store(), building, dict(req.params))
+        availability(wiring.directory_tables(), wiring.busy_snapshots(), building, dict(req.params))
     )
 
 

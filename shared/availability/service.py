@@ -2,9 +2,10 @@
 
 `GET /buildings/{b}/availability?from&to[&resourceId][&slotMinutes]` answers, per resource, its busy
 blocks with provenance (platform booking or Outlook, company, showAs) and, with `slotMinutes`, its
-free time. Reads: the building's resources (one partition query) and `BusyStore.blocks` (one
-partition query per UTC day of the range, whole building at once); a single resource is filtered by
-RowKey prefix in the same day partitions.
+free time. Reads: the building's resources (one partition query) and the busy blocks from the
+process's checked copies of whole building-days (shared/availability/snapshot.py: one point read
+per UTC day of the range, a scan only of days that changed); a few resources whose days are not
+held are read by RowKey prefix instead.
 
 Free time: slots of `slotMinutes` aligned to the resource's local midnight (09:00, 09:30, ... in its
 IANA zone, so a 30-minute grid stays on the half hour across DST), kept when they lie inside the
@@ -24,9 +25,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any, TypedDict
+from typing import Any, Protocol, TypedDict
 
-from shared.availability.busy import BusyBlock, BusyStore
+from shared.availability.busy import BusyBlock
+from shared.availability.snapshot import BusySnapshots, Held
 from shared.core import times
 from shared.core.errors import FieldError, ValidationFailed
 from shared.core.times import TimeUnreadable, UnknownTimeZone, parse_rfc3339, utc_z
@@ -161,8 +163,19 @@ def slot_boundaries(
     return sorted(found)
 
 
+class Interval(Protocol):
+    """What cutting free time needs of a busy block (BusyBlock, snapshot.Held)."""
+
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def show_as(self) -> str: ...
+
+
 def free_runs(
-    start: datetime, end: datetime, busy: Sequence[BusyBlock], edges: Sequence[datetime]
+    start: datetime, end: datetime, busy: Sequence[Interval], edges: Sequence[datetime]
 ) -> list[tuple[datetime, datetime]]:
     """Maximal runs of grid slots (between consecutive `edges`, from `slot_boundaries`) inside
     [start, end) that overlap no busy block.
@@ -265,14 +278,17 @@ def resources_of(
 
 
 def availability(
-    tables: TableSource, busy: BusyStore, building_id: str, params: Mapping[str, str]
+    tables: TableSource,
+    busy: BusySnapshots[BusyOut],
+    building_id: str,
+    params: Mapping[str, str],
 ) -> AvailabilityOut:
     """The answer of the availability route (module docstring)."""
     check_building(building_id)
     query = parse_query(params)
     resources = resources_of(tables, building_id, query.resource_id)
-    # The resources' ids (not None) let the store read the building as concurrent key ranges.
-    blocks = busy.blocks(
+    # The resources' ids: only theirs are shown, and they cut a day's scan into concurrent ranges.
+    blocks = busy.by_resource(
         building_id, query.start, query.end, resource_ids=[str(r["RowKey"]) for r in resources]
     )
     return {
@@ -284,21 +300,21 @@ def availability(
 
 
 def assemble(
-    resources: Iterable[Mapping[str, Any]], blocks: Iterable[BusyBlock], query: AvailabilityQuery
+    resources: Iterable[Mapping[str, Any]],
+    blocks: Mapping[str, Sequence[Held[BusyOut]]],
+    query: AvailabilityQuery,
 ) -> list[ResourceAvailabilityOut]:
-    by_resource: dict[str, list[BusyBlock]] = {}
-    for block in blocks:
-        by_resource.setdefault(block.resource_id, []).append(block)
+    """Each resource's busy views and (with slotMinutes) free runs; `blocks` by resource."""
     grids: dict[str, list[datetime]] = {}  # resources mostly share a zone: one grid per zone
     out: list[ResourceAvailabilityOut] = []
     for entity in sorted(resources, key=lambda e: str(e["RowKey"])):
         resource_id = str(entity["RowKey"])
         zone_name = str(entity.get("timeZone") or "UTC")
-        mine = by_resource.get(resource_id, [])
+        mine = blocks.get(resource_id, ())
         item: ResourceAvailabilityOut = {
             "resourceId": resource_id,
             "timeZone": zone_name,
-            "busy": [busy_view(b) for b in mine],
+            "busy": [b.view for b in mine],
         }
         if query.slot_minutes is not None:
             if zone_name not in grids:
