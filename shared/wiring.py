@@ -27,7 +27,7 @@ from shared.analytics.store import RollupStore
 from shared.api.auth import TokenValidator, validator_for
 from shared.api.health import DEFAULT_DEADLINE_S as HEALTH_DEADLINE_S
 from shared.availability.busy import BusyStore
-from shared.availability.service import BusyOut, busy_view
+from shared.availability.service import busy_json
 from shared.availability.snapshot import BusySnapshots
 from shared.bookings.model import BookingConfig
 from shared.bookings.outbox import QUEUE as OUTBOX_QUEUE
@@ -264,10 +264,10 @@ def busy_store(settings: Settings) -> BusyStore:
 
 
 @per_settings
-def busy_snapshots(settings: Settings) -> BusySnapshots[BusyOut]:
+def busy_snapshots(settings: Settings) -> BusySnapshots[str]:
     """The process's checked copies of building-days that availability reads (one per process:
     what one read scans, the next one reuses)."""
-    return BusySnapshots(busy_store(), busy_view)
+    return BusySnapshots(busy_store(), busy_json)
 
 
 @per_settings

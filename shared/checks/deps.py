@@ -13,7 +13,6 @@ from shared.storage.tablestore import TableSource
 
 if TYPE_CHECKING:
     from shared.availability.busy import BusyStore
-    from shared.availability.service import BusyOut
     from shared.availability.snapshot import BusySnapshots
     from shared.bookings.service import BookingDeps
     from shared.checks.store import CheckStore
@@ -64,7 +63,7 @@ class CheckDeps:
     connections: Connections
     bookings: BookingDeps  # the booking service, configured for test bookings (wiring)
     busy: BusyStore
-    availability: BusySnapshots[BusyOut]  # what the availability route reads (wiring)
+    availability: BusySnapshots[str]  # what the availability route reads (wiring)
     subscription: Callable[[str, str], Watch | None]  # the mailbox's subscription (index)
     enqueue_sync: Callable[[SyncRequest, float], None]
     enqueue_run: Callable[[str, str], None]  # (building, run id) onto the checks queue
