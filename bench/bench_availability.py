@@ -274,7 +274,7 @@ def main() -> None:
             ).get_table_client(tablestore.BUSY)
         )
         report("availability right after another process's write", changed_reads(api, other, building, first_day),
-               extra="   (every read showed the write; the changed day is rescanned)")  # fmt: skip
+               extra="   (every read showed the write; only the changed resource is reread)")  # fmt: skip
 
         seeded, mails = big_tenant(stack, first_day)
         schedule_ms = schedule_reads(stack, seeded, mails, first_day)
