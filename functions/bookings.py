@@ -124,11 +124,13 @@ def booking_cancel(req: func.HttpRequest) -> func.HttpResponse:
 def availability_get(req: func.HttpRequest) -> func.HttpResponse:
     building, _ = _building(req)
     from shared import wiring
-    from shared.availability.service import availability
+    from shared.availability.service import availability_json
 
-    return json_response(
-        availability(wiring.directory_tables(), wiring.busy_store(), building, dict(req.params))
+    # JSON text already: a building's week is joined from the blocks' held texts, not re-encoded.
+    answer = availability_json(
+        wiring.directory_tables(), wiring.busy_snapshots(), building, dict(req.params)
     )
+    return func.HttpResponse(answer, status_code=200, mimetype="application/json")
 
 
 @bp.timer_trigger(schedule="%BB_RELEASE_SCHEDULE%", arg_name="timer", run_on_startup=False)

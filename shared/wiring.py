@@ -27,6 +27,8 @@ from shared.analytics.store import RollupStore
 from shared.api.auth import TokenValidator, validator_for
 from shared.api.health import DEFAULT_DEADLINE_S as HEALTH_DEADLINE_S
 from shared.availability.busy import BusyStore
+from shared.availability.service import busy_json
+from shared.availability.snapshot import BusySnapshots
 from shared.bookings.model import BookingConfig
 from shared.bookings.outbox import QUEUE as OUTBOX_QUEUE
 from shared.bookings.outbox import Outbox
@@ -262,6 +264,13 @@ def busy_store(settings: Settings) -> BusyStore:
 
 
 @per_settings
+def busy_snapshots(settings: Settings) -> BusySnapshots[str]:
+    """The process's checked copies of building-days that availability reads (one per process:
+    what one read scans, the next one reuses)."""
+    return BusySnapshots(busy_store(), busy_json)
+
+
+@per_settings
 def booking_deps(settings: Settings) -> BookingDeps:
     """The booking service's collaborators: the process's Graph client twice, with the request
     path's short retry policy and the outbox worker's longer one."""
@@ -403,6 +412,7 @@ def check_deps(settings: Settings) -> CheckDeps:
         connections=connection_repository(),
         bookings=test_bookings,
         busy=busy_store(),
+        availability=busy_snapshots(),
         subscription=lambda b, m: subscriptions.subscription_for(subs(), b, m),
         enqueue_sync=enqueue_sync,
         enqueue_run=_enqueue_check,

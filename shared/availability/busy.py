@@ -8,6 +8,10 @@ Storage (docs/DESIGN.md, "No double booking, by construction"): table `busy`, Pa
 `lock|<resource>` for the per-resource-day lock. A block is cut into one segment per UTC day it
 touches; a segment carries the whole block's start/end so readers never stitch segments.
 
+Each day partition also has a version row (RowKey `version`, a random `v`): every write that
+changes the partition's segments rewrites it in the same transaction, so one point read tells a
+reader holding a copy of the day whether it is still exact (shared/availability/snapshot.py).
+
 Claiming a slot (platform bookings): per day partition, read the resource's segments and its lock
 (ETag), check overlap, then one entity group transaction: update the lock (If-Match, or create if
 absent) + insert the segment. A concurrent writer fails the transaction and retries from the read,
@@ -28,16 +32,17 @@ superset of what is stored and a crash in between leaves nothing `remove` cannot
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import operator
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol, TypeVar
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import UpdateMode
 
 from shared.core.errors import Conflict, NotFound
@@ -79,6 +84,7 @@ _BLOCK_FIELDS = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _LOCK = "lock"
 _INDEX = "blocks"
+_VERSION = "version"  # sorts after every "lock|" and "r|" row: no segment or lock query meets it
 # Ids of blocks mirroring Outlook events (shared/sync/plan.py `outlook_block_id`); platform booking
 # ids never contain "-", so the prefix alone tells the two kinds apart (GET /bookings/{id}).
 OUTLOOK_BLOCK_PREFIX = "o-"
@@ -255,6 +261,19 @@ def block_from_entity(building_id: str, entity: Mapping[str, Any]) -> BusyBlock:
     )
 
 
+def _readable(
+    building_id: str, entities: Iterable[Mapping[str, Any]]
+) -> Iterator[tuple[str, BusyBlock]]:
+    """(writtenAt, block) of each segment entity that can be read; the others are logged."""
+    for entity in entities:
+        try:
+            block = block_from_entity(building_id, entity)
+        except (KeyError, ValueError):
+            logger.warning("unreadable busy segment skipped")
+            continue
+        yield str(entity.get("writtenAt") or ""), block
+
+
 def _versions_from(entity: Mapping[str, Any] | None) -> list[Version]:
     raw = tablestore.from_json_property(entity.get("versions") if entity else None, [])
     versions: list[Version] = []
@@ -269,12 +288,65 @@ def _versions_property(versions: Iterable[Version]) -> str:
     return tablestore.json_property([[s.isoformat(), e.isoformat()] for s, e in unique])
 
 
+def _version_op(partition_key: str) -> tablestore.Operation:
+    """The upsert that marks a day partition changed, sent in the transaction that changes it.
+    A random value rather than the row's ETag: Azurite's ETags are timestamps, which two writes in
+    one millisecond can share."""
+    row = {"PartitionKey": partition_key, "RowKey": _VERSION, "v": secrets.token_hex(8)}
+    return ("upsert", row, {"mode": UpdateMode.REPLACE})
+
+
+class Timed(Protocol):
+    """What choosing among segments needs of a block (BusyBlock, snapshot.Held)."""
+
+    @property
+    def resource_id(self) -> str: ...
+    @property
+    def block_id(self) -> str: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+
+
+T = TypeVar("T", bound=Timed)
+# Blocks are listed by resource, then start; the id only orders blocks with equal starts.
+LISTING_ORDER = operator.attrgetter("resource_id", "start", "block_id")
+
+
+def newest(candidates: Iterable[tuple[str, T]]) -> list[T]:
+    """Of (writtenAt, block) segments, each (resource, block id) once, in `LISTING_ORDER`. While a
+    block moves, its old and new segments coexist for a moment: the newest written wins."""
+    chosen: dict[tuple[str, str], tuple[str, T]] = {}
+    for written, block in candidates:
+        key = (block.resource_id, block.block_id)
+        if key not in chosen or written > chosen[key][0]:
+            chosen[key] = (written, block)
+    return sorted((b for _, b in chosen.values()), key=LISTING_ORDER)
+
+
+def newest_overlapping(
+    candidates: Iterable[tuple[str, T]], start: datetime, end: datetime
+) -> list[T]:
+    """`newest` of the segments overlapping [start, end) (an older version may overlap where the
+    newest does not: then the older one is what the range shows, as it did before the move)."""
+    return newest(c for c in candidates if overlaps(c[1].start, c[1].end, start, end))
+
+
+def _changed_ops(partition_key: str, resource_id: str) -> list[tablestore.Operation]:
+    """What a write that is not a claim sends with its change: the resource's lock (so a racing
+    claim re-reads, and a snapshot knows which resource changed) and the day's version."""
+    lock = ("upsert", _new_lock(partition_key, resource_id), {"mode": UpdateMode.REPLACE})
+    return [lock, _version_op(partition_key)]
+
+
 def _new_lock(partition_key: str, resource_id: str) -> tablestore.Entity:
-    # The value is irrelevant; writing it changes the lock's ETag, which is what claims race on.
+    # Claims race on the lock's ETag; snapshots compare its random value (snapshot.py), which
+    # must not repeat: 64 bits.
     return {
         "PartitionKey": partition_key,
         "RowKey": lock_row(resource_id),
-        "v": secrets.token_hex(4),
+        "v": secrets.token_hex(8),
     }
 
 
@@ -313,7 +385,7 @@ class BusyStore:
             # effort: if compensation fails too, the leftover segments only make the slot look busy.
             with contextlib.suppress(Exception):
                 for partition_key in created:
-                    self._delete_segment(partition_key, row)
+                    self._delete_segment(partition_key, block.resource_id, row)
                 if not self._has_segments(block, version):
                     self._index_drop(block, {version})
             raise
@@ -338,12 +410,8 @@ class BusyStore:
         for day in days:
             partition_key = day_partition(block.building_id, day)
             operations: list[tablestore.Operation] = [
-                (
-                    "upsert",
-                    _new_lock(partition_key, block.resource_id),
-                    {"mode": UpdateMode.REPLACE},
-                ),
                 ("upsert", block_entity(block, partition_key), {"mode": UpdateMode.REPLACE}),
+                *_changed_ops(partition_key, block.resource_id),
             ]
             with tablestore.storage_errors("put busy block"):
                 self.table.submit_transaction(operations)
@@ -404,28 +472,74 @@ class BusyStore:
                 per_day = list(pool.map(run, tasks))
 
         wanted_set = set(wanted) if wanted is not None else None
-        chosen: dict[tuple[str, str], tuple[str, BusyBlock]] = {}
-        for entities in per_day:
-            for entity in entities:
-                if wanted_set is not None and entity.get("resourceId") not in wanted_set:
-                    continue
-                if source is not None and entity.get("source") != source:
-                    continue
-                try:
-                    block = block_from_entity(building_id, entity)
-                except (KeyError, ValueError):
-                    logger.warning("unreadable busy segment skipped")
-                    continue
-                if not overlaps(block.start, block.end, start, end):
-                    continue
-                # While a block moves, its old and new segments coexist for a moment: the newest wins.
-                written = str(entity.get("writtenAt") or "")
-                key = (block.resource_id, block.block_id)
-                if key not in chosen or written > chosen[key][0]:
-                    chosen[key] = (written, block)
-        return sorted(
-            (b for _, b in chosen.values()), key=lambda b: (b.resource_id, b.start, b.block_id)
+        candidates = (
+            found
+            for entities in per_day
+            for found in _readable(building_id, entities)
+            if (wanted_set is None or found[1].resource_id in wanted_set)
+            and (source is None or found[1].source == source)
         )
+        return newest_overlapping(candidates, start, end)
+
+    def day_segments(
+        self,
+        building_id: str,
+        day: date,
+        *,
+        split_at: Iterable[str] = (),
+        only: Iterable[str] | None = None,
+    ) -> list[tuple[str, BusyBlock]]:
+        """Every segment of a building's UTC day as (writtenAt, block), whatever its resource (or
+        of the resources `only` names): what a snapshot of the day holds. `split_at` (resource
+        ids) only cuts the RowKey space into ranges read concurrently."""
+        span = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
+        filters: list[tuple[str, dict[str, Any]]]
+        if only is not None:
+            wanted = sorted(set(only))
+            filters = self._range_filters(wanted) if wanted else []
+        else:
+            everything = tablestore.join_key(_SEGMENT) + tablestore.KEY_SEPARATOR
+            cuts = sorted({_resource_prefix(r) for r in split_at})
+            step = max(1, -(-len(cuts) // _RANGE_QUERIES))
+            bounds = [everything, *cuts[step::step][: _RANGE_QUERIES - 1], _prefix_end(everything)]
+            filters = [(span, {"lo": lo, "hi": hi}) for lo, hi in itertools.pairwise(bounds)]
+        partition_key = day_partition(building_id, day)
+
+        def run(task: tuple[str, dict[str, Any]]) -> list[tablestore.Entity]:
+            query_filter, parameters = task
+            params = {**parameters, "pk": partition_key}
+            return tablestore.query_all(self.table, query_filter, params, select=_BLOCK_FIELDS)
+
+        if len(filters) <= 1:
+            per_query = [run(f) for f in filters]
+        else:
+            with ThreadPoolExecutor(max_workers=min(_QUERY_WORKERS, len(filters))) as pool:
+                per_query = list(pool.map(run, filters))
+        keep = None if only is None else set(only)
+        return [
+            found
+            for entities in per_query
+            for found in _readable(building_id, entities)
+            if keep is None or found[1].resource_id in keep
+        ]
+
+    def day_locks(self, building_id: str, day: date) -> dict[str, str]:
+        """Each resource's lock value in a building's UTC day: every write to a resource-day
+        changes it, so comparing two readings names the resources that changed between them."""
+        low = tablestore.join_key(_LOCK) + tablestore.KEY_SEPARATOR
+        rows = tablestore.query_all(
+            self.table,
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            {"pk": day_partition(building_id, day), "lo": low, "hi": _prefix_end(low)},
+            select=["RowKey", "v"],
+        )
+        return {tablestore.split_key(str(r["RowKey"]))[1]: str(r.get("v") or "") for r in rows}
+
+    def day_version(self, building_id: str, day: date) -> str | None:
+        """The day partition's version (module docstring); None while nothing was written to it
+        since versions exist."""
+        entity = tablestore.get_entity(self.table, day_partition(building_id, day), _VERSION)
+        return str(entity.get("v")) if entity else None
 
     def forget_subjects(self, building_id: str) -> int:
         """Remove the stored subject from every Outlook block of the building: privacy mode was
@@ -442,16 +556,21 @@ class BusyStore:
         changed = 0
         for entity in found:
             kept = {k: v for k, v in entity.items() if k != "subject"}
+            update: tablestore.Operation = (
+                "update",
+                kept,
+                {
+                    "mode": UpdateMode.REPLACE,
+                    "etag": tablestore.etag_of(entity),
+                    "match_condition": MatchConditions.IfNotModified,
+                },
+            )
             with (
+                contextlib.suppress(Conflict, NotFound),
                 tablestore.storage_errors("forget subjects"),
-                contextlib.suppress(ResourceModifiedError, ResourceNotFoundError),
             ):
-                self.table.update_entity(
-                    kept,
-                    mode=UpdateMode.REPLACE,
-                    etag=tablestore.etag_of(entity),
-                    match_condition=MatchConditions.IfNotModified,
-                )
+                changes = _changed_ops(str(entity["PartitionKey"]), str(entity["resourceId"]))
+                self.table.submit_transaction([update, *changes])
                 changed += 1
         return changed
 
@@ -530,6 +649,7 @@ class BusyStore:
             operations = [
                 lock_op,
                 ("upsert", block_entity(block, partition_key), {"mode": UpdateMode.REPLACE}),
+                _version_op(partition_key),
             ]
             try:
                 with tablestore.storage_errors("claim busy slot"):
@@ -637,9 +757,15 @@ class BusyStore:
         )
         return set(_versions_from(entity))
 
-    def _delete_segment(self, partition_key: str, row_key: str) -> None:
+    def _delete_segment(self, partition_key: str, resource_id: str, row_key: str) -> None:
+        """Delete one segment and mark its resource-day and day changed, atomically; already gone
+        changes nothing (the transaction fails whole)."""
+        operations = [
+            ("delete", {"PartitionKey": partition_key, "RowKey": row_key}),
+            *_changed_ops(partition_key, resource_id),
+        ]
         with contextlib.suppress(NotFound), tablestore.storage_errors("delete busy segment"):
-            self.table.delete_entity(partition_key, row_key)
+            self.table.submit_transaction(operations)
 
     def _delete_versions(
         self, block: BusyBlock, versions: set[Version], *, keep: set[tuple[str, str]] | None = None
@@ -649,5 +775,5 @@ class BusyStore:
         for version in versions:
             keys |= segment_keys(block.building_id, block.resource_id, block.block_id, version)
         for partition_key, row_key in sorted(keys - (keep or set())):
-            self._delete_segment(partition_key, row_key)
+            self._delete_segment(partition_key, block.resource_id, row_key)
         self._index_drop(block, versions)

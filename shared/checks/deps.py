@@ -13,6 +13,7 @@ from shared.storage.tablestore import TableSource
 
 if TYPE_CHECKING:
     from shared.availability.busy import BusyStore
+    from shared.availability.snapshot import BusySnapshots
     from shared.bookings.service import BookingDeps
     from shared.checks.store import CheckStore
     from shared.core.connection import Connection
@@ -62,6 +63,7 @@ class CheckDeps:
     connections: Connections
     bookings: BookingDeps  # the booking service, configured for test bookings (wiring)
     busy: BusyStore
+    availability: BusySnapshots[str]  # what the availability route reads (wiring)
     subscription: Callable[[str, str], Watch | None]  # the mailbox's subscription (index)
     enqueue_sync: Callable[[SyncRequest, float], None]
     enqueue_run: Callable[[str, str], None]  # (building, run id) onto the checks queue

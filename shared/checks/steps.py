@@ -499,7 +499,7 @@ def choose_slots(ctx: Ctx) -> tuple[datetime, datetime, datetime, datetime] | No
     earliest = ctx.deps.now() + config.lead
     earliest = earliest.replace(second=0, microsecond=0) + timedelta(minutes=1)
     answer = availability(
-        ctx.deps.tables, ctx.deps.busy, ctx.building,
+        ctx.deps.tables, ctx.deps.availability, ctx.building,
         {"from": utc_z(earliest), "to": utc_z(earliest + timedelta(days=config.search_days)),
          "resourceId": ctx.resource_id, "slotMinutes": str(config.slot_minutes)},
     )  # fmt: skip
@@ -528,7 +528,7 @@ def _split(ctx: Ctx, start: datetime) -> tuple[datetime, datetime, datetime, dat
 def busy_at(ctx: Ctx, start: datetime, end: datetime) -> list[Mapping[str, Any]]:
     """Availability's busy entries of the resource overlapping [start, end)."""
     answer = availability(
-        ctx.deps.tables, ctx.deps.busy, ctx.building,
+        ctx.deps.tables, ctx.deps.availability, ctx.building,
         {"from": utc_z(start), "to": utc_z(end), "resourceId": ctx.resource_id},
     )  # fmt: skip
     resources = answer["resources"]
