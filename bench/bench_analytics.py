@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from azure.data.tables import TableServiceClient
 
-from bench.bench_bookings import RESOURCES, seed
+from bench.bench_availability import RESOURCES, seed_building
 from bench.floor import print_host_floor
 from devstack.stack import start_stack
 from shared.analytics.compute import Counters, Rollup
@@ -123,7 +123,7 @@ def main() -> None:
                 report(f"analytics, {RESOURCES} rooms x {DAYS} days, by {group}", ms)
 
             one = datetime.combine(last, datetime.min.time(), UTC)
-            seeded = seed(connection, day_building, one)
+            seeded = seed_building(connection, day_building, one, days=1)
             print(f"seeded {RESOURCES} rooms x 10 busy blocks for {last} in {seeded:.1f} s")
             started = time.perf_counter()
             rebuilt = api.post(f"buildings/{day_building}/analytics:rebuild",

@@ -101,8 +101,11 @@ def block(building: str, i: int, day: datetime, k: int) -> BusyBlock:
     )
 
 
-def seed_building(connection_string: str, building: str, first_day: datetime) -> float:
-    """500 resources and 10 blocks each per day for DAYS days, a transaction per 100 segments."""
+def seed_building(
+    connection_string: str, building: str, first_day: datetime, days: int = DAYS
+) -> float:
+    """500 resources and 10 blocks each per day for `days` days, a transaction per 100 segments
+    (also bench_analytics' one day to roll up)."""
     from azure.data.tables import TableServiceClient
 
     service = TableServiceClient.from_connection_string(connection_string)
@@ -128,7 +131,7 @@ def seed_building(connection_string: str, building: str, first_day: datetime) ->
         ]
         tablestore.submit_in_chunks(busy, operations)
 
-    for d in range(DAYS):  # in turn: Azurite resets connections under concurrent transactions
+    for d in range(days):  # in turn: Azurite resets connections under concurrent transactions
         seed_day(d)
     return time.perf_counter() - t0
 

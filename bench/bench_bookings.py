@@ -1,20 +1,15 @@
-"""Bookings and availability through the HTTP API of the local stack.
+"""Booking create through the HTTP API of the local stack (availability: bench_availability.py).
 
 Starts its own stack (devstack.stack.start_stack: Azurite, the Microsoft 365 emulator, the
 Functions host), connects a building to the demo tenant (application mode) and maps one room, then
-seeds 500 resources with 10 busy blocks each on one day directly through BusyStore (as sync would
-write them; not through Graph) and measures, through the HTTP API:
+measures, through the HTTP API:
 
-- availability of the whole building for that day (p50 / p95 over REQUESTS requests; also with
-  30-minute free slots);
-- availability of one resource for that day;
 - for scale, the local host's floor (bench/floor.py: a GET of one building, auth + one read);
 - booking create latency (p50 / p95) on the mapped room, and the Graph requests per booking read
   from the emulator's `GET /_emulator/stats` (booking endpoints: the POST and the calendarView
   after it; sync's own delta rounds are reported apart), each beside its issue 17 target.
 
     .venv/bin/python bench/bench_bookings.py      (or: make bench / python -m bench bench_bookings)
-    .venv/bin/python bench/bench_bookings.py bookings    (the booking-create part alone)
 """
 
 from __future__ import annotations
@@ -26,7 +21,6 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,16 +31,10 @@ import httpx
 
 from bench.floor import print_host_floor
 from devstack.stack import start_stack
-from shared.availability.busy import BusyBlock, BusyStore
-from shared.storage import tablestore
 from tests.e2e.booking_fixtures import connect_application, graph_stats
 from tests.e2e.conftest import client_token, functions_client
 
-RESOURCES = 500
-BLOCKS_PER_DAY = 10
-REQUESTS = 200
 BOOKINGS = 50
-SEED_WORKERS = 16
 BOOKING_ENDPOINTS = (
     "GET /users/{id}/calendars/{id}/calendarView",
     "POST /users/{id}/calendars/{id}/events",
@@ -78,41 +66,6 @@ def report(label: str, ms: list[float], extra: str = "") -> None:
     )
 
 
-def seed(connection_string: str, building: str, day: datetime) -> float:
-    """500 resources (one transaction per 100) and 10 blocks each on `day`, through BusyStore."""
-    from azure.data.tables import TableServiceClient
-
-    service = TableServiceClient.from_connection_string(connection_string)
-    resources = service.create_table_if_not_exists(tablestore.RESOURCES)
-    busy = BusyStore(service.create_table_if_not_exists(tablestore.BUSY))
-    t0 = time.perf_counter()
-    tablestore.submit_in_chunks(
-        resources,
-        [
-            ("upsert", {"PartitionKey": building, "RowKey": f"res-{i:03d}", "name": f"Desk {i}",
-                        "kind": "desk", "paid": False, "timeZone": "Europe/Amsterdam"})
-            for i in range(RESOURCES)
-        ],
-    )  # fmt: skip
-    blocks = [
-        BusyBlock(
-            building,
-            f"res-{i:03d}",
-            f"o-{i:03d}-{k}",
-            day + timedelta(hours=7 + k),
-            day + timedelta(hours=7 + k, minutes=45),
-            "outlook" if k % 2 else "platform",
-            company_id=f"company-{i % 7}",
-            booking_id=None if k % 2 else f"bk-{i:03d}-{k}",
-        )
-        for i in range(RESOURCES)
-        for k in range(BLOCKS_PER_DAY)
-    ]
-    with ThreadPoolExecutor(SEED_WORKERS) as pool:
-        list(pool.map(busy.put, blocks))
-    return time.perf_counter() - t0
-
-
 def main() -> None:
     with tempfile.TemporaryDirectory() as state, start_stack(Path(state)) as stack:
         endpoints = stack.endpoints
@@ -137,39 +90,7 @@ def main() -> None:
         day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(
             days=14
         )
-        if sys.argv[1:] == ["bookings"]:  # the booking-create part alone: no seeding
-            print_host_floor(stack)
-            bench_booking_create(stack, api, building, day + timedelta(days=1))
-            return
-        seconds = seed(stack.settings["AzureWebJobsStorage"], building, day)
-        print(
-            f"seeded {RESOURCES} resources × {BLOCKS_PER_DAY} blocks/day "
-            f"({RESOURCES * BLOCKS_PER_DAY} blocks) through BusyStore in {seconds:.1f} s",
-            flush=True,
-        )
-        window = {
-            "from": day.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "to": (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        path = f"buildings/{building}/availability"
-        first = api.get(path, params=window).json()
-        busy_count = sum(len(r["busy"]) for r in first["resources"])
-        assert len(first["resources"]) == RESOURCES + 1 and busy_count == RESOURCES * 10
-        report(
-            "availability, whole building, 1 day",
-            timed(lambda: api.get(path, params=window), REQUESTS),
-            f"  {busy_count} busy blocks",
-        )
-        report(
-            "availability, whole building, 1 day, slots 30",
-            timed(lambda: api.get(path, params={**window, "slotMinutes": "30"}), REQUESTS),
-        )
         print_host_floor(stack)
-        one = {**window, "resourceId": "res-250"}
-        report(
-            "availability, one resource, 1 day", timed(lambda: api.get(path, params=one), REQUESTS)
-        )
-
         bench_booking_create(stack, api, building, day + timedelta(days=1))
         print(f"cpu cores: {os.cpu_count()}", flush=True)
 
