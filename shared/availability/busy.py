@@ -455,29 +455,13 @@ class BusyStore:
         wanted = None if resource_ids is None else sorted(set(resource_ids))
         if wanted is not None and not wanted:
             return []
-        days = utc_days(start, end)
-        tasks = [(day, f) for day in days for f in self._range_filters(wanted)]
-
-        def run(task: tuple[date, tuple[str, dict[str, Any]]]) -> list[tablestore.Entity]:
-            day, (query_filter, parameters) = task
-            params = {**parameters, "pk": day_partition(building_id, day)}
-            return tablestore.query_all(self.table, query_filter, params, select=_BLOCK_FIELDS)
-
-        if len(tasks) == 1:
-            per_day = [run(tasks[0])]
-        else:
-            # Concurrent queries: the service (or Azurite) serves one while this process parses
-            # another; parsing entities is most of the cost of a building's day.
-            with ThreadPoolExecutor(max_workers=min(_QUERY_WORKERS, len(tasks))) as pool:
-                per_day = list(pool.map(run, tasks))
-
+        found = self._read(building_id, utc_days(start, end), self._range_filters(wanted))
         wanted_set = set(wanted) if wanted is not None else None
         candidates = (
-            found
-            for entities in per_day
-            for found in _readable(building_id, entities)
-            if (wanted_set is None or found[1].resource_id in wanted_set)
-            and (source is None or found[1].source == source)
+            (written, block)
+            for written, block in found
+            if (wanted_set is None or block.resource_id in wanted_set)
+            and (source is None or block.source == source)
         )
         return newest_overlapping(candidates, start, end)
 
@@ -492,36 +476,10 @@ class BusyStore:
         """Every segment of a building's UTC day as (writtenAt, block), whatever its resource (or
         of the resources `only` names): what a snapshot of the day holds. `split_at` (resource
         ids) only cuts the RowKey space into ranges read concurrently."""
-        span = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
-        filters: list[tuple[str, dict[str, Any]]]
-        if only is not None:
-            wanted = sorted(set(only))
-            filters = self._range_filters(wanted) if wanted else []
-        else:
-            everything = tablestore.join_key(_SEGMENT) + tablestore.KEY_SEPARATOR
-            cuts = sorted({_resource_prefix(r) for r in split_at})
-            step = max(1, -(-len(cuts) // _RANGE_QUERIES))
-            bounds = [everything, *cuts[step::step][: _RANGE_QUERIES - 1], _prefix_end(everything)]
-            filters = [(span, {"lo": lo, "hi": hi}) for lo, hi in itertools.pairwise(bounds)]
-        partition_key = day_partition(building_id, day)
-
-        def run(task: tuple[str, dict[str, Any]]) -> list[tablestore.Entity]:
-            query_filter, parameters = task
-            params = {**parameters, "pk": partition_key}
-            return tablestore.query_all(self.table, query_filter, params, select=_BLOCK_FIELDS)
-
-        if len(filters) <= 1:
-            per_query = [run(f) for f in filters]
-        else:
-            with ThreadPoolExecutor(max_workers=min(_QUERY_WORKERS, len(filters))) as pool:
-                per_query = list(pool.map(run, filters))
-        keep = None if only is None else set(only)
-        return [
-            found
-            for entities in per_query
-            for found in _readable(building_id, entities)
-            if keep is None or found[1].resource_id in keep
-        ]
+        wanted = None if only is None else sorted(set(only))
+        found = self._read(building_id, [day], self._range_filters(wanted, split_at=split_at))
+        keep = None if wanted is None else set(wanted)
+        return [f for f in found if keep is None or f[1].resource_id in keep]
 
     def day_locks(self, building_id: str, day: date) -> dict[str, str]:
         """Each resource's lock value in a building's UTC day: every write to a resource-day
@@ -576,15 +534,42 @@ class BusyStore:
 
     # -- internals -----------------------------------------------------------------------------
 
+    def _read(
+        self, building_id: str, days: list[date], filters: list[tuple[str, dict[str, Any]]]
+    ) -> list[tuple[str, BusyBlock]]:
+        """(writtenAt, block) of the segments each filter finds in each day partition."""
+        tasks = [(day, f) for day in days for f in filters]
+
+        def run(task: tuple[date, tuple[str, dict[str, Any]]]) -> list[tablestore.Entity]:
+            day, (query_filter, parameters) = task
+            params = {**parameters, "pk": day_partition(building_id, day)}
+            return tablestore.query_all(self.table, query_filter, params, select=_BLOCK_FIELDS)
+
+        if len(tasks) <= 1:
+            per_task = [run(task) for task in tasks]
+        else:
+            # Concurrent queries: the service (or Azurite) serves one while this process parses
+            # another; parsing entities is most of the cost of a building's day.
+            with ThreadPoolExecutor(max_workers=min(_QUERY_WORKERS, len(tasks))) as pool:
+                per_task = list(pool.map(run, tasks))
+        return [found for entities in per_task for found in _readable(building_id, entities)]
+
     # The SDK substitutes `@name` only as a whole space-separated word, hence "( RowKey ... )".
     @staticmethod
-    def _range_filters(resource_ids: list[str] | None) -> list[tuple[str, dict[str, Any]]]:
-        """The RowKey filters of one day partition: the whole building, contiguous ranges of many
-        sorted resources (then filtered in memory), or exact prefixes of a few."""
+    def _range_filters(
+        resource_ids: list[str] | None, *, split_at: Iterable[str] = ()
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """The RowKey filters of one day partition: the whole building (cut at the prefixes of
+        `split_at` into ranges read concurrently; every segment is read whatever the ids),
+        contiguous ranges of many sorted resources (then filtered in memory), or exact prefixes
+        of a few."""
         everything = tablestore.join_key(_SEGMENT) + tablestore.KEY_SEPARATOR
         span = "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi"
         if resource_ids is None:
-            return [(span, {"lo": everything, "hi": _prefix_end(everything)})]
+            cuts = sorted({_resource_prefix(r) for r in split_at})
+            step = max(1, -(-len(cuts) // _RANGE_QUERIES))
+            bounds = [everything, *cuts[step::step][: _RANGE_QUERIES - 1], _prefix_end(everything)]
+            return [(span, {"lo": lo, "hi": hi}) for lo, hi in itertools.pairwise(bounds)]
         if len(resource_ids) > _PREFIX_QUERY_LIMIT:
             # Ranges in RowKey order, which is not the ids' order ("a|" sorts after "a-b|").
             prefixes = sorted(_resource_prefix(r) for r in resource_ids)
