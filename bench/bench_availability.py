@@ -38,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import httpx
 import msal
 
+from bench.bench_bookings import pct
 from bench.floor import print_host_floor
 from devstack.stack import start_stack
 from shared.availability.busy import BusyBlock, BusyStore, block_entity, day_partition
@@ -58,11 +59,6 @@ GRAPH = "https://graph.microsoft.com"
 TARGET_DAY_P95 = 100.0
 TARGET_WEEK_P95 = 250.0
 TARGET_RATIO = 10.0
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def timed(call: Any, n: int) -> list[float]:

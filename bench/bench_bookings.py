@@ -49,16 +49,6 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def timed(call: Any, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        response = call()
-        out.append((time.perf_counter() - t0) * 1000)
-        assert response.status_code == 200, response.text
-    return out
-
-
 def report(label: str, ms: list[float], extra: str = "") -> None:
     print(
         f"{label:<46} p50 {statistics.median(ms):7.1f} ms   p95 {pct(ms, 0.95):7.1f} ms"
