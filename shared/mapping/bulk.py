@@ -41,7 +41,6 @@ from shared.core.errors import IdentityError
 from shared.core.validate import NAME_MAX, Checker, check_building
 from shared.directory import registry
 from shared.directory.registry import INDEX_ROW_KEY
-from shared.graph.audit import AuditEntry
 from shared.mapping.access import account_mailbox, connected, reauth
 from shared.mapping.discovery import (
     MAX_ROOMS,
@@ -53,7 +52,7 @@ from shared.mapping.discovery import (
     probe_calendars,
     require_places,
 )
-from shared.mapping.places import ImportRejected
+from shared.mapping.places import ImportRejected, record_import
 from shared.mapping.service import CLAIM_GRACE, Found, MappingDeps, apply_mapping, index_key
 from shared.storage import tablestore
 
@@ -292,18 +291,8 @@ def import_mappings(
     with ThreadPoolExecutor(max_workers=WRITE_WORKERS) as pool:
         for outcome, done in pool.map(write, planned):
             report[outcome].append(done)
-    deps.audit(
-        AuditEntry(
-            time=deps.now(), actor=actor, building=building_id,
-            connection=connection.connection_id, operation="mappings.import", mailbox=None,
-            calendar=None, status=200, request_id=None,
-            result=f"ok: {len(report['created'])} created, {len(report['updated'])} updated, "
-            f"{len(report['unchanged'])} unchanged",
-        )
-    )  # fmt: skip
-    logger.info("building %s: mappings import by %s: %d created, %d updated, %d unchanged",
-                building_id, actor, len(report["created"]), len(report["updated"]),
-                len(report["unchanged"]))  # fmt: skip
+    counted = ("created", "updated", "unchanged")
+    record_import(deps, connection, building_id, actor, "mappings", report, counted)
     return report
 
 

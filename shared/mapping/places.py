@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from shared.core.addresses import normalise_email
+from shared.core.connection import Connection
 from shared.core.errors import FieldError, IdentityError, ValidationFailed
 from shared.core.validate import Checker, check_building
 from shared.directory import registry
@@ -367,19 +368,33 @@ def import_places(
     for mailbox, entity in sorted(resources.items()):
         if entity.get("placeMailbox") == mailbox and mailbox not in listed:
             report["missing"].append({"resourceId": str(entity["RowKey"]), "mailbox": mailbox})
+    record_import(deps, connection, building_id, actor, "places", report, _IMPORT_COUNTS)
+    return report
+
+
+_IMPORT_COUNTS = ("created", "updated", "unchanged", "missing")
+
+
+def record_import(
+    deps: MappingDeps,
+    connection: Connection,
+    building_id: str,
+    actor: str,
+    what: str,
+    report: Mapping[str, Sequence[Any]],
+    counted: Sequence[str],
+) -> None:
+    """An import's outcome, audited as `<what>.import` and logged: how many of each `counted`
+    list of the report (places import here, mappings import in bulk.py)."""
+    counts = ", ".join(f"{len(report[name])} {name}" for name in counted)
     deps.audit(
         AuditEntry(
             time=deps.now(), actor=actor, building=building_id,
-            connection=connection.connection_id, operation="places.import", mailbox=None,
-            calendar=None, status=200, request_id=None,
-            result=f"ok: {len(report['created'])} created, {len(report['updated'])} updated, "
-            f"{len(report['unchanged'])} unchanged, {len(report['missing'])} missing",
+            connection=connection.connection_id, operation=f"{what}.import", mailbox=None,
+            calendar=None, status=200, request_id=None, result=f"ok: {counts}",
         )
     )  # fmt: skip
-    logger.info("building %s: places import by %s: %d created, %d updated, %d unchanged",
-                building_id, actor, len(report["created"]), len(report["updated"]),
-                len(report["unchanged"]))  # fmt: skip
-    return report
+    logger.info("building %s: %s import by %s: %s", building_id, what, actor, counts)
 
 
 class ImportRejected(ValidationFailed):
