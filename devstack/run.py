@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(_banner(stack, time.monotonic() - started), flush=True)
         while all(
             child.process.poll() is None
-            for child in (stack.azurite.child, stack.emulator.child, stack.host.child)
+            for child in (*stack.azurite.children, stack.emulator.child, stack.host.child)
         ):
             if os.getppid() != parent:
                 # Our parent died without telling us: GNU make, sent SIGINT alone (not from a
