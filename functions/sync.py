@@ -23,16 +23,16 @@ PROCESS_STARTED = datetime.now(UTC)
 @bp.queue_trigger(arg_name="msg", queue_name="notifications", connection="AzureWebJobsStorage")
 def sync_worker(msg: func.QueueMessage) -> None:
     from shared import wiring
-    from shared.sync.queue import SyncRequest
-    from shared.sync.worker import handle
+    from shared.sync.queue import decode_all
+    from shared.sync.worker import handle_all
 
-    request = decode_or_drop(msg, SyncRequest.decode, "sync", "a sync request")
-    if request is None:
+    requests = decode_or_drop(msg, decode_all, "sync", "a sync request")
+    if requests is None:
         return
     # A failure the queue should retry propagates (the host retries, then poisons it).
-    results = handle(wiring.sync_deps(), request, msg.insertion_time)
-    logger.info("sync %s %s (%s): %s", request.building, request.mailbox, request.reason,
-                [(r.resource_id, r.outcome, r.changes) for r in results])  # fmt: skip
+    for request, results in handle_all(wiring.sync_deps(), requests, msg.insertion_time):
+        logger.info("sync %s %s (%s): %s", request.building, request.mailbox, request.reason,
+                    [(r.resource_id, r.outcome, r.changes) for r in results])  # fmt: skip
 
 
 @bp.timer_trigger(schedule="%BB_POLL_SCHEDULE%", arg_name="timer", run_on_startup=False)

@@ -316,7 +316,7 @@ def client_state_keys(settings: Settings) -> VersionedKeys:
 def webhook_inbox(settings: Settings) -> Inbox:
     """The webhook's collaborators (kept across invocations: the record cache is the point)."""
     records = RecordCache(functools.partial(load_record, clients.table))
-    return Inbox(records, client_state_keys(), enqueue_sync, _enqueue_lifecycle)
+    return Inbox(records, client_state_keys(), syncqueue.GroupSend(_send_sync), _enqueue_lifecycle)
 
 
 @per_settings
@@ -349,6 +349,10 @@ def _enqueue_lifecycle(work: LifecycleWork) -> None:
 def enqueue_sync(request: SyncRequest, delay: float = 0) -> None:
     """Put a sync request on the queue (the client on first use: creating it is a request)."""
     syncqueue.send(clients.queue(SYNC_QUEUE), request, delay)
+
+
+def _send_sync(requests: list[SyncRequest]) -> None:
+    syncqueue.send_all(clients.queue(SYNC_QUEUE), requests)
 
 
 def _peek_sync_poison() -> list[str]:

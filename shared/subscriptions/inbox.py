@@ -4,7 +4,8 @@
 Graph's collections and hand the items to `accept()`, the one path after the carrier: it checks
 every item's clientState in constant time against its subscription (records cached in-process,
 `RecordCache`), drops and counts unknown subscriptions and bad clientStates, coalesces valid items
-into one `SyncRequest` per dirty (building, mailbox), and enqueues.
+into one `SyncRequest` per dirty (building, mailbox), and enqueues them (across concurrent POSTs
+in few messages: `shared.sync.queue.GroupSend`).
 Lifecycle events (§6.7): `missed` → a sync request; `reauthorizationRequired` and
 `subscriptionRemoved` → a `LifecycleWork` message on `LIFECYCLE_QUEUE`, handled off the HTTP path
 by shared/subscriptions/manage.py's `handle_lifecycle`.
@@ -18,7 +19,7 @@ import re
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -284,7 +285,8 @@ class Inbox:
 
     records: RecordCache
     keys: VersionedKeys
-    enqueue: Callable[[SyncRequest], None]
+    # A call's requests all at once (wiring gives a `shared.sync.queue.GroupSend`).
+    enqueue: Callable[[Sequence[SyncRequest]], None]
     enqueue_lifecycle: Callable[[LifecycleWork], None]
 
 
@@ -364,8 +366,8 @@ def accept(
         return by_check.key if by_check else None
 
     sorted_ = sort_items(items, lookup, key_for, dropped)
-    for request in sorted_.sync:
-        inbox.enqueue(request)
+    if sorted_.sync:
+        inbox.enqueue(sorted_.sync)
     for work in sorted_.lifecycle:
         inbox.enqueue_lifecycle(work)
     result = InboxResult(

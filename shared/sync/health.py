@@ -17,7 +17,7 @@ from shared.storage import tablestore
 from shared.storage.tablestore import Entity
 from shared.sync.deltastate import count, state_table, when
 from shared.sync.deps import SyncDeps, Watch
-from shared.sync.queue import SyncRequest
+from shared.sync.queue import SyncRequest, decode_all
 
 logger = logging.getLogger(__name__)
 
@@ -195,11 +195,10 @@ def _poison_for(deps: SyncDeps, building: str) -> list[SyncRequest]:
         return []
     for body in bodies:
         try:
-            request = SyncRequest.decode(body)
+            requests = decode_all(body)
         except BookingBridgeError:
             continue
-        if request.building == building:
-            found.append(request)
+        found += [r for r in requests if r.building == building]
     return found
 
 

@@ -25,6 +25,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -161,6 +162,37 @@ def handle(
     if failure is not None and request.reason in _RETRIED_BY_QUEUE:
         raise failure
     return results
+
+
+# Requests of one batch message (the webhook's GroupSend) served at once: a batch is the
+# notifications of a busy moment, and one message must not serialise their rounds.
+BATCH_WORKERS = 4
+
+
+def handle_all(
+    deps: SyncDeps, requests: Sequence[SyncRequest], requested_at: datetime | None
+) -> list[tuple[SyncRequest, list[RoundResult]]]:
+    """Serve every request of one queue message (`shared.sync.queue.decode_all`). Each is tried;
+    the first failure the queue should retry is raised after all were, so the message comes back
+    (the rounds that succeeded then find themselves coalesced: `deltastate.acquire`)."""
+    if len(requests) == 1:
+        return [(requests[0], handle(deps, requests[0], requested_at))]
+    served: list[tuple[SyncRequest, list[RoundResult]]] = []
+    failure: BookingBridgeError | None = None
+    with ThreadPoolExecutor(min(BATCH_WORKERS, len(requests))) as pool:
+        # A context each: log records keep the invocation id the host put in it.
+        futures = [
+            (r, pool.submit(contextvars.copy_context().run, handle, deps, r, requested_at))
+            for r in requests
+        ]
+        for request, future in futures:
+            try:
+                served.append((request, future.result()))
+            except BookingBridgeError as err:
+                failure = failure or err
+    if failure is not None:
+        raise failure
+    return served
 
 
 def _resources_for(deps: SyncDeps, request: SyncRequest) -> list[str]:

@@ -590,6 +590,36 @@ def test_reconcile_timer_catches_what_no_notification_said(sstack: Stack, world:
     within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s, s + timedelta(hours=1)))
 
 
+def test_one_message_with_a_batch_of_requests_syncs_each(sstack: Stack, world: World) -> None:
+    """The webhook sends the requests of concurrent POSTs as one message (GroupSend): the real
+    worker serves every request in it. Notifications are dropped, so nothing else says so."""
+    from shared.storage import clients
+    from shared.sync.queue import QUEUE, SyncRequest, encode_batches
+
+    admin = world.users["admin"]["userPrincipalName"]
+    day = world.day + timedelta(days=17)
+    outlook(sstack, "POST", "faults", json={"notifications": {"dropRate": 1.0}})
+    try:
+        outlook(sstack, "POST", f"users/{world.room_mail}/events", json=_event("Batch A", day, 9))
+        outlook(sstack, "POST", f"users/{admin}/events",
+                json={**_event("Batch B", day, 11), "calendarId": world.own_calendar})  # fmt: skip
+        time.sleep(1.0)  # longer than a notification takes: nothing noticed either
+        s_a, s_b = day + timedelta(hours=9), day + timedelta(hours=11)
+        assert not at(world.app, world.room, s_a, s_a + timedelta(hours=1))
+        assert not at(world.delegated, world.own, s_b, s_b + timedelta(hours=1))
+    finally:
+        outlook(sstack, "DELETE", "faults")
+    own_mailbox = str(sstack.emulator.seed["tenant"]["users"]["admin"]["mail"]).lower()
+    (text,) = encode_batches([
+        SyncRequest(world.app, world.room_mail, "notified"),
+        SyncRequest(world.delegated, own_mailbox, "notified"),
+    ])  # fmt: skip
+    assert text.startswith('{"requests":[')
+    clients.queue(QUEUE).send_message(text)
+    within(NOTIFIED_WITHIN, lambda: at(world.app, world.room, s_a, s_a + timedelta(hours=1)))
+    within(NOTIFIED_WITHIN, lambda: at(world.delegated, world.own, s_b, s_b + timedelta(hours=1)))
+
+
 def test_a_burst_of_changes_is_coalesced(sstack: Stack, world: World) -> None:
     before = delta_state(world.app, world.room)
     assert before is not None
@@ -638,13 +668,17 @@ def test_sync_health_per_mapping(sstack: Stack, sapi: httpx.Client, world: World
 
 def test_poison_messages_are_counted(sstack: Stack, sapi: httpx.Client, world: World) -> None:
     from shared.storage import clients
-    from shared.sync.queue import SyncRequest
+    from shared.sync.queue import SyncRequest, encode_batches
 
-    clients.queue("notifications-poison").send_message(
-        SyncRequest(world.delegated, "x@example.com", "notified").encode()
-    )
+    before = sapi.get(f"buildings/{world.delegated}/sync").json()["poisonMessages"]
+    poison = clients.queue("notifications-poison")
+    poison.send_message(SyncRequest(world.delegated, "x@example.com", "notified").encode())
+    # A batch message counts each of its requests, by building.
+    (batch,) = encode_batches([SyncRequest(world.delegated, f"y{i}@example.com", "notified")
+                               for i in range(2)])  # fmt: skip
+    poison.send_message(batch)
     body = sapi.get(f"buildings/{world.delegated}/sync").json()
-    assert body["poisonMessages"] >= 1
+    assert body["poisonMessages"] == before + 3
     assert sapi.get(f"buildings/{world.app}/sync").json()["poisonMessages"] == 0
 
 

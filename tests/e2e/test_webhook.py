@@ -374,7 +374,7 @@ def test_inbox_sends_one_message_per_dirty_mailbox_and_none_for_bad_items(
     inbox = Inbox(
         RecordCache(lambda s: store.load_record(clients.table, s)),
         wiring.client_state_keys(),
-        lambda r: sync_q.send_message(r.encode()),
+        lambda rs: [sync_q.send_message(r.encode()) for r in rs],
         lambda w: life_q.send_message(w.encode()),
     )
 
@@ -669,7 +669,8 @@ def test_forged_repeats_and_floods_of_unknown_ids_are_202_with_nothing_queued(
 
     inbox = Inbox(
         RecordCache(load), wiring.client_state_keys(),
-        lambda r: sync_q.send_message(r.encode()), lambda w: life_q.send_message(w.encode()),
+        lambda rs: [sync_q.send_message(r.encode()) for r in rs],
+        lambda w: life_q.send_message(w.encode()),
     )  # fmt: skip
     result = receive(inbox, collection(*[unknown] * 201))
     assert result.accepted == 0 and result.sync_requests == 0 and len(reads) == 1

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import pytest
@@ -48,7 +48,9 @@ from tests.integration.test_subscriptions_service import (  # noqa: F401 - fixtu
 pytestmark = pytest.mark.timeout(120)
 
 
-def _inbox(subs: Subs, keys: VersionedKeys, enqueue: Callable[[SyncRequest], None]) -> Inbox:
+def _inbox(
+    subs: Subs, keys: VersionedKeys, enqueue: Callable[[Sequence[SyncRequest]], None]
+) -> Inbox:
     lifecycle: list[LifecycleWork] = []
     records = RecordCache(lambda sub_id: store.load_record(subs.world.tables, sub_id))
     return Inbox(records, keys, enqueue, lifecycle.append)
@@ -84,7 +86,7 @@ def test_a_batch_reads_every_subscription_it_names_where_the_webhook_stops_at_it
     bodies = [json.dumps({"value": [ours]}).encode()] + [
         json.dumps({"value": strangers[n : n + 10]}).encode() for n in range(0, 250, 10)
     ]
-    result = receive_events(_inbox(subs, keys, queued.append), bodies)
+    result = receive_events(_inbox(subs, keys, queued.extend), bodies)
     assert result.accepted == 1 and result.dropped == {"unknown_subscription": 250}
     assert queued == [SyncRequest(subs.building, mailbox, "notified")]
 
@@ -94,14 +96,14 @@ def test_a_failing_queue_fails_the_batch_and_bad_events_do_not(
 ) -> None:
     _, ours = _ours(subs, keys)
 
-    def down(request: SyncRequest) -> None:
+    def down(requests: Sequence[SyncRequest]) -> None:
         raise StorageError("queue unavailable", reason="queue")
 
     bodies = [b"garbage", json.dumps({"value": [ours]}).encode()]
     with pytest.raises(StorageError):
         receive_events(_inbox(subs, keys, down), bodies)
     queued: list[SyncRequest] = []
-    result = receive_events(_inbox(subs, keys, queued.append), bodies)  # the retry
+    result = receive_events(_inbox(subs, keys, queued.extend), bodies)  # the retry
     assert result.accepted == 1 and result.dropped == {"malformed_event": 1} and len(queued) == 1
 
 

@@ -228,7 +228,7 @@ def test_ensure_creates_once_through_the_handshake_and_the_inbox_accepts_what_gr
     lifecycle: list[LifecycleWork] = []
     inbox = Inbox(
         RecordCache(lambda sub_id: store.load_record(subs.world.tables, sub_id)), keys,
-        queued.append, lifecycle.append,
+        queued.extend, lifecycle.append,
     )  # fmt: skip
     result = receive(inbox, json.dumps({"value": items}).encode())
     assert result.accepted == len(items) and result.dropped == {}
@@ -362,7 +362,7 @@ def test_a_rotated_client_state_key_keeps_old_subscriptions_heard_until_renewal_
     def accepted(instance: VersionedKeys, items: list[dict[str, Any]]) -> InboxResult:
         inbox = Inbox(
             RecordCache(lambda sub_id: store.load_record(subs.world.tables, sub_id)), instance,
-            lambda request: None, lambda work: None,
+            lambda requests: None, lambda work: None,
         )  # fmt: skip
         return receive(inbox, json.dumps({"value": items}).encode())
 
