@@ -385,10 +385,19 @@ def target(figure: float, limit: float, unit: str = "ms") -> str:
     return f"(target <= {limit:g} {unit}: {'met' if figure <= limit else 'NOT met'})"
 
 
+def worker_messages(log: Path, mark: int) -> int:
+    """The sync queue messages the worker host served after `mark` (its 'Executed' lines)."""
+    with log.open("rb") as f:
+        f.seek(mark)
+        return f.read().count(b"Executed 'Functions.sync_worker' (")
+
+
 def load(stack: Stack, made: list[Any], tenant_id: str, rate: float, seconds: float) -> None:
     bodies = notification_bodies(made, tenant_id)
     probe = StorageProbe(stack.settings["AzureWebJobsStorage"])
     probe.start()
+    worker_log = Path(stack.state_dir) / "logs" / WORKER_LOG
+    worker_mark = worker_log.stat().st_size if worker_log.exists() else None
     result = load_round(stack, bodies, rate, seconds)
     probe.stop.set()
     probe.join()
@@ -414,6 +423,12 @@ def load(stack: Stack, made: list[Any], tenant_id: str, rate: float, seconds: fl
             f"p50 {percentile(result.served, 0.5):.0f} ms, "
             f"p99 {percentile(result.served, 0.99):.0f} ms over {len(result.served)} invocations"
         )
+    if worker_mark is not None:
+        settle(worker_log)
+        messages = worker_messages(worker_log, worker_mark)
+        print(f"  sync queue messages the worker served: {messages} for {len(result.served)} "
+              f"notifications (the warm-up's included; concurrent POSTs' requests share one: "
+              f"GroupSend)")  # fmt: skip
 
 
 def step_search(
