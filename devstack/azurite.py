@@ -16,6 +16,7 @@ let table and queue work use both cores, as Azure's storage services never share
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,8 +56,10 @@ class Azurite:
         return all(child.process.poll() is None for child in self.children)
 
     def stop(self) -> None:
+        # SIGINT: azurite-table saves its database on SIGINT only (SIGTERM ends it unsaved and
+        # `make run` would lose the last seconds of tables); the others take either.
         for child in self.children:
-            child.stop()
+            child.stop(sig=signal.SIGINT)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 

@@ -70,12 +70,12 @@ class Child:
     info: dict[str, Any] = field(default_factory=dict)
     log_path: Path | None = None
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
         if self.process.poll() is not None:
             return
         # The child leads its own process group (start_new_session), so grandchildren die too.
         try:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, sig)
         except ProcessLookupError:
             return
         try:
