@@ -52,7 +52,7 @@ from shared.mapping.discovery import (
     probe_calendars,
     require_places,
 )
-from shared.mapping.places import ImportRejected, record_import
+from shared.mapping.places import ImportRejected, import_time_zone, record_import
 from shared.mapping.service import CLAIM_GRACE, Found, MappingDeps, apply_mapping, index_key
 from shared.storage import tablestore
 
@@ -89,9 +89,7 @@ def _parse(
     a malformed body is a 400."""
     check = Checker(body)
     check.only(("timeZone", "mappings"))
-    zone = body.get("timeZone")
-    if "timeZone" in body and (not isinstance(zone, str) or not registry.valid_time_zone(zone)):
-        check.add("timeZone", "must be an IANA time zone such as Europe/Amsterdam")
+    zone = import_time_zone(check, body)
     raw = body.get("mappings")
     if not isinstance(raw, list) or not 0 < len(raw) <= BULK_MAX:
         check.add("mappings", f"must be a list of 1–{BULK_MAX} rows")
@@ -118,7 +116,7 @@ def _parse(
                 rejected.append(_rejection(n, item, error.field, error.message))
             continue
         rows.append(_Row(n, resource_id, mailbox or "", name))
-    return (str(zone) if isinstance(zone, str) else None), rows
+    return zone, rows
 
 
 def _rejection(n: int, item: Mapping[str, Any], field: str, error: str) -> dict[str, Any]:

@@ -225,9 +225,7 @@ class _Planned:
 def _parse_import(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None]:
     check = Checker(body)
     check.only(("timeZone", "placeIds"))
-    zone = body.get("timeZone")
-    if "timeZone" in body and (not isinstance(zone, str) or not registry.valid_time_zone(zone)):
-        check.add("timeZone", "must be an IANA time zone such as Europe/Amsterdam")
+    zone = import_time_zone(check, body)
     ids = body.get("placeIds")
     if "placeIds" in body and (
         not isinstance(ids, list)
@@ -237,7 +235,16 @@ def _parse_import(body: Mapping[str, Any]) -> tuple[str | None, list[str] | None
         check.add("placeIds", f"must be a list of 1–{SELECTION_MAX} place ids")
         ids = None
     check.done()
-    return (str(zone) if isinstance(zone, str) else None), ids
+    return zone, ids
+
+
+def import_time_zone(check: Checker, body: Mapping[str, Any]) -> str | None:
+    """An import body's optional `timeZone`, for the resources it creates (this import and the
+    bulk mappings import): None when absent, else it must be an IANA zone (added to `check`)."""
+    zone = body.get("timeZone")
+    if "timeZone" in body and (not isinstance(zone, str) or not registry.valid_time_zone(zone)):
+        check.add("timeZone", "must be an IANA time zone such as Europe/Amsterdam")
+    return zone if isinstance(zone, str) else None
 
 
 def _ancestors(place: Place, by_id: Mapping[str, Place]) -> dict[str, str]:
