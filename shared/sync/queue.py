@@ -84,12 +84,12 @@ def encode_batches(requests: Sequence[SyncRequest]) -> list[str]:
         return [requests[0].encode()]
     texts: list[str] = []
     batch: list[str] = []
-    size = 0
+    size = _EMPTY_BATCH
     for request in requests:
         text = request.encode()
-        if batch and size + len(text) + 1 > MAX_BATCH_CHARS:
+        if batch and size + len(text) + 1 > MAX_BATCH_CHARS:  # + 1: its comma
             texts.append(_batch_text(batch))
-            batch, size = [], 0
+            batch, size = [], _EMPTY_BATCH
         batch.append(text)
         size += len(text) + 1
     if batch:
@@ -99,6 +99,9 @@ def encode_batches(requests: Sequence[SyncRequest]) -> list[str]:
 
 def _batch_text(encoded: list[str]) -> str:
     return '{"requests":[' + ",".join(encoded) + "]}"
+
+
+_EMPTY_BATCH = len(_batch_text([]))  # the wrapper counts towards MAX_BATCH_CHARS too
 
 
 def decode_all(text: str) -> list[SyncRequest]:

@@ -118,3 +118,12 @@ def test_a_failed_send_fails_its_callers_only() -> None:
     assert outcome == {"first": "sent", "b": "failed", "c": "failed"}
     group([a])  # and the sender is free again
     assert calls == 3
+
+
+@pytest.mark.parametrize("length", range(40, 60))
+def test_a_batch_with_its_wrapper_stays_under_the_size(length: int) -> None:
+    # Batches filled to the brim: the wrapper `{"requests":[...]}` counts as well.
+    requests = [SyncRequest("b1", f"{i:0{length}d}@x.example", "notified") for i in range(800)]
+    texts = encode_batches(requests)
+    assert max(len(t) for t in texts) <= MAX_BATCH_CHARS
+    assert [r for t in texts for r in decode_all(t)] == requests
