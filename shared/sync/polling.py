@@ -113,11 +113,12 @@ def reconcile_reason(
     """Why the reconciliation tick must run a round for this calendar now, or None: trusted.
 
     Pure (module docstring, DESIGN.md issue 17). `state`: its deltastate row; `watch`: its
-    mailbox's subscription, read only for calendars notifications watch; `started`: when this
-    process started (None: no restart signal). `watch` is called only when nothing cheaper decided. Checked in order, the first that holds is the
-    reason: no successful round yet; the last round failed; a loss signal no round has started
-    after; a round before this process started; the subscription not watching, failing to renew,
-    or past its expiry; the trust period since the last successful round is over.
+    mailbox's subscription, called only for calendars notifications watch and only when nothing
+    cheaper decided; `started`: when this process started (None: no restart signal). Checked in
+    order, the first that holds is the reason: no successful round yet; the last round failed; a
+    loss signal no round has started after; a round before this process started; the
+    subscription not watching, failing to renew, or past its expiry; the trust period since the
+    last successful round is over.
     """
     last = when(state.get("lastStartedAt")) if state is not None else None
     if state is None or last is None:
