@@ -418,24 +418,19 @@ def _after_attempt(deps: BookingDeps, booking: Booking, op: str) -> None:
             base=deps.config.backoff_seconds,
             ceiling=deps.config.backoff_max_seconds,
         )
-        _send(deps, booking, op, delay=delay)
+        _send(deps, booking.building_id, booking.id, op, delay=delay)
     elif booking.sync_state == "failed":
         _note_on_resource(deps, booking)
 
 
-def _send(deps: BookingDeps, booking: Booking, op: str, *, delay: int) -> None:
-    deps.outbox.send(
-        OutboxMessage(booking.building_id, booking.id, cast(Any, op)), delay_seconds=delay
-    )
+def _send(deps: BookingDeps, building_id: str, booking_id: str, op: str, *, delay: int) -> None:
+    deps.outbox.send(OutboxMessage(building_id, booking_id, cast(Any, op)), delay_seconds=delay)
 
 
 def _watch(deps: BookingDeps, building_id: str, booking_id: str) -> None:
     """The watchdog of a change about to be made: a check of the booking after WATCHDOG (the
     request died meanwhile → the worker repairs or abandons what it left)."""
-    deps.outbox.send(
-        OutboxMessage(building_id, booking_id, "check"),
-        delay_seconds=int(WATCHDOG.total_seconds()),
-    )
+    _send(deps, building_id, booking_id, "check", delay=int(WATCHDOG.total_seconds()))
 
 
 @functools.cache
@@ -756,7 +751,7 @@ def _write_through(
         # Changed meanwhile (another request or the worker): whoever changed it scheduled its own
         # write-through; a check message makes sure the event ends up matching the final state.
         if not worker:
-            _send(deps, booking, "check", delay=0)
+            _send(deps, booking.building_id, booking.id, "check", delay=0)
         return booking, None
     if result.status in ENDED and result.sync_state != "pending":
         deps.busy.remove(result.block())  # the event is gone (or never will be): free the slot
@@ -780,7 +775,8 @@ def process_outbox(deps: BookingDeps, message: OutboxMessage) -> str:
         if booking.status == "creating":
             age = deps.now() - booking.created_at
             if age < WATCHDOG:
-                _send(deps, booking, message.op, delay=int((WATCHDOG - age).total_seconds()) + 1)
+                delay = int((WATCHDOG - age).total_seconds()) + 1
+                _send(deps, booking.building_id, booking.id, message.op, delay=delay)
                 return "deferred"
             abandon(deps, booking)
             return "abandoned"
